@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Installs everything the tests need into a virtual environment and runs them.
+#   bash scripts/test.sh            # the whole suite
+#   bash scripts/test.sh -k loader  # pytest arguments pass through
+# VENV picks the environment (default .venv). COMFYUI_DIR (default /opt/ComfyUI) enables the ComfyUI integration
+# tests; without a ComfyUI source there they are skipped with a loud reason.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+VENV=${VENV:-.venv}
+[ -x "$VENV/bin/python" ] || python3 -m venv "$VENV"
+PY="$VENV/bin/python"
+COMFY=${COMFYUI_DIR:-/opt/ComfyUI}
+reqs=(-r requirements.txt -r requirements-test.txt)
+if [ -f "$COMFY/requirements.txt" ]; then
+  grep -vE '^(torch|torchvision|torchaudio)([^A-Za-z0-9_-]|$)' "$COMFY/requirements.txt" > "$VENV/comfyui-requirements.txt"
+  reqs+=(-r "$VENV/comfyui-requirements.txt")
+fi
+# torch and torchvision are pinned together, or a dependency pulls another torch build.
+"$PY" -m pip install -q --disable-pip-version-check torch==2.14.1 torchvision==0.29.1 "${reqs[@]}"
+exec "$PY" -m pytest "$@"

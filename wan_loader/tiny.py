@@ -1,0 +1,132 @@
+"""Tiny randomly initialised Wan2.2-Animate components with the real module classes.
+
+Used by the tests, the README's end-to-end demo and the benchmarks' smoke runs. Shapes keep the real
+constraints between parts: transformer text_dim == umT5 d_model, image_dim == CLIP hidden size,
+in_channels == 2 * latent_channels + 4, VAE z_dim == latent_channels. The face motion encoder works at
+TINY_FACE_SIZE (16) instead of 512 so a sampling step costs milliseconds on a CPU.
+"""
+from __future__ import annotations
+
+import torch
+
+from .components import WanAnimateComponents
+
+TINY_FACE_SIZE = 16
+TINY_CLIP_IMAGE_SIZE = 28
+TINY_VOCAB = ["<pad>", "</s>", "<unk>", "\u2581"] + [chr(c) for c in range(ord("a"), ord("z") + 1)] + [
+    "\u2581" + w for w in ("a", "the", "man", "woman", "dance", "dancing", "person", "walk", "blurry", "bad")
+]
+
+TINY_TRANSFORMER_CONFIG = dict(
+    patch_size=(1, 2, 2),
+    num_attention_heads=2,
+    attention_head_dim=8,
+    in_channels=36,
+    latent_channels=16,
+    out_channels=16,
+    text_dim=32,
+    freq_dim=16,
+    ffn_dim=32,
+    num_layers=4,
+    image_dim=24,
+    rope_max_seq_len=64,
+    motion_encoder_channel_sizes={"4": 16, "8": 16, "16": 16},
+    motion_encoder_size=TINY_FACE_SIZE,
+    motion_style_dim=16,
+    motion_dim=4,
+    motion_encoder_dim=16,
+    face_encoder_hidden_dim=16,
+    face_encoder_num_heads=2,
+    inject_face_latents_blocks=2,
+    motion_encoder_batch_size=8,
+)
+
+TINY_VAE_CONFIG = dict(
+    base_dim=8, z_dim=16, dim_mult=[1, 2, 2, 2], num_res_blocks=1, attn_scales=[], temperal_downsample=[False, True, True]
+)
+
+TINY_UMT5_CONFIG = dict(
+    vocab_size=len(TINY_VOCAB),
+    d_model=32,
+    d_kv=8,
+    d_ff=48,
+    num_layers=2,
+    num_heads=4,
+    relative_attention_num_buckets=8,
+    relative_attention_max_distance=16,
+    feed_forward_proj="gated-gelu",
+    is_encoder_decoder=False,
+)
+
+TINY_CLIP_CONFIG = dict(
+    hidden_size=24,
+    intermediate_size=48,
+    num_hidden_layers=3,
+    num_attention_heads=2,
+    image_size=TINY_CLIP_IMAGE_SIZE,
+    patch_size=14,
+    projection_dim=16,
+    hidden_act="gelu",
+)
+
+
+def tiny_transformer(seed: int = 0):
+    from diffusers import WanAnimateTransformer3DModel
+
+    torch.manual_seed(seed)
+    model = WanAnimateTransformer3DModel(**TINY_TRANSFORMER_CONFIG).eval()
+    # diffusers zero-initialises some parameters; give every tensor distinct random values so that a
+    # conversion that drops or swaps any of them shows up in the tests.
+    with torch.no_grad():
+        for p in model.parameters():
+            if torch.count_nonzero(p) == 0:
+                p.normal_(0.0, 0.02)
+    return model
+
+
+def tiny_vae(seed: int = 0):
+    from diffusers import AutoencoderKLWan
+
+    torch.manual_seed(seed + 1)
+    return AutoencoderKLWan(**TINY_VAE_CONFIG).eval()
+
+
+def tiny_text_encoder(seed: int = 0):
+    from transformers import UMT5Config, UMT5EncoderModel
+
+    torch.manual_seed(seed + 2)
+    return UMT5EncoderModel(UMT5Config(**TINY_UMT5_CONFIG)).eval()
+
+
+def tiny_tokenizer():
+    from transformers import T5Tokenizer
+
+    vocab = [(piece, 0.0 if i < 3 else -float(i)) for i, piece in enumerate(TINY_VOCAB)]
+    return T5Tokenizer(vocab=vocab, extra_ids=0)
+
+
+def tiny_image_encoder(seed: int = 0):
+    from transformers import CLIPVisionConfig, CLIPVisionModel
+
+    torch.manual_seed(seed + 3)
+    return CLIPVisionModel(CLIPVisionConfig(**TINY_CLIP_CONFIG)).eval()
+
+
+def tiny_image_processor():
+    from transformers import CLIPImageProcessor
+
+    size = TINY_CLIP_IMAGE_SIZE
+    return CLIPImageProcessor(size={"shortest_edge": size}, crop_size={"height": size, "width": size})
+
+
+def tiny_components(seed: int = 0) -> WanAnimateComponents:
+    """All six parts, in memory, deterministic for a given seed."""
+    return WanAnimateComponents(
+        transformer=tiny_transformer(seed),
+        vae=tiny_vae(seed),
+        text_encoder=tiny_text_encoder(seed),
+        tokenizer=tiny_tokenizer(),
+        image_encoder=tiny_image_encoder(seed),
+        image_processor=tiny_image_processor(),
+        sources={"all": f"tiny random (seed {seed})"},
+    )
