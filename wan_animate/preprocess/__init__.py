@@ -1,0 +1,1 @@
+"""Driving-video preprocessing: person detection, whole-body pose, skeleton video, face crops, masks, background."""
