@@ -17,4 +17,9 @@ if [ -f "$COMFY/requirements.txt" ]; then
 fi
 # torch and torchvision are pinned together, or a dependency pulls another torch build.
 "$PY" -m pip install -q --disable-pip-version-check torch==2.14.1 torchvision==0.29.1 "${reqs[@]}"
+# The browser test drives Debian's headless chromium; install it when missing (needs root and apt-get).
+if ! command -v chromium >/dev/null && command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
+  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; } \
+    || echo "!!! could not install chromium: the browser tests will be skipped" >&2
+fi
 exec "$PY" -m pytest "$@"

@@ -1,0 +1,87 @@
+"""Conversions between ComfyUI's types and the arrays the libraries take.
+
+ComfyUI: IMAGE is a float tensor [B,H,W,C] in 0..1 (C may be 4 after some nodes), MASK is [B,H,W] or [H,W] in 0..1,
+VIDEO is a comfy_api VideoInput. The libraries take uint8 RGB frames [N,H,W,3] and float masks [N,H,W].
+"""
+from __future__ import annotations
+
+from fractions import Fraction
+
+import numpy as np
+import torch
+
+
+def image_to_frames(image: torch.Tensor, name: str = "images") -> np.ndarray:
+    """IMAGE [B,H,W,C] float 0..1 -> uint8 RGB [B,H,W,3] (alpha dropped, greyscale repeated)."""
+    if not isinstance(image, torch.Tensor):
+        raise TypeError(f"'{name}' must be an IMAGE (a [frames, height, width, channels] tensor), got {type(image).__name__}.")
+    if image.ndim == 3:
+        image = image.unsqueeze(0)
+    if image.ndim != 4 or image.shape[0] == 0:
+        raise ValueError(f"'{name}' must be an IMAGE batch [frames, height, width, channels] with at least one frame, got shape {tuple(image.shape)}.")
+    channels = image.shape[-1]
+    if channels == 1:
+        image = image.expand(*image.shape[:3], 3)
+    elif channels >= 3:
+        image = image[..., :3]
+    else:
+        raise ValueError(f"'{name}' has {channels} channels; an IMAGE needs 1, 3 or 4.")
+    return (image.detach().float().clamp(0, 1).mul(255).round()).to(torch.uint8).cpu().numpy()
+
+
+def frames_to_image(frames) -> torch.Tensor:
+    """uint8 or float frames [N,H,W,3] (numpy or torch; a single [H,W,3] frame too) -> IMAGE float32 [N,H,W,3]."""
+    t = torch.from_numpy(np.ascontiguousarray(frames)) if isinstance(frames, np.ndarray) else torch.as_tensor(frames)
+    if t.ndim == 3:
+        t = t.unsqueeze(0)
+    t = t.float().div(255.0) if t.dtype == torch.uint8 else t.float()
+    return t.clamp(0, 1).contiguous()
+
+
+def mask_to_array(mask: torch.Tensor, frames: int | None = None, name: str = "mask") -> np.ndarray:
+    """MASK [B,H,W] or [H,W] -> float32 [N,H,W] in 0..1; a single mask is repeated to `frames` when given."""
+    if not isinstance(mask, torch.Tensor):
+        raise TypeError(f"'{name}' must be a MASK tensor, got {type(mask).__name__}.")
+    if mask.ndim == 2:
+        mask = mask.unsqueeze(0)
+    if mask.ndim == 4 and mask.shape[-1] == 1:
+        mask = mask[..., 0]
+    if mask.ndim != 3:
+        raise ValueError(f"'{name}' must be a MASK [frames, height, width], got shape {tuple(mask.shape)}.")
+    arr = mask.detach().float().clamp(0, 1).cpu().numpy()
+    if frames is not None and arr.shape[0] != frames:
+        if arr.shape[0] != 1:
+            raise ValueError(f"'{name}' has {arr.shape[0]} frames but the video has {frames}; give one mask per frame or a single mask.")
+        arr = np.repeat(arr, frames, axis=0)
+    return arr
+
+
+def array_to_mask(mask) -> torch.Tensor:
+    """float or uint8 [N,H,W] (0..1 or 0..255) -> MASK float32 [N,H,W]."""
+    t = torch.from_numpy(np.ascontiguousarray(mask)) if isinstance(mask, np.ndarray) else torch.as_tensor(mask)
+    if t.ndim == 2:
+        t = t.unsqueeze(0)
+    t = t.float().div(255.0) if t.dtype == torch.uint8 else t.float()
+    return t.clamp(0, 1).contiguous()
+
+
+def video_to_image(video) -> tuple[torch.Tensor, float]:
+    """VIDEO (core LoadVideo, CreateVideo, ...) -> (IMAGE [N,H,W,3], fps)."""
+    if not hasattr(video, "get_components"):
+        raise TypeError(f"expected a VIDEO (from LoadVideo or CreateVideo), got {type(video).__name__}.")
+    components = video.get_components()
+    return components.images, float(components.frame_rate)
+
+
+def image_to_video(images: torch.Tensor, fps: float):
+    """IMAGE [N,H,W,3] + fps -> VIDEO that core SaveVideo writes as H.264 mp4 (even sizes required by yuv420p)."""
+    from comfy_api.input_impl import VideoFromComponents
+    from comfy_api.util import VideoComponents
+
+    if fps <= 0:
+        raise ValueError(f"fps must be positive, got {fps}.")
+    h, w = images.shape[1:3]
+    if h % 2 or w % 2:
+        raise ValueError(f"H.264 video needs even width and height, got {w}x{h}; resize to an even size first.")
+    rate = Fraction(fps).limit_denominator(1001)
+    return VideoFromComponents(VideoComponents(images=images, frame_rate=rate))
