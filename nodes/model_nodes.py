@@ -1,0 +1,152 @@
+"""Loading Wan2.2-Animate (from ComfyUI's model folders or a Hub id) and LoRAs, as ComfyUI nodes."""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+import folder_paths
+
+from .folders import full_path
+from .progress import NodeProgress, free_comfy_models, torch_device
+
+CATEGORY = "Wan Animate"
+MODEL_TYPE = "WANANIMATE_MODEL"
+LORAS_TYPE = "WANANIMATE_LORAS"
+FROM_MODEL = "(from the model)"
+HUB_PREFIX = "hub: "
+DEFAULT_HUB_ID = "Wan-AI/Wan2.2-Animate-14B-Diffusers"
+PRECISIONS = ["bf16", "fp16", "fp8_e4m3fn", "fp32"]
+MEMORY_MODES = ["gpu", "offload_idle", "sequential_offload"]
+
+
+@dataclass
+class WanAnimateModel:
+    """What flows along a WANANIMATE_MODEL wire: the loaded components and how to run them."""
+
+    components: object  # wan_loader.WanAnimateComponents
+    device: object
+    dtype: str
+    memory: str
+    sources: dict = field(default_factory=dict)
+
+
+def diffusers_folders() -> list[str]:
+    """Model folders (Diffusers layout or the original Wan-AI release) under ComfyUI's `diffusers` folder paths."""
+    found = []
+    for root in folder_paths.get_folder_paths("diffusers"):
+        if not os.path.isdir(root):
+            continue
+        for entry in sorted(os.listdir(root)):
+            path = os.path.join(root, entry)
+            if os.path.isdir(path) and any(
+                os.path.exists(os.path.join(path, marker)) for marker in ("model_index.json", "config.json")
+            ):
+                found.append(entry)
+    return found
+
+
+def model_choices() -> list[str]:
+    files = folder_paths.get_filename_list("diffusion_models")
+    return [*files, *(f"diffusers/{d}" for d in diffusers_folders()), HUB_PREFIX + DEFAULT_HUB_ID]
+
+
+def resolve_model(choice: str, hub_id: str) -> str:
+    """Dropdown value (or a Hub id typed in `hub_id`) -> a path or a Hub repo id the loader understands."""
+    if hub_id.strip():
+        return hub_id.strip()
+    if choice.startswith(HUB_PREFIX):
+        return choice[len(HUB_PREFIX):]
+    if choice.startswith("diffusers/"):
+        name = choice[len("diffusers/"):]
+        for root in folder_paths.get_folder_paths("diffusers"):
+            if os.path.isdir(os.path.join(root, name)):
+                return os.path.join(root, name)
+        raise FileNotFoundError(f"model folder '{name}' is not in ComfyUI's 'diffusers' model folder any more.")
+    return full_path("diffusion_models", choice)
+
+
+def resolve_part(folder: str, choice: str) -> str | None:
+    return None if choice == FROM_MODEL else full_path(folder, choice)
+
+
+class WanAnimateModelLoader:
+    DESCRIPTION = (
+        "Loads Wan2.2-Animate-14B in any released layout (ComfyUI single files bf16/fp8, the original Wan-AI release, "
+        "the Diffusers folder, or a Hugging Face Hub id, downloaded with progress). The layout is detected from the files."
+    )
+    CATEGORY = CATEGORY
+    RETURN_TYPES = (MODEL_TYPE,)
+    RETURN_NAMES = ("model",)
+    OUTPUT_TOOLTIPS = ("The loaded model, for Wan Animate Sampler.",)
+    FUNCTION = "load"
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        part = lambda folder: ([FROM_MODEL, *folder_paths.get_filename_list(folder)],)  # noqa: E731
+        return {
+            "required": {
+                "model": (model_choices(), {"tooltip": "The diffusion model: a file in models/diffusion_models, a folder in models/diffusers, or the Hub repo (downloaded into the Hugging Face cache)."}),
+                "vae": (part("vae")[0], {"default": FROM_MODEL, "tooltip": "Wan2.1 VAE file from models/vae; '(from the model)' uses the VAE inside a model folder or Hub repo."}),
+                "text_encoder": (part("text_encoders")[0], {"default": FROM_MODEL, "tooltip": "umT5-XXL file from models/text_encoders (bf16 or fp8 scaled)."}),
+                "clip_vision": (part("clip_vision")[0], {"default": FROM_MODEL, "tooltip": "CLIP ViT-H/14 file from models/clip_vision (clip_vision_h)."}),
+                "precision": (PRECISIONS, {"default": "bf16", "tooltip": "How the transformer weights are kept in memory. fp8_e4m3fn halves memory (computation stays bf16)."}),
+                "memory": (MEMORY_MODES, {"default": "offload_idle", "tooltip": "gpu: everything stays on the GPU (fastest, most VRAM). offload_idle: text/image encoders and VAE leave the GPU when not in use. sequential_offload: transformer blocks stream from CPU RAM (lowest VRAM, slowest)."}),
+            },
+            "optional": {
+                "hub_id": ("STRING", {"default": "", "tooltip": "Hugging Face repo id (or local path) to load instead of the dropdown, e.g. Wan-AI/Wan2.2-Animate-14B-Diffusers. Honors HF_HOME and HF_HUB_OFFLINE."}),
+            },
+        }
+
+    def load(self, model, vae, text_encoder, clip_vision, precision, memory, hub_id=""):
+        from wan_loader import load_components
+
+        source = resolve_model(model, hub_id)
+        parts = {
+            "vae": resolve_part("vae", vae),
+            "text_encoder": resolve_part("text_encoders", text_encoder),
+            "image_encoder": resolve_part("clip_vision", clip_vision),
+        }
+        free_comfy_models()
+        components = load_components(
+            source, **{k: v for k, v in parts.items() if v}, dtype=precision, progress=NodeProgress()
+        )
+        return (WanAnimateModel(components, torch_device(), precision, memory, dict(getattr(components, "sources", {}))),)
+
+
+@dataclass(frozen=True)
+class LoraSpec:
+    path: str
+    strength: float
+
+
+class WanAnimateLoraSelect:
+    DESCRIPTION = (
+        "Adds a LoRA (relighting for replace mode, lightx2v step-distill for 4-6 steps, ...) to the list the sampler "
+        "applies. Chain several; ComfyUI, Kijai and original PEFT key layouts are recognised."
+    )
+    CATEGORY = CATEGORY
+    RETURN_TYPES = (LORAS_TYPE,)
+    RETURN_NAMES = ("loras",)
+    OUTPUT_TOOLTIPS = ("The LoRA list, for Wan Animate Sampler or another Wan Animate LoRA node.",)
+    FUNCTION = "select"
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {
+            "required": {
+                "lora": (folder_paths.get_filename_list("loras"), {"tooltip": "LoRA file from models/loras."}),
+                "strength": ("FLOAT", {"default": 1.0, "min": -4.0, "max": 4.0, "step": 0.05, "tooltip": "Multiplier of the LoRA's change to the weights (0 turns it off)."}),
+            },
+            "optional": {
+                "loras": (LORAS_TYPE, {"tooltip": "LoRAs chosen so far (from another Wan Animate LoRA node)."}),
+            },
+        }
+
+    def select(self, lora, strength, loras=()):
+        return ((*loras, LoraSpec(full_path("loras", lora), float(strength))),)
+
+
+NODES = {
+    "WanAnimateModelLoader": (WanAnimateModelLoader, "Load Wan Animate Model"),
+    "WanAnimateLoraSelect": (WanAnimateLoraSelect, "Wan Animate LoRA"),
+}
