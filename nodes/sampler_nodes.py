@@ -5,11 +5,9 @@ from .convert import frames_to_image, image_to_frames, image_to_video, mask_to_a
 from .model_nodes import CATEGORY, LORAS_TYPE, MODEL_TYPE
 from .progress import NodeProgress, raise_if_interrupted
 
-SCHEDULERS = ["unipc", "dpm++", "euler"]
-DEFAULT_NEGATIVE = (
-    "色调艳丽，过曝，静态，细节模糊不清，字幕，风格，作品，画作，画面，静止，整体发灰，最差质量，低质量，JPEG压缩残留，丑陋的，残缺的，"
-    "多余的手指，画得不好的手部，画得不好的脸部，畸形的，毁容的，形态畸形的肢体，手指融合，静止不动的画面，杂乱的背景，三条腿，背景人很多，倒着走"
-)
+from wan_animate.engine.options import COLOR_ANCHORS
+from wan_animate.engine.schedulers import SOLVERS
+
 
 
 class WanAnimateSampler:
@@ -37,16 +35,18 @@ class WanAnimateSampler:
                 "pose_video": ("IMAGE", {"tooltip": "Skeleton frames; their count is the output length and their size the output size (divisible by 16)."}),
                 "face_video": ("IMAGE", {"tooltip": "Face crops, one per pose frame (resized to the model's face size)."}),
                 "mode": (["animate", "replace"], {"default": "animate", "tooltip": "replace needs background_video and character_mask."}),
-                "prompt": ("STRING", {"multiline": True, "default": "", "tooltip": "Optional text description; Wan Animate works well with an empty prompt."}),
-                "negative_prompt": ("STRING", {"multiline": True, "default": DEFAULT_NEGATIVE, "tooltip": "Used only when guide_scale > 1 (official negative)."}),
+                "prompt": ("STRING", {"multiline": True, "default": "", "tooltip": "What happens in the video. Empty: the official default prompt."}),
+                "negative_prompt": ("STRING", {"multiline": True, "default": "", "tooltip": "Used only when guide_scale > 1. Empty: the official negative prompt."}),
                 "steps": ("INT", {"default": 20, "min": 1, "max": 200, "tooltip": "Denoising steps per segment (official 20; 4-6 with a step-distill LoRA)."}),
                 "guide_scale": ("FLOAT", {"default": 1.0, "min": 1.0, "max": 20.0, "step": 0.1, "tooltip": "Classifier-free guidance; 1 = off (one model call per step, official default). Above 1 costs two calls."}),
                 "shift": ("FLOAT", {"default": 5.0, "min": 0.0, "max": 100.0, "step": 0.1, "tooltip": "Flow-matching timestep shift (official 5.0)."}),
-                "scheduler": (SCHEDULERS, {"default": "unipc", "tooltip": "Flow-matching solver: unipc (official), dpm++ or euler."}),
+                "scheduler": (list(SOLVERS), {"default": "unipc", "tooltip": "Flow-matching solver: unipc (official), dpm++ or euler."}),
                 "seed": ("INT", {"default": 0, "min": 0, "max": 0xFFFFFFFFFFFFFFFF, "tooltip": "Same seed, same inputs, same video."}),
-                "segment_length": ("INT", {"default": 77, "min": 5, "max": 201, "step": 4, "tooltip": "Frames generated per segment (4n+1, official 77). Longer videos are done in several segments in this node."}),
+                "segment_length": ("INT", {"default": 77, "min": 5, "max": 201, "step": 4, "tooltip": "Frames generated per segment (4n+1, official 77). Longer videos are done in several segments inside this node, with memory bounded by one segment."}),
                 "guide_frames": (["1", "5"], {"default": "1", "tooltip": "Frames carried from one segment into the next (official 1 or 5); 5 gives smoother joins."}),
-                "color_anchor": ("FLOAT", {"default": 0.0, "min": 0.0, "max": 1.0, "step": 0.05, "tooltip": "Pull each segment's colour and brightness toward the first segment's (0 off): stops drift in long videos."}),
+                "color_anchor": (list(COLOR_ANCHORS), {"default": "off", "tooltip": "Match each segment's colour and brightness to the reference image or to the first segment: stops drift in long videos."}),
+                "color_anchor_strength": ("FLOAT", {"default": 1.0, "min": 0.0, "max": 1.0, "step": 0.05, "tooltip": "How strongly colour anchoring pulls (1 = fully)."}),
+                "tiled_vae": ("BOOLEAN", {"default": False, "tooltip": "Encode/decode in spatial tiles: lower peak memory at large sizes, slightly slower."}),
                 "fps": ("FLOAT", {"default": 30.0, "min": 1.0, "max": 240.0, "step": 0.001, "tooltip": "Frame rate of the output video (link Wan Animate Preprocess' fps)."}),
             },
             "optional": {
@@ -56,45 +56,52 @@ class WanAnimateSampler:
             },
         }
 
+    @classmethod
+    def VALIDATE_INPUTS(cls, segment_length):
+        if segment_length < 5 or (segment_length - 1) % 4:
+            lower = max(5, (segment_length - 1) // 4 * 4 + 1)
+            return f"segment_length={segment_length} must be 4n+1 (the VAE packs 4 frames per latent): use {lower} or {lower + 4}."
+        return True
+
     def sample(self, model, reference_image, pose_video, face_video, mode, prompt, negative_prompt, steps, guide_scale,
-               shift, scheduler, seed, segment_length, guide_frames, color_anchor, fps, background_video=None,
-               character_mask=None, loras=()):
-        from wan_animate.engine import animate
+               shift, scheduler, seed, segment_length, guide_frames, color_anchor, color_anchor_strength, tiled_vae, fps,
+               background_video=None, character_mask=None, loras=()):
+        from wan_animate.engine import AnimateInputs, AnimateOptions, animate
 
         pose = image_to_frames(pose_video, "pose_video")
-        face = image_to_frames(face_video, "face_video")
-        if len(face) != len(pose):
-            raise ValueError(f"face_video has {len(face)} frames but pose_video has {len(pose)}; both must come from the same driving video.")
         background = mask = None
         if mode == "replace":
             if background_video is None or character_mask is None:
                 raise ValueError("replace mode needs background_video and character_mask (connect them from Wan Animate Preprocess, or use mode 'animate').")
             background = image_to_frames(background_video, "background_video")
             mask = mask_to_array(character_mask, frames=len(pose), name="character_mask")
-        raise_if_interrupted()
-        frames = animate(
-            model.components,
+        inputs = AnimateInputs(
             reference=image_to_frames(reference_image[:1], "reference_image")[0],
             pose=pose,
-            face=face,
-            mode=mode,
+            face=image_to_frames(face_video, "face_video"),
             background=background,
             mask=mask,
-            prompt=prompt,
-            negative_prompt=negative_prompt,
+        )
+        options = AnimateOptions(
+            mode=mode,
+            prompt=prompt or None,
+            negative_prompt=negative_prompt or None,
             steps=steps,
             guide_scale=guide_scale,
             shift=shift,
-            scheduler=scheduler,
+            solver=scheduler,
             seed=seed,
-            segment_length=segment_length,
+            segment_frames=segment_length,
             guide_frames=int(guide_frames),
             color_anchor=color_anchor,
-            loras=[(lora.path, lora.strength) for lora in loras],
-            device=model.device,
-            memory=model.memory,
-            progress=NodeProgress(),
-            cancel=raise_if_interrupted,
+            color_anchor_strength=color_anchor_strength,
+            tiled_vae=tiled_vae,
+            offload=model.memory != "gpu",
+        )
+        raise_if_interrupted()
+        frames = animate(
+            model.components, inputs, options, loras=[(lora.path, lora.strength) for lora in loras],
+            device=model.device, progress=NodeProgress(), cancel=raise_if_interrupted,
         )
         images = frames_to_image(frames)
         return (images, image_to_video(images, fps), float(fps))

@@ -1,0 +1,128 @@
+"""The nodes inside a real ComfyUI server: listed in /object_info with inputs, outputs and tooltips; bad values come
+back as node_errors a user understands; model folders merge with what extra_model_paths.yaml configured."""
+from __future__ import annotations
+
+import importlib.util
+
+import pytest
+
+from tests.comfyui_server import REPO_ROOT
+
+pytestmark = pytest.mark.comfyui
+
+OUR_NODES = {
+    "WanAnimateModelLoader": ("Load Wan Animate Model", ["WANANIMATE_MODEL"]),
+    "WanAnimateLoraSelect": ("Wan Animate LoRA", ["WANANIMATE_LORAS"]),
+    "WanAnimatePoseModelLoader": ("Load Wan Animate Pose Models", ["WANANIMATE_POSE_MODEL"]),
+    "WanAnimatePreprocess": (
+        "Wan Animate Preprocess",
+        ["IMAGE", "IMAGE", "IMAGE", "IMAGE", "MASK", "FLOAT", "INT", "INT", "INT"],
+    ),
+    "WanAnimateSampler": ("Wan Animate Sampler", ["IMAGE", "VIDEO", "FLOAT"]),
+}
+
+
+@pytest.fixture(scope="module")
+def object_info(comfy_server):
+    return comfy_server.get_json("/object_info")
+
+
+@pytest.mark.parametrize("name", sorted(OUR_NODES))
+def test_node_listed_with_inputs_outputs_and_tooltips(object_info, name):
+    display, outputs = OUR_NODES[name]
+    info = object_info.get(name)
+    assert info is not None, f"{name} missing from /object_info"
+    assert info["display_name"] == display
+    assert info["category"] == "Wan Animate"
+    assert info["output"] == outputs
+    assert len(info["output_tooltips"]) == len(outputs)
+    assert info["description"]
+    inputs = {**info["input"]["required"], **info["input"].get("optional", {})}
+    assert inputs
+    for input_name, spec in inputs.items():
+        assert len(spec) == 2 and spec[1].get("tooltip"), f"{name}.{input_name} has no tooltip"
+
+
+def test_preprocess_outputs_match_core_wan_animate_inputs(object_info):
+    """pose_video/face_video/background_video/character_mask plug straight into core WanAnimateToVideo."""
+    ours = object_info["WanAnimatePreprocess"]
+    produced = dict(zip(ours["output_name"], ours["output"]))
+    core = object_info["WanAnimateToVideo"]["input"]["optional"]
+    for name in ("pose_video", "face_video", "background_video", "character_mask"):
+        assert produced[name] == core[name][0], name
+
+
+def test_detection_folder_lists_onnx_models(comfy_server):
+    folder = comfy_server.base_dir / "models" / "detection"
+    (folder / "listed_detector.onnx").write_bytes(b"not a real model")
+    (folder / "notes.txt").write_text("not a model")
+    info = comfy_server.get_json("/object_info/WanAnimatePoseModelLoader")["WanAnimatePoseModelLoader"]
+    choices = info["input"]["required"]["detector"][0]
+    assert "listed_detector.onnx" in choices and "notes.txt" not in choices
+
+
+def test_register_merges_with_paths_set_before(comfyui_source, monkeypatch, tmp_path):
+    """extra_model_paths.yaml runs before custom nodes load: its `detection` paths must survive registration."""
+    monkeypatch.syspath_prepend(str(comfyui_source))
+    folder_paths = pytest.importorskip("folder_paths")
+    folders = _load_module("nodes/folders.py")  # by path: ComfyUI's own nodes.py shadows our nodes/ package here
+
+    user_dir = str(tmp_path / "my_detection")
+    monkeypatch.setitem(folder_paths.folder_names_and_paths, "detection", ([user_dir], set()))
+    folders.register_model_folders()
+    folders.register_model_folders()
+    paths, extensions = folder_paths.folder_names_and_paths["detection"]
+    assert paths[0] == user_dir and paths.count(user_dir) == 1
+    assert sum(p.endswith("detection") for p in paths) == 2
+    assert ".onnx" in extensions
+
+
+def _load_module(relative: str):
+    spec = importlib.util.spec_from_file_location("wan_nodes_under_test", REPO_ROOT / relative)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _errors(body, node_id):
+    return body["node_errors"][node_id]["errors"]
+
+
+def _sampler_prompt(**overrides):
+    """A sampler fed by the model loader: enough for validation, never executed."""
+    sampler = {
+        "model": ["1", 0], "reference_image": ["2", 0], "pose_video": ["2", 0], "face_video": ["2", 0],
+        "mode": "animate", "prompt": "", "negative_prompt": "", "steps": 4, "guide_scale": 1.0, "shift": 5.0,
+        "scheduler": "unipc", "seed": 0, "segment_length": 77, "guide_frames": "1", "color_anchor": "off",
+        "color_anchor_strength": 1.0, "tiled_vae": False, "fps": 30.0,
+    }
+    sampler.update(overrides)
+    return {
+        "1": {"class_type": "WanAnimateModelLoader", "inputs": {
+            "model": "no_such_model.safetensors", "vae": "(from the model)", "text_encoder": "(from the model)",
+            "clip_vision": "(from the model)", "precision": "bf16", "memory": "gpu"}},
+        "2": {"class_type": "EmptyImage", "inputs": {"width": 64, "height": 64, "batch_size": 1, "color": 0}},
+        "3": {"class_type": "WanAnimateSampler", "inputs": sampler},
+        "4": {"class_type": "SaveVideo", "inputs": {"video": ["3", 1], "filename_prefix": "t", "format": "auto", "codec": "auto"}},
+    }
+
+
+def test_bad_values_come_back_as_readable_node_errors(comfy_server):
+    status, body = comfy_server.queue(_sampler_prompt(steps=0, segment_length=78, scheduler="ddim"))
+    assert status == 400 and body["error"]["type"] == "prompt_outputs_failed_validation"
+    loader = _errors(body, "1")
+    assert any(e["type"] == "value_not_in_list" and "no_such_model.safetensors" in e["details"] for e in loader)
+    sampler = {e["extra_info"]["input_name"]: e for e in _errors(body, "3")}
+    assert sampler["steps"]["type"] == "value_smaller_than_min"
+    assert sampler["scheduler"]["type"] == "value_not_in_list"
+    assert sampler["segment_length"]["type"] == "custom_validation_failed"
+    assert "4n+1" in sampler["segment_length"]["details"] and "77 or 81" in sampler["segment_length"]["details"]
+
+
+def test_missing_required_input_is_named(comfy_server):
+    prompt = _sampler_prompt()
+    del prompt["3"]["inputs"]["pose_video"]
+    status, body = comfy_server.queue(prompt)
+    assert status == 400
+    errors = _errors(body, "3")
+    assert any(e["type"] == "required_input_missing" and e["extra_info"]["input_name"] == "pose_video" for e in errors)
