@@ -1,0 +1,138 @@
+"""One job from start to finish: ComfyUI up, workflow converted and checked, inputs uploaded, prompt run with
+progress, timeout and cancel mapped to /interrupt, outputs delivered. Every failure becomes {"error": sentence}."""
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from typing import Callable
+
+import aiohttp
+
+from .comfy_client import ComfyClient, ComfyUnreachable
+from .comfy_process import ComfyProcess
+from .errors import WorkerError, describe_execution_error, describe_prompt_error
+from .inputs import load_input_files, rename_references
+from .outputs import collect_outputs, deliver_outputs
+from .settings import WorkerSettings
+from .workflow import apply_overrides, to_api_prompt
+
+log = logging.getLogger("comfy_worker.job")
+
+ProgressSink = Callable[[dict], None]
+
+
+class Worker:
+    """Holds what outlives a job: the settings, the ComfyUI process and its cached /object_info."""
+
+    def __init__(self, settings: WorkerSettings | None = None):
+        self.settings = settings or WorkerSettings.from_env()
+        self.process = ComfyProcess(self.settings)
+        self._object_info: tuple[int, dict] | None = None
+
+    async def _object_info_for(self, client: ComfyClient) -> dict:
+        if self._object_info is None or self._object_info[0] != self.process.restarts:
+            self._object_info = (self.process.restarts, await client.object_info())
+        return self._object_info[1]
+
+    def _timeout(self, job_input: dict) -> float:
+        asked = job_input.get("timeout_s")
+        if asked is None:
+            return self.settings.job_timeout_s
+        if not isinstance(asked, (int, float)) or asked <= 0:
+            raise WorkerError("bad_input", "'timeout_s' must be a positive number of seconds")
+        return min(float(asked), self.settings.job_timeout_s)
+
+    def _inline_max(self, job_input: dict) -> int:
+        asked = (job_input.get("output") or {}).get("inline_max_bytes")
+        if asked is None:
+            return self.settings.inline_max_bytes
+        if not isinstance(asked, int) or asked < 0:
+            raise WorkerError("bad_input", "'output.inline_max_bytes' must be a non-negative integer")
+        return min(asked, self.settings.inline_max_bytes)
+
+    async def run(self, job: dict, progress: ProgressSink | None = None) -> dict:
+        job_input = job.get("input")
+        started = time.monotonic()
+        try:
+            if not isinstance(job_input, dict) or "workflow" not in job_input:
+                raise WorkerError("bad_input", "the job input needs a 'workflow' (API or editor format)")
+            timeout = self._timeout(job_input)
+            inline_max = self._inline_max(job_input)
+            async with aiohttp.ClientSession() as session:
+                client = ComfyClient(self.settings.comfy_url, session)
+                await self.process.ensure_running(client)
+                prompt_id = str(uuid.uuid4())
+                try:
+                    result = await asyncio.wait_for(
+                        self._run_prompt(client, job, job_input, prompt_id, inline_max, progress), timeout)
+                except asyncio.TimeoutError:
+                    await self._interrupt(client, prompt_id)
+                    raise WorkerError("timeout", f"The job did not finish within {timeout:.0f} s (timeout_s / "
+                                      "WORKER_JOB_TIMEOUT_S); ComfyUI was interrupted.") from None
+                except asyncio.CancelledError:
+                    log.info("job %s cancelled: interrupting ComfyUI prompt %s", job.get("id"), prompt_id)
+                    await self._interrupt(client, prompt_id)
+                    raise
+                except ComfyUnreachable as e:
+                    died = await self.process.explain_death(client)
+                    raise died or WorkerError("comfyui_unreachable", str(e)) from None
+            result["seconds"] = round(time.monotonic() - started, 3)
+            return result
+        except WorkerError as e:
+            log.warning("job %s failed: [%s] %s", job.get("id"), e.code, e.message.splitlines()[0][:300])
+            return e.to_result()
+
+    async def _interrupt(self, client: ComfyClient, prompt_id: str) -> None:
+        try:
+            await asyncio.shield(client.interrupt(prompt_id))
+        except (ComfyUnreachable, aiohttp.ClientError) as e:
+            log.warning("could not interrupt prompt %s: %s", prompt_id, e)
+
+    async def _run_prompt(self, client, job, job_input, prompt_id, inline_max, progress) -> dict:
+        object_info = await self._object_info_for(client)
+        prompt = to_api_prompt(job_input["workflow"], object_info)
+        apply_overrides(prompt, job_input.get("overrides"), object_info)
+        renames = {}
+        for f in await load_input_files(job_input, self.settings):
+            stored = await client.upload(f.name, f.data)
+            if stored != f.original_name:
+                renames[f.original_name] = stored
+        rename_references(prompt, renames)
+
+        client_id = uuid.uuid4().hex
+        on_progress = _throttled(progress, prompt, self.settings.progress_interval_s) if progress else None
+        async with client.websocket(client_id) as ws:
+            status, body = await client.queue_prompt(prompt, client_id, prompt_id)
+            if status != 200:
+                folders = await client.model_folders()
+                raise describe_prompt_error(body, prompt, folders, str(self.settings.models_root))
+            outcome = await client.follow(ws, prompt_id, on_progress)
+        if outcome.status == "error":
+            raise describe_execution_error(outcome.error or {}, prompt)
+        if outcome.status == "interrupted":
+            raise WorkerError("interrupted", "ComfyUI interrupted the job (someone called /interrupt).")
+        files = collect_outputs(outcome.history, include_temp=bool(job_input.get("include_previews")))
+        outputs = await deliver_outputs(client, files, str(job.get("id", "")), inline_max, self.settings.bucket)
+        result = {"prompt_id": prompt_id, "outputs": outputs}
+        if not outputs:
+            result["warning"] = "The workflow ran but saved no files (add a Save Image / Save Video node)."
+        return result
+
+
+def _throttled(sink: ProgressSink, prompt: dict, interval: float):
+    last = [0.0]
+
+    def on_progress(event: dict) -> None:
+        now = time.monotonic()
+        done = event.get("max") and event.get("value") == event.get("max")
+        if now - last[0] < interval and not done:
+            return
+        last[0] = now
+        node = prompt.get(str(event.get("node")), {})
+        total = event.get("max") or 0
+        sink({**event, "class_type": node.get("class_type"),
+              "percent": round(100.0 * (event.get("value") or 0) / total, 1) if total else None})
+
+    return on_progress
