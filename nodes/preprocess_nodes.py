@@ -6,7 +6,7 @@ Outputs are plain IMAGE/MASK batches, so they feed this package's sampler and co
 from __future__ import annotations
 
 from .convert import array_to_mask, frames_to_image, image_to_frames, mask_to_array
-from .folders import folder_paths_for, full_path
+from .folders import folder_paths_for
 from .model_nodes import CATEGORY
 from .progress import NodeProgress, raise_if_interrupted
 
@@ -15,10 +15,20 @@ DEVICES = ["auto", "cuda", "cpu"]
 PERSON_CHOICES = ["largest", "index_left_to_right", "track_from_first"]
 
 
-def detection_files() -> list[str]:
+def detection_choices(slot: str) -> list[str]:
+    """Files in models/detection, then the known model names not there yet (picked: downloaded from the Hub)."""
+    import folder_paths
+    from wan_animate.preprocess.model_files import SLOT_FILES
+
+    files = folder_paths.get_filename_list("detection")
+    return files + [name for name in SLOT_FILES[slot] if name not in files]
+
+
+def detection_source(choice: str) -> str:
+    """A file found in the detection folders -> its path; a known model name not found -> the name (downloaded)."""
     import folder_paths
 
-    return folder_paths.get_filename_list("detection")
+    return folder_paths.get_full_path("detection", choice) or choice
 
 
 class WanAnimatePoseModelLoader:
@@ -34,11 +44,10 @@ class WanAnimatePoseModelLoader:
 
     @classmethod
     def INPUT_TYPES(cls):
-        files = detection_files()
         return {
             "required": {
-                "detector": (files, {"default": "yolov10m.onnx", "tooltip": "Person detector from models/detection (yolov10m.onnx from Wan-AI/Wan2.2-Animate-14B process_checkpoint/det)."}),
-                "pose": (files, {"default": "vitpose_h_wholebody.onnx", "tooltip": "Whole-body pose model from models/detection (vitpose_h_wholebody.onnx, vitpose_h_wholebody_model.onnx with its _data.bin, or vitpose-l-wholebody.onnx)."}),
+                "detector": (detection_choices("detector"), {"default": "yolov10m.onnx", "tooltip": "Person detector from models/detection (yolov10m.onnx from Wan-AI/Wan2.2-Animate-14B process_checkpoint/det). A known name not in the folder is downloaded from the Hub."}),
+                "pose": (detection_choices("pose"), {"default": "vitpose_h_wholebody.onnx", "tooltip": "Whole-body pose model from models/detection (vitpose_h_wholebody.onnx, vitpose_h_wholebody_model.onnx with its _data.bin, or vitpose-l-wholebody.onnx)."}),
                 "device": (DEVICES, {"default": "auto", "tooltip": "auto: CUDA when onnxruntime-gpu can use it (a warning says why not), else CPU."}),
             }
         }
@@ -48,9 +57,9 @@ class WanAnimatePoseModelLoader:
 
         return (
             PoseEstimator(
-                detector=full_path("detection", detector),
-                pose=full_path("detection", pose),
-                device=device,
+                detection_source(detector),
+                detection_source(pose),
+                providers=device,
                 search_dirs=folder_paths_for("detection"),
             ),
         )
