@@ -1,0 +1,123 @@
+"""Helpers (no tests) shared by the workflow and browser tests: tiny models and input files under the exact names the
+shipped workflows use, a shrinker that makes an API workflow cheap on CPU, and an mp4 probe."""
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from tests.comfyui_server import REPO_ROOT
+
+SIZE = 64  # square driving video and reference: every resolution rule keeps 64x64
+DRIVING_FRAMES = 13
+FPS = 30
+REFERENCE = "wan_animate_reference.png"
+DRIVING = "wan_animate_driving.mp4"
+
+# file name in the workflows -> (ComfyUI model folder, component written by `python -m wan_loader tiny --layout comfy`)
+MODEL_FILES = {
+    "wan2.2_animate_14B_bf16.safetensors": "diffusion_models",
+    "wan_2.1_vae.safetensors": "vae",
+    "umt5_xxl_fp8_e4m3fn_scaled.safetensors": "text_encoders",
+    "clip_vision_h.safetensors": "clip_vision",
+}
+LORA = "wan2.2_animate_14B_relight_lora_bf16.safetensors"
+
+
+@dataclass
+class WorkflowAssets:
+    expected_size: tuple[int, int]
+    driving_frames: int
+
+
+def write_driving_video(path: Path, frames: int = DRIVING_FRAMES, size: int = SIZE, fps: int = FPS) -> None:
+    import av
+
+    rng = np.random.default_rng(0)
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("libx264", rate=fps)
+        stream.width = stream.height = size
+        stream.pix_fmt = "yuv420p"
+        for i in range(frames):
+            img = np.full((size, size, 3), 40 + 10 * i, np.uint8)
+            img[16:56, 24:40] = rng.integers(120, 255, 3, dtype=np.uint8)  # a "person"
+            for packet in stream.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
+                out.mux(packet)
+        for packet in stream.encode():
+            out.mux(packet)
+
+
+def write_reference(path: Path, size: int = SIZE) -> None:
+    from PIL import Image
+
+    img = np.zeros((size, size, 3), np.uint8)
+    img[:, :] = (30, 90, 160)
+    img[12:60, 22:42] = (220, 180, 140)
+    Image.fromarray(img).save(path)
+
+
+def write_detection_models(folder: Path) -> None:
+    from wan_animate.preprocess.synthetic_models import planted_detector, planted_pose_model
+
+    folder.mkdir(parents=True, exist_ok=True)
+    planted_detector(folder / "yolov10m.onnx", [[200, 100, 440, 600, 0.9, 0]])
+    rng = np.random.default_rng(1)
+    keypoints = np.stack([rng.uniform(10, 38, 133), rng.uniform(8, 56, 133)], axis=1)
+    keypoints[23:91] = np.stack([rng.uniform(18, 30, 68), rng.uniform(6, 16, 68)], axis=1)  # face near the top
+    planted_pose_model(folder / "vitpose_h_wholebody.onnx", keypoints)
+
+
+def write_tiny_models(models_dir: Path, work: Path) -> None:
+    """The loader's own tiny writer in ComfyUI's layout, then renamed to the file names the workflows use."""
+    out = work / "tiny_comfy"
+    if not out.exists():
+        subprocess.run([sys.executable, "-m", "wan_loader", "tiny", str(out), "--layout", "comfy"], cwd=REPO_ROOT, check=True)
+    written = {p.parent.name: p for p in out.rglob("*.safetensors")}
+    for name, folder in MODEL_FILES.items():
+        source = written.get(folder)
+        if source is None:
+            raise FileNotFoundError(f"`python -m wan_loader tiny --layout comfy` wrote no {folder}/ file: {sorted(written)}")
+        (models_dir / folder).mkdir(parents=True, exist_ok=True)
+        shutil.copy2(source, models_dir / folder / name)
+    lora = next(out.rglob("loras/*.safetensors"), None)
+    if lora is not None:
+        (models_dir / "loras").mkdir(parents=True, exist_ok=True)
+        shutil.copy2(lora, models_dir / "loras" / LORA)
+
+
+def install_workflow_assets(base_dir: Path, work: Path) -> WorkflowAssets:
+    base_dir = Path(base_dir)
+    write_reference(base_dir / "input" / REFERENCE)
+    write_driving_video(base_dir / "input" / DRIVING)
+    write_detection_models(base_dir / "models" / "detection")
+    write_tiny_models(base_dir / "models", Path(work))
+    return WorkflowAssets(expected_size=(SIZE, SIZE), driving_frames=DRIVING_FRAMES)
+
+
+def cpu_overrides(name: str) -> dict[str, dict]:
+    """Same graph, CPU-sized numbers per node type: tiny area, 1-2 steps, short segments (several for the long video)."""
+    return {
+        "WanAnimatePreprocess": {"resolution_area": SIZE * SIZE},
+        "WanAnimateSampler": {"steps": 2, "segment_length": 9 if name == "wan_animate_long_video" else 13},
+        "WanAnimateModelLoader": {"precision": "fp32"},
+        "KSampler": {"steps": 1},
+    }
+
+
+def shrink(prompt: dict, name: str) -> dict:
+    overrides = cpu_overrides(name)
+    for node in prompt.values():
+        node["inputs"].update(overrides.get(node["class_type"], {}))
+    return prompt
+
+
+def mp4_frames_and_size(path: Path) -> tuple[int, tuple[int, int]]:
+    import av
+
+    with av.open(str(path)) as container:
+        frames = [f for f in container.decode(video=0)]
+    return len(frames), (frames[0].width, frames[0].height)
