@@ -1,0 +1,48 @@
+"""Settings of one animation job. Defaults are the official ones (wan/configs/wan_animate_14B.py, generate.py)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .schedulers import SOLVERS
+from .segments import check_segment_frames
+
+COLOR_ANCHORS = ("off", "reference", "first_segment")
+
+
+@dataclass
+class AnimateOptions:
+    mode: str = "animate"  # "animate": move the reference character; "replace": put it into the driving video
+    prompt: str | None = None  # None: the official default prompt
+    negative_prompt: str | None = None  # None: the official negative prompt (used only when guide_scale > 1)
+    steps: int = 20
+    guide_scale: float = 1.0  # > 1: classifier-free guidance (negative prompt + blank face), two forwards a step
+    shift: float = 5.0
+    solver: str = "unipc"  # "unipc" | "dpm++" | "euler"
+    seed: int = 0
+    segment_frames: int = 77  # frames generated per segment, 4n+1
+    guide_frames: int = 1  # frames carried from the previous segment, 1 or 5
+    fit_short: bool = True  # a video shorter than a segment gets the smallest 4n+1 segment that holds it
+    color_anchor: str = "off"  # "reference" | "first_segment": match each segment's colour statistics to it
+    color_anchor_strength: float = 1.0
+    tiled_vae: bool = False  # tile VAE encode/decode spatially: lower peak memory at large sizes
+    motion_encode_batch: int = 8  # face frames per motion-encoder batch (official 8)
+    offload: bool = False  # return the DiT and VAE to where they were (e.g. CPU) after the job
+
+    def check(self) -> None:
+        if self.solver not in SOLVERS:
+            raise ValueError(f"solver={self.solver!r}: choose one of {', '.join(SOLVERS)}.")
+        if self.steps < 1:
+            raise ValueError(f"steps={self.steps}: at least 1 sampling step is needed.")
+        if self.guide_scale < 0:
+            raise ValueError(f"guide_scale={self.guide_scale}: must be >= 0 (1 = no guidance, the official default).")
+        if self.color_anchor not in COLOR_ANCHORS:
+            raise ValueError(f"color_anchor={self.color_anchor!r}: choose one of {', '.join(COLOR_ANCHORS)}.")
+        if not 0.0 <= self.color_anchor_strength <= 1.0:
+            raise ValueError(f"color_anchor_strength={self.color_anchor_strength}: must be within [0, 1].")
+        if self.motion_encode_batch < 1:
+            raise ValueError(f"motion_encode_batch={self.motion_encode_batch}: must be >= 1.")
+        check_segment_frames(self.segment_frames, self.guide_frames)
+
+    @property
+    def cfg(self) -> bool:
+        return self.guide_scale > 1.0

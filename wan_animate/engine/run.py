@@ -1,0 +1,269 @@
+"""One animation job: the official Wan2.2-Animate algorithm over any number of segments, with bounded memory.
+
+Per job (once): umT5 embeddings of the prompt (and negative prompt), CLIP features and VAE latent of the reference,
+the projected cross-attention contexts, the motion tokens of the blank face (CFG's unconditional face).
+Per segment: the segment's driving frames go to the device, are encoded (pose latents, face motion tokens,
+conditioning latents with the 4-channel mask), the latents are denoised, decoded, optionally colour-anchored,
+and leave the device for the sink. Only the last `guide_frames` decoded frames are kept to guide the next
+segment, so device and host memory do not grow with the video length.
+"""
+from __future__ import annotations
+
+import contextlib
+import gc
+import time
+import traceback
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+import torch
+
+from .color import ColorStats, anchor_colors, color_stats
+from .conditioning import (
+    OFFICIAL_NEGATIVE_PROMPT,
+    OFFICIAL_PROMPT,
+    LatentCodec,
+    background_mask,
+    encode_clip,
+    encode_text,
+    frame_mask,
+    letterbox,
+    to_pixels,
+    to_uint8,
+)
+from .forward import AnimateDiT, BlockRunner
+from .inputs import AnimateInputs, gather, gather_face, gather_mask
+from .options import AnimateOptions
+from .schedulers import make_scheduler
+from .segments import SegmentPlan, plan_segments
+from .sinks import FrameCollector, FrameSink
+
+MEMORY_ADVICE = (
+    "To lower memory: tiled_vae=True (--tiled-vae), a shorter segment_frames (e.g. 45 or 33; --segment-frames), "
+    "guide_scale 1 (CFG > 1 runs a second forward), a lower resolution in preprocessing, fp8 weights or block swap "
+    "for the DiT, and offload=True so the DiT/VAE leave the GPU between jobs."
+)
+
+
+class AnimationCancelled(RuntimeError):
+    """The caller's `should_cancel` returned True; nothing more was written to the sink."""
+
+
+class EngineOutOfMemory(RuntimeError):
+    """The device ran out of memory; device memory was released. The message names options that lower memory."""
+
+
+@dataclass
+class Progress:
+    step: int  # sampling step just finished in this segment (1-based)
+    steps: int
+    segment: int  # 1-based
+    segments: int
+    done: int  # steps finished over the whole job
+    total: int
+
+
+@dataclass
+class AnimateResult:
+    frames: np.ndarray | None  # (T, H, W, 3) uint8 when no sink was given, else None
+    num_frames: int
+    segments: int
+    segment_frames: int
+    seconds: float
+
+
+def animate(
+    components,
+    inputs: AnimateInputs,
+    options: AnimateOptions | None = None,
+    *,
+    device: torch.device | str | None = None,
+    sink: FrameSink | None = None,
+    progress: Callable[[Progress], None] | None = None,
+    should_cancel: Callable[[], bool] | None = None,
+    block_runner: BlockRunner | None = None,
+) -> AnimateResult:
+    """Generate the video for `inputs` with the loaded `components` (wan_loader.components.WanAnimateComponents).
+
+    Frames are written to `sink` as each segment is decoded; without a sink they are collected and returned.
+    Raises ValueError for bad inputs/options (before any work), AnimationCancelled, EngineOutOfMemory.
+    """
+    options = options or AnimateOptions()
+    options.check()
+    inputs.check(options.mode)
+    missing = [n for n in ("transformer", "vae", "text_encoder", "tokenizer", "image_encoder", "image_processor")
+               if getattr(components, n, None) is None]
+    if missing:
+        raise ValueError(f"The model is missing {', '.join(missing)}; load the full Wan2.2-Animate model.")
+    plan = plan_segments(len(inputs), options.segment_frames, options.guide_frames, options.fit_short)
+    device = torch.device(device) if device is not None else default_device()
+    collector = FrameCollector() if sink is None else None
+    began = time.perf_counter()
+    job = _Job(components, inputs, options, plan, device, sink or collector, progress, should_cancel, block_runner)
+    try:
+        job.run()
+    except torch.OutOfMemoryError as error:
+        traceback.clear_frames(error.__traceback__)
+        job = None
+        release_device_memory(device)
+        raise EngineOutOfMemory(f"Out of memory on {device} ({error}). {MEMORY_ADVICE}") from None
+    except BaseException as error:
+        traceback.clear_frames(error.__traceback__)
+        job = None
+        release_device_memory(device)
+        raise
+    job = None
+    release_device_memory(device)
+    frames = collector.frames() if collector is not None else None
+    return AnimateResult(frames, plan.num_frames, plan.num_segments, plan.segment_frames, time.perf_counter() - began)
+
+
+def default_device() -> torch.device:
+    return torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")
+
+
+def release_device_memory(device: torch.device) -> None:
+    gc.collect()
+    if device.type == "cuda" and torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
+def module_device(module) -> torch.device:
+    return next(module.parameters()).device
+
+
+@contextlib.contextmanager
+def placed(module, device: torch.device, restore: bool):
+    """Run with `module` on `device`; move it back afterwards when `restore` (even after an error)."""
+    origin = module_device(module)
+    if origin != device:
+        module.to(device)
+    try:
+        yield module
+    finally:
+        if restore and origin != device:
+            module.to(origin)
+
+
+class _Job:
+    def __init__(self, components, inputs: AnimateInputs, options: AnimateOptions, plan: SegmentPlan, device,
+                 sink: FrameSink, progress, should_cancel, block_runner):
+        self.c = components
+        self.inputs = inputs
+        self.o = options
+        self.plan = plan
+        self.device = device
+        self.sink = sink
+        self.progress = progress
+        self.should_cancel = should_cancel
+        self.block_runner = block_runner
+        self.height, self.width = inputs.size
+        self.latent_h, self.latent_w = self.height // 8, self.width // 8
+        self.generator = torch.Generator().manual_seed(options.seed)
+
+    def check_cancel(self, segment: int, step: int) -> None:
+        if self.should_cancel is not None and self.should_cancel():
+            raise AnimationCancelled(
+                f"Cancelled at segment {segment + 1}/{self.plan.num_segments}, step {step}/{self.o.steps}."
+            )
+
+    def run(self) -> None:
+        self.check_cancel(0, 0)
+        reference = to_pixels(letterbox(np.asarray(self.inputs.reference), self.height, self.width)[None])
+        self.encode_prompts()
+        with placed(self.c.image_encoder, self.device, restore=True):
+            clip = encode_clip(self.c.image_encoder, self.c.image_processor, reference[:, :, 0].to(self.device))
+        with placed(self.c.transformer, self.device, self.o.offload), placed(self.c.vae, self.device, self.o.offload):
+            self.dit = AnimateDiT(self.c.transformer, self.block_runner)
+            self.codec = LatentCodec(self.c.vae, tiled=self.o.tiled_vae)
+            with torch.no_grad():
+                self.prepare(reference.to(self.device), clip)
+                for index in range(self.plan.num_segments):
+                    self.segment(index)
+
+    def encode_prompts(self) -> None:
+        prompt = self.o.prompt or OFFICIAL_PROMPT
+        negative = self.o.negative_prompt or OFFICIAL_NEGATIVE_PROMPT
+        with placed(self.c.text_encoder, self.device, restore=True):
+            self.text = encode_text(self.c.text_encoder, self.c.tokenizer, prompt, self.device)
+            self.text_negative = (
+                encode_text(self.c.text_encoder, self.c.tokenizer, negative, self.device) if self.o.cfg else None
+            )
+
+    def prepare(self, reference: torch.Tensor, clip: torch.Tensor) -> None:
+        """Work shared by all segments and steps."""
+        self.context = self.dit.encode_context(self.text, clip)
+        self.context_negative = self.dit.encode_context(self.text_negative, clip) if self.o.cfg else None
+        self.text = self.text_negative = None
+        ref_latent = self.codec.encode(reference)
+        ref_mask = frame_mask(1, self.latent_h, self.latent_w, 1, device=self.device).unsqueeze(0)
+        self.y_ref = torch.cat([ref_mask, ref_latent.float()], dim=1)
+        self.anchor: ColorStats | None = None
+        if self.o.color_anchor == "reference":
+            self.anchor = color_stats(reference[0])
+        self.motion_negative = None
+        if self.o.cfg:
+            size = self.dit.config.motion_encoder_size
+            blank = -torch.ones(1, 3, self.plan.segment_frames, size, size, device=self.device)
+            self.motion_negative = self.dit.encode_motion(blank, self.o.motion_encode_batch)
+        self.tail: torch.Tensor | None = None
+
+    def conditioning(self, index: int) -> torch.Tensor:
+        """[4-channel mask; VAE latents] of the reference frame followed by the segment's guide/background video."""
+        plan, known = self.plan, (0 if index == 0 else self.plan.guide_frames)
+        shape = (plan.latent_frames, self.latent_h, self.latent_w)
+        if self.o.mode == "replace":
+            video = to_pixels(gather(self.inputs.background, plan, index)).to(self.device)
+            character = torch.from_numpy(gather_mask(self.inputs.mask, plan, index)).to(self.device)
+            pixel_mask = background_mask(character, self.latent_h, self.latent_w)
+            mask = frame_mask(*shape, known, pixel_mask, device=self.device)
+        else:
+            video = torch.zeros(1, 3, plan.segment_frames, self.height, self.width, device=self.device)
+            mask = frame_mask(*shape, known, device=self.device)
+        if known:
+            video[:, :, :known] = self.tail.unsqueeze(0)
+        latents = self.codec.encode(video).float()
+        return torch.cat([self.y_ref, torch.cat([mask.unsqueeze(0), latents], dim=1)], dim=2)
+
+    def segment(self, index: int) -> None:
+        plan, o, dit = self.plan, self.o, self.dit
+        self.check_cancel(index, 0)
+        pose_latents = self.codec.encode(to_pixels(gather(self.inputs.pose, plan, index)).to(self.device))
+        pose = dit.embed_pose(pose_latents)
+        size = dit.config.motion_encoder_size
+        face = to_pixels(gather_face(self.inputs.face, plan, index, size)).to(self.device)
+        motion = dit.encode_motion(face, o.motion_encode_batch)
+        cond = self.conditioning(index)
+        del pose_latents, face
+
+        shape = (1, self.c.vae.config.z_dim, plan.latent_frames + 1, self.latent_h, self.latent_w)
+        latents = torch.randn(shape, generator=self.generator, dtype=torch.float32).to(self.device)
+        scheduler, timesteps = make_scheduler(o.solver, o.steps, o.shift, self.device)
+        rotary = dit.rotary((1, latents.shape[1] + cond.shape[1]) + shape[2:])
+        for step, t in enumerate(timesteps):
+            self.check_cancel(index, step)
+            latent_input = torch.cat([latents, cond], dim=1)
+            embedding = dit.time_embedding(t.reshape(1).to(self.device), self.context)
+            pred = dit(latent_input, embedding, self.context, motion, pose, rotary).float()
+            if o.cfg:
+                uncond = dit(latent_input, embedding, self.context_negative, self.motion_negative, pose, rotary).float()
+                pred = uncond + o.guide_scale * (pred - uncond)
+            latents = scheduler.step(pred, t, latents, return_dict=False)[0]
+            del latent_input, pred
+            if self.progress is not None:
+                done = index * o.steps + step + 1
+                self.progress(Progress(step + 1, o.steps, index + 1, plan.num_segments, done, plan.num_segments * o.steps))
+        del cond, pose, motion, rotary
+
+        frames = self.codec.decode(latents[:, :, 1:])[0]
+        del latents
+        if o.color_anchor == "first_segment" and self.anchor is None:
+            self.anchor = color_stats(frames)
+        elif self.anchor is not None:
+            frames = anchor_colors(frames, self.anchor, o.color_anchor_strength)
+        self.tail = frames[:, -plan.guide_frames :].clone()
+        first, end = plan.output_range(index)
+        skip = 0 if index == 0 else plan.guide_frames
+        if end > first:
+            self.sink.write(to_uint8(frames[:, skip : skip + end - first]))
