@@ -5,7 +5,7 @@ import asyncio
 import json
 import logging
 from dataclasses import dataclass, field
-from typing import Awaitable, Callable
+from typing import Callable
 
 import aiohttp
 
@@ -26,7 +26,7 @@ class RunResult:
     error: dict | None = None
 
 
-ProgressCallback = Callable[[dict], Awaitable[None] | None]
+EventCallback = Callable[[str, dict], None]
 
 
 class ComfyClient:
@@ -120,9 +120,11 @@ class ComfyClient:
         ws_url = self.base_url.replace("http://", "ws://", 1).replace("https://", "wss://", 1)
         return self.session.ws_connect(f"{ws_url}/ws?clientId={client_id}", heartbeat=20, max_msg_size=0)
 
-    async def follow(self, ws, prompt_id: str, on_progress: ProgressCallback | None = None,
+    async def follow(self, ws, prompt_id: str, on_event: EventCallback | None = None,
                      poll_s: float = 2.0) -> RunResult:
-        """Read websocket events until the prompt ends; polls /history when the socket is quiet (missed events)."""
+        """Read websocket events until the prompt ends; polls /history when the socket is quiet (missed events).
+
+        on_event gets the progress-related events (executing, execution_cached, progress) of this prompt."""
         while True:
             try:
                 msg = await ws.receive(timeout=poll_s)
@@ -140,11 +142,9 @@ class ComfyClient:
             etype, data = event.get("type"), event.get("data") or {}
             if data.get("prompt_id") not in (None, prompt_id):
                 continue
-            if etype == "progress" and on_progress:
-                res = on_progress({"node": data.get("node"), "value": data.get("value"), "max": data.get("max")})
-                if asyncio.iscoroutine(res):
-                    await res
-            elif etype == "executing" and data.get("node") is None and data.get("prompt_id") == prompt_id:
+            if on_event and etype in ("executing", "execution_cached", "progress"):
+                on_event(etype, data)
+            if etype == "executing" and data.get("node") is None and data.get("prompt_id") == prompt_id:
                 # Sent after the history entry is stored (execution_success/_error come before it).
                 return _result_from_history(prompt_id, await self.history(prompt_id) or {})
 

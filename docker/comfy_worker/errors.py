@@ -99,7 +99,7 @@ def _flatten_node_error(node_id, entry: dict, prompt: dict | None, model_folders
         else:
             detail = err.get("details") or ""
             sentences.append(f"{label}: {err.get('message', 'invalid')}{': ' + detail if detail else ''}.")
-    return sentences
+    return [s[:1].upper() + s[1:] for s in sentences]
 
 
 def describe_prompt_error(body, prompt: dict | None, model_folders=None, models_root: str = "models") -> WorkerError:

@@ -102,13 +102,13 @@ class Worker:
         rename_references(prompt, renames)
 
         client_id = uuid.uuid4().hex
-        on_progress = _throttled(progress, prompt, self.settings.progress_interval_s) if progress else None
+        on_event = ProgressTracker(progress, prompt, self.settings.progress_interval_s) if progress else None
         async with client.websocket(client_id) as ws:
             status, body = await client.queue_prompt(prompt, client_id, prompt_id)
             if status != 200:
                 folders = await client.model_folders()
                 raise describe_prompt_error(body, prompt, folders, str(self.settings.models_root))
-            outcome = await client.follow(ws, prompt_id, on_progress)
+            outcome = await client.follow(ws, prompt_id, on_event)
         if outcome.status == "error":
             raise describe_execution_error(outcome.error or {}, prompt)
         if outcome.status == "interrupted":
@@ -121,18 +121,36 @@ class Worker:
         return result
 
 
-def _throttled(sink: ProgressSink, prompt: dict, interval: float):
-    last = [0.0]
+class ProgressTracker:
+    """Turns ComfyUI's websocket events into progress payloads: which node runs, its own value/max, and how many of
+    the prompt's nodes are done; sent at most every `interval` seconds (and always when a node's bar completes)."""
 
-    def on_progress(event: dict) -> None:
-        now = time.monotonic()
-        done = event.get("max") and event.get("value") == event.get("max")
-        if now - last[0] < interval and not done:
+    def __init__(self, sink: ProgressSink, prompt: dict, interval: float):
+        self.sink, self.prompt, self.interval = sink, prompt, interval
+        self.total = len(prompt)
+        self.started: list[str] = []
+        self.cached: set[str] = set()
+        self._last = 0.0
+
+    def __call__(self, etype: str, data: dict) -> None:
+        node = str(data.get("node")) if data.get("node") is not None else None
+        value = maximum = None
+        if etype == "execution_cached":
+            self.cached.update(map(str, data.get("nodes") or []))
             return
-        last[0] = now
-        node = prompt.get(str(event.get("node")), {})
-        total = event.get("max") or 0
-        sink({**event, "class_type": node.get("class_type"),
-              "percent": round(100.0 * (event.get("value") or 0) / total, 1) if total else None})
-
-    return on_progress
+        if etype == "executing" and node and node not in self.started:
+            self.started.append(node)
+        if etype == "progress":
+            value, maximum = data.get("value"), data.get("max")
+        now = time.monotonic()
+        finished_bar = maximum and value == maximum
+        if now - self._last < self.interval and not finished_bar:
+            return
+        self._last = now
+        to_run = max(1, self.total - len(self.cached))
+        done = max(0, len(self.started) - 1) + (1 if finished_bar else 0)
+        self.sink({
+            "node": node, "class_type": self.prompt.get(node or "", {}).get("class_type"), "value": value,
+            "max": maximum, "nodes_done": min(done, to_run), "nodes_total": to_run,
+            "percent": round(100.0 * min(done, to_run) / to_run, 1),
+        })

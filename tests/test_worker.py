@@ -1,0 +1,462 @@
+"""The RunPod worker (docker/handler.py) end to end: runpod's own local API server (`--rp_serve_api`) in front of a
+real ComfyUI, real files in and out.
+
+Two workers run for this module:
+- "managed": starts its own ComfyUI (COMFY_START_COMMAND), may fetch http URLs from 127.0.0.1 (the local stand-in
+  for an https file host), and uploads large outputs to a local S3-compatible server (moto in server mode: a
+  stand-in for AWS S3 / Cloudflare R2 / RunPod's bucket, which cannot be reached from here).
+- "attached": attaches to that same ComfyUI, default URL policy (https only, public addresses only), no bucket.
+Cancellation cannot go through the local API server (it has no /cancel); RunPod's JobScaler cancels the handler's
+asyncio task, so that test does exactly that with the same Worker in-process. runpod's progress_update needs RunPod's
+job API, so the progress test records what the handler would send.
+The workflows use ComfyUI core nodes only (no model weights needed): LoadImage/LoadVideo -> ImageBlur chains ->
+CreateVideo -> SaveVideo gives a real H.264 mp4.
+"""
+from __future__ import annotations
+
+import asyncio
+import base64
+import functools
+import http.server
+import io
+import json
+import os
+import random
+import shlex
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import requests
+
+from tests.comfyui_server import REPO_ROOT, ComfyServer, free_port
+
+pytestmark = [pytest.mark.comfyui, pytest.mark.slow]
+DOCKER_DIR = REPO_ROOT / "docker"
+
+
+# --- workflows made of core nodes ---------------------------------------------------------------------------------
+def png_bytes(size=32, color=(200, 40, 40)) -> bytes:
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.new("RGB", (size, size), color).save(buf, "PNG")
+    return buf.getvalue()
+
+
+def mp4_bytes(frames=6, size=32) -> bytes:
+    import av
+    import numpy as np
+
+    buf = io.BytesIO()
+    with av.open(buf, "w", format="mp4") as out:
+        stream = out.add_stream("libx264", rate=8)
+        stream.width = stream.height = size
+        stream.pix_fmt = "yuv420p"
+        for i in range(frames):
+            img = np.full((size, size, 3), 20 * i, dtype=np.uint8)
+            for packet in stream.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
+                out.mux(packet)
+        for packet in stream.encode():
+            out.mux(packet)
+    return buf.getvalue()
+
+
+def count_frames(data: bytes) -> tuple[int, int, int]:
+    import av
+
+    with av.open(io.BytesIO(data)) as f:
+        frames = [fr for fr in f.decode(video=0)]
+    return len(frames), frames[0].width, frames[0].height
+
+
+def image_to_video(image_name="ref.png", frames=5, size=48, blurs=0, blur_size=None) -> dict:
+    """LoadImage -> ImageScale -> RepeatImageBatch ('Frames') -> ImageBlur x blurs -> CreateVideo -> SaveVideo.
+
+    A random sigma keeps ComfyUI's cache from answering a repeated job without running it."""
+    wf = {
+        "1": {"class_type": "LoadImage", "inputs": {"image": image_name}},
+        "2": {"class_type": "ImageScale", "inputs": {"image": ["1", 0], "upscale_method": "nearest-exact",
+                                                     "width": blur_size or size, "height": blur_size or size,
+                                                     "crop": "disabled"}},
+        "3": {"class_type": "RepeatImageBatch", "inputs": {"image": ["2", 0], "amount": frames},
+              "_meta": {"title": "Frames"}},
+    }
+    prev = "3"
+    for i in range(blurs):
+        wf[str(100 + i)] = {"class_type": "ImageBlur", "inputs": {
+            "image": [prev, 0], "blur_radius": 7, "sigma": round(random.uniform(0.5, 9.5), 3)}}
+        prev = str(100 + i)
+    wf["8"] = {"class_type": "CreateVideo", "inputs": {"images": [prev, 0], "fps": 8.0}}
+    wf["9"] = {"class_type": "SaveVideo", "inputs": {"video": ["8", 0], "filename_prefix": "video/test",
+                                                     "format": "mp4", "codec": "h264"}}
+    return wf
+
+
+def slow_workflow(image_name="ref.png") -> dict:
+    """About half a minute of ImageBlur nodes on 2 CPU cores; ComfyUI checks for interruption between nodes."""
+    return image_to_video(image_name, frames=16, blurs=60, blur_size=256)
+
+
+def ui_image_to_video(frames=3) -> dict:
+    """The same graph in the editor's format (with a Note, which the conversion must drop)."""
+    return {
+        "nodes": [
+            {"id": 1, "type": "LoadImage", "mode": 0, "inputs": [],
+             "outputs": [{"name": "IMAGE", "type": "IMAGE", "links": [1]}, {"name": "MASK", "type": "MASK", "links": None}],
+             "widgets_values": ["ui.png", "image"]},
+            {"id": 2, "type": "RepeatImageBatch", "mode": 0, "inputs": [{"name": "image", "type": "IMAGE", "link": 1}],
+             "outputs": [{"name": "IMAGE", "type": "IMAGE", "links": [2]}], "widgets_values": [frames],
+             "title": "Frames"},
+            {"id": 3, "type": "CreateVideo", "mode": 0,
+             "inputs": [{"name": "images", "type": "IMAGE", "link": 2}, {"name": "audio", "type": "AUDIO", "link": None}],
+             "outputs": [{"name": "VIDEO", "type": "VIDEO", "links": [3]}], "widgets_values": [6]},
+            {"id": 4, "type": "SaveVideo", "mode": 0, "inputs": [{"name": "video", "type": "VIDEO", "link": 3}],
+             "outputs": [], "widgets_values": ["video/ui", "auto", "auto"]},
+            {"id": 5, "type": "Note", "mode": 0, "inputs": [], "outputs": [], "widgets_values": ["a note"]},
+        ],
+        "links": [[1, 1, 0, 2, 0, "IMAGE"], [2, 2, 0, 3, 0, "IMAGE"], [3, 3, 0, 4, 0, "VIDEO"]],
+        "groups": [], "version": 0.4, "extra": {},
+    }
+
+
+def b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
+
+
+# --- local stand-ins: a file host, an S3 server, the workers -------------------------------------------------------
+class _FileHost(http.server.SimpleHTTPRequestHandler):
+    def do_GET(self):  # noqa: N802 (http.server API)
+        if self.path.startswith("/redirect-private"):
+            self.send_response(302)
+            self.send_header("Location", "http://10.11.12.13/secret.png")
+            self.end_headers()
+            return
+        super().do_GET()
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture(scope="module")
+def file_host(tmp_path_factory):
+    root = tmp_path_factory.mktemp("files")
+    (root / "ref.png").write_bytes(png_bytes(color=(10, 200, 10)))
+    (root / "drive.mp4").write_bytes(mp4_bytes(frames=6))
+    (root / "big.bin").write_bytes(os.urandom(3_000_000))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(_FileHost, directory=str(root)))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+
+
+def _wait_http(url: str, timeout: float, proc: subprocess.Popen | None = None, log: Path | None = None):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"{url}: process exited {proc.returncode}\n{log.read_text()[-3000:] if log else ''}")
+        try:
+            requests.get(url, timeout=2)
+            return
+        except requests.RequestException:
+            time.sleep(0.3)
+    raise TimeoutError(f"{url} did not answer in {timeout:.0f}s\n{log.read_text()[-3000:] if log else ''}")
+
+
+@pytest.fixture(scope="module")
+def s3_server(tmp_path_factory):
+    """moto's S3 in server mode: a local stand-in for S3-compatible storage (real HTTP, real boto3 signing)."""
+    pytest.importorskip("moto")
+    port = free_port()
+    log = tmp_path_factory.mktemp("moto") / "moto.log"
+    proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+                            stdout=open(log, "wb"), stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        _wait_http(url, 60, proc, log)
+        import boto3
+
+        boto3.client("s3", endpoint_url=url, aws_access_key_id="test-key", aws_secret_access_key="test-secret",
+                     region_name="us-east-1").create_bucket(Bucket="wan-outputs")
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+class WorkerAPI:
+    """`python docker/handler.py --rp_serve_api` with its own environment."""
+
+    def __init__(self, env: dict, log: Path):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log = log
+        full_env = {k: v for k, v in os.environ.items() if not k.startswith(("BUCKET_", "COMFY_", "WORKER_"))}
+        full_env.update(env, PYTHONUNBUFFERED="1")
+        self.proc = subprocess.Popen(
+            [sys.executable, "handler.py", "--rp_serve_api", "--rp_api_port", str(self.port),
+             "--rp_api_host", "127.0.0.1"],
+            cwd=DOCKER_DIR, env=full_env, stdout=open(log, "wb"), stderr=subprocess.STDOUT,
+        )
+
+    def wait(self):
+        _wait_http(self.url + "/", 90, self.proc, self.log)
+        return self
+
+    def runsync(self, job_input: dict, timeout: float = 240) -> dict:
+        r = requests.post(self.url + "/runsync", json={"input": job_input}, timeout=timeout)
+        r.raise_for_status()
+        return r.json()
+
+    def stop(self):
+        self.proc.terminate()
+        try:
+            self.proc.wait(20)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+
+
+@pytest.fixture(scope="module")
+def workers(comfyui_source, tmp_path_factory, s3_server):
+    base = tmp_path_factory.mktemp("worker_comfy")
+    comfy = ComfyServer(base, comfyui_source)  # used for its command line and base directory; the worker starts it
+    logs = tmp_path_factory.mktemp("worker_logs")
+    managed = WorkerAPI({
+        "COMFY_URL": comfy.url, "COMFY_START_COMMAND": shlex.join(comfy.command()),
+        "COMFY_LOG_PATH": str(logs / "comfyui.log"), "COMFY_PID_FILE": str(logs / "comfyui.pid"),
+        "COMFY_STARTUP_TIMEOUT_S": "180", "WORKER_INPUT_URL_SCHEMES": "https,http",
+        "WORKER_INPUT_URL_ALLOW_NETWORKS": "127.0.0.1/32", "WORKER_MAX_INPUT_BYTES": "2000000",
+        "BUCKET_ENDPOINT_URL": s3_server, "BUCKET_NAME": "wan-outputs", "BUCKET_ACCESS_KEY_ID": "test-key",
+        "BUCKET_SECRET_ACCESS_KEY": "test-secret", "BUCKET_REGION": "us-east-1",
+        "WORKER_PROGRESS_INTERVAL_S": "0",
+    }, logs / "managed.log")
+    attached = WorkerAPI({"COMFY_URL": comfy.url, "COMFY_STARTUP_TIMEOUT_S": "180"}, logs / "attached.log")
+    try:
+        managed.wait()
+        attached.wait()
+        _wait_http(comfy.url + "/system_stats", 180)
+        yield {"managed": managed, "attached": attached, "comfy": comfy, "logs": logs}
+    finally:
+        managed.stop()
+        attached.stop()
+        pid_file = logs / "comfyui.pid"
+        if pid_file.exists():
+            try:
+                os.kill(int(pid_file.read_text()), signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+
+
+def _ok(result: dict) -> dict:
+    assert result["status"] == "COMPLETED", json.dumps(result)[:3000]
+    return result["output"]
+
+
+def _failed(result: dict) -> str:
+    assert result["status"] == "FAILED", json.dumps(result)[:3000]
+    return result["error"]
+
+
+def _comfy_idle(comfy_url: str, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        q = requests.get(comfy_url + "/queue", timeout=5).json()
+        if not q["queue_running"] and not q["queue_pending"]:
+            return
+        time.sleep(0.3)
+    raise AssertionError(f"ComfyUI still busy after {timeout}s: {q}")
+
+
+# --- tests ----------------------------------------------------------------------------------------------------------
+def test_video_output_from_base64_image_with_override_by_title(workers):
+    out = _ok(workers["managed"].runsync({
+        "workflow": image_to_video("../../etc/ref image.png", frames=5, size=48),
+        "images": [{"name": "../../etc/ref image.png", "image": "data:image/png;base64," + b64(png_bytes())}],
+        "overrides": {"Frames": {"amount": 7}},
+    }))
+    [video] = out["outputs"]
+    assert video["kind"] == "video" and video["content_type"] == "video/mp4" and video["node_id"] == "9"
+    data = base64.b64decode(video["base64"])
+    assert len(data) == video["size"]
+    assert count_frames(data) == (7, 48, 48)
+    stored = workers["comfy"].base_dir / "input"
+    assert (stored / "ref_image.png").is_file() and not list(stored.rglob("*etc*"))
+
+
+def test_url_inputs_image_and_video(workers, file_host):
+    wf = image_to_video("remote.png", frames=3)
+    wf.update({
+        "20": {"class_type": "LoadVideo", "inputs": {"file": "drive.mp4"}},
+        "21": {"class_type": "SaveVideo", "inputs": {"video": ["20", 0], "filename_prefix": "video/copy",
+                                                     "format": "mp4", "codec": "h264"}},
+    })
+    out = _ok(workers["managed"].runsync({"workflow": wf, "images": [
+        {"name": "remote.png", "url": f"{file_host}/ref.png"}, {"name": "drive.mp4", "url": f"{file_host}/drive.mp4"}]}))
+    by_node = {o["node_id"]: o for o in out["outputs"]}
+    assert count_frames(base64.b64decode(by_node["9"]["base64"]))[0] == 3
+    assert count_frames(base64.b64decode(by_node["21"]["base64"]))[0] == 6
+
+
+def test_url_input_limits(workers, file_host):
+    err = _failed(workers["managed"].runsync({"workflow": image_to_video("big.png"),
+                                              "images": [{"name": "big.png", "url": f"{file_host}/big.bin"}]}))
+    assert "input_too_large" in err and "WORKER_MAX_INPUT_BYTES" in err
+    err = _failed(workers["managed"].runsync({"workflow": image_to_video("r.png"),
+                                              "images": [{"name": "r.png", "url": f"{file_host}/redirect-private"}]}))
+    assert "url_refused" in err and "10.11.12.13" in err and "private" in err
+
+
+@pytest.mark.parametrize("url, why", [
+    ("https://127.0.0.1/a.png", "loopback"),
+    ("https://localhost:9/a.png", "loopback"),
+    ("https://10.0.0.7/a.png", "private"),
+    ("https://169.254.169.254/latest/meta-data", "link-local"),
+    ("https://[::1]/a.png", "loopback"),
+    ("http://example.com/a.png", "scheme 'http' is not allowed"),
+    ("file:///etc/passwd", "scheme 'file' is not allowed"),
+])
+def test_private_and_non_https_urls_refused_by_default(workers, url, why):
+    err = _failed(workers["attached"].runsync({"workflow": image_to_video("a.png"),
+                                               "images": [{"name": "a.png", "url": url}]}))
+    assert "url_refused" in err and why in err
+
+
+def test_ui_format_workflow(workers):
+    out = _ok(workers["managed"].runsync({"workflow": ui_image_to_video(frames=4),
+                                          "images": [{"name": "ui.png", "image": b64(png_bytes(24))}],
+                                          "overrides": {"2": {"amount": 2}}}))
+    [video] = out["outputs"]
+    assert count_frames(base64.b64decode(video["base64"])) == (2, 24, 24)
+
+
+def test_invalid_workflows_get_sentences(workers):
+    w = workers["managed"]
+    assert "[bad_input]" in _failed(w.runsync({"prompt": {}}))
+    assert "has no 'class_type'" in _failed(w.runsync({"workflow": {"1": {"inputs": {}}, "2": {"class_type": "X"}}}))
+    images = [{"name": "v.png", "image": b64(png_bytes())}]
+    wf = image_to_video("v.png")
+    wf["3"]["inputs"]["amount"] = 0
+    err = _failed(w.runsync({"workflow": wf, "images": images}))
+    assert "[invalid_workflow]" in err and "Node 3 'Frames' (RepeatImageBatch) input 'amount'" in err
+    wf = image_to_video("v.png")
+    del wf["8"]["inputs"]["images"]
+    err = _failed(w.runsync({"workflow": wf, "images": images}))
+    assert "Node 8 (CreateVideo) is missing its required input 'images'" in err
+    assert "no node has that id or title" in _failed(w.runsync({"workflow": image_to_video(),
+                                                                "overrides": {"Nope": {"x": 1}}}))
+
+
+def test_missing_custom_nodes_are_named(workers):
+    wf = image_to_video("m.png")
+    wf["30"] = {"class_type": "WanAnimateSamplerFromAnotherPack", "inputs": {}}
+    wf["31"] = {"class_type": "VHS_VideoCombine", "inputs": {}}
+    err = _failed(workers["managed"].runsync({"workflow": wf}))
+    assert "[missing_custom_nodes]" in err and "'VHS_VideoCombine' (used by node 31)" in err
+    assert "'WanAnimateSamplerFromAnotherPack'" in err
+    ui = ui_image_to_video()
+    ui["nodes"][2]["type"] = "VHS_LoadVideo"
+    assert "'VHS_LoadVideo' (used by node 3)" in _failed(workers["managed"].runsync({"workflow": ui}))
+
+
+def test_missing_model_named_with_its_folder(workers):
+    wf = {
+        "1": {"class_type": "UNETLoader", "inputs": {"unet_name": "wan2.2_animate_14B_bf16.safetensors",
+                                                     "weight_dtype": "default"}},
+        "2": {"class_type": "VAELoader", "inputs": {"vae_name": "wan_2.1_vae.safetensors"}},
+        "3": {"class_type": "EmptyLatentImage", "inputs": {"width": 64, "height": 64, "batch_size": 1}},
+        "4": {"class_type": "VAEDecode", "inputs": {"samples": ["3", 0], "vae": ["2", 0]}},
+        "5": {"class_type": "SaveImage", "inputs": {"images": ["4", 0], "filename_prefix": "m"}},
+        "6": {"class_type": "ModelSamplingSD3", "inputs": {"model": ["1", 0], "shift": 5.0}},
+    }
+    err = _failed(workers["managed"].runsync({"workflow": wf}))
+    models = workers["comfy"].base_dir / "models"
+    assert "[missing_model]" in err
+    assert f"'wan_2.1_vae.safetensors', which is not in {models / 'vae'}" in err
+
+
+def test_timeout_interrupts_comfyui_and_next_job_runs(workers):
+    w = workers["managed"]
+    started = time.monotonic()
+    err = _failed(w.runsync({"workflow": slow_workflow("slow.png"), "timeout_s": 3,
+                             "images": [{"name": "slow.png", "image": b64(png_bytes())}]}))
+    assert "[timeout]" in err and "within 3 s" in err
+    assert time.monotonic() - started < 20
+    _comfy_idle(workers["comfy"].url, timeout=20)
+    assert _ok(w.runsync({"workflow": image_to_video("slow.png", frames=2)}))["outputs"]
+
+
+def test_oversized_output_without_bucket_is_a_clear_error(workers):
+    err = _failed(workers["attached"].runsync({
+        "workflow": image_to_video("o.png", frames=4), "output": {"inline_max_bytes": 100},
+        "images": [{"name": "o.png", "image": b64(png_bytes())}]}))
+    assert "[output_too_large]" in err and "BUCKET_ENDPOINT_URL" in err and ".mp4" in err
+
+
+def test_oversized_output_goes_to_s3_compatible_bucket(workers, s3_server):
+    out = _ok(workers["managed"].runsync({
+        "workflow": image_to_video("s.png", frames=4), "output": {"inline_max_bytes": 100},
+        "images": [{"name": "s.png", "image": b64(png_bytes())}]}))
+    [video] = out["outputs"]
+    assert "base64" not in video and video["url"].startswith(s3_server)
+    got = requests.get(video["url"], timeout=30)
+    assert got.status_code == 200 and len(got.content) == video["size"]
+    assert got.headers["Content-Type"] == "video/mp4"
+    assert count_frames(got.content)[0] == 4
+    log = (workers["logs"] / "managed.log").read_text()
+    assert "test-secret" not in log
+
+
+def test_cancel_interrupts_comfyui_and_progress_is_forwarded(workers):
+    """RunPod cancels a job by cancelling the handler's asyncio task (runpod.serverless JobScaler.stop_job)."""
+    sys.path.insert(0, str(DOCKER_DIR))
+    from comfy_worker.job import Worker
+    from comfy_worker.settings import WorkerSettings
+
+    comfy_url = workers["comfy"].url
+    worker = Worker(WorkerSettings(comfy_url=comfy_url, progress_interval_s=0))
+    events: list[dict] = []
+    job = {"id": "cancel-me", "input": {"workflow": slow_workflow("c.png"),
+                                        "images": [{"name": "c.png", "image": b64(png_bytes())}]}}
+
+    async def scenario():
+        task = asyncio.create_task(worker.run(job, events.append))
+        for _ in range(300):
+            await asyncio.sleep(0.1)
+            if sum(e["class_type"] == "ImageBlur" for e in events) >= 2:
+                break
+        running = requests.get(comfy_url + "/queue", timeout=5).json()["queue_running"]
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        return running[0][1]
+
+    prompt_id = asyncio.run(scenario())
+    _comfy_idle(comfy_url, timeout=15)
+    status = requests.get(f"{comfy_url}/history/{prompt_id}", timeout=5).json()[prompt_id]["status"]
+    assert any(kind == "execution_interrupted" for kind, _ in status["messages"])
+    done = [e["nodes_done"] for e in events]
+    assert done == sorted(done) and events[-1]["nodes_total"] > 60 and 0 < events[-1]["percent"] < 100
+
+
+def test_comfyui_killed_mid_job_is_reported_and_restarted(workers):
+    w, comfy_url = workers["managed"], workers["comfy"].url
+    pid = int((workers["logs"] / "comfyui.pid").read_text())
+    result: dict = {}
+    t = threading.Thread(target=lambda: result.update(w.runsync({
+        "workflow": slow_workflow("k.png"), "images": [{"name": "k.png", "image": b64(png_bytes())}]})))
+    t.start()
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not requests.get(comfy_url + "/queue", timeout=5).json()["queue_running"]:
+        time.sleep(0.2)
+    os.kill(pid, signal.SIGKILL)
+    t.join(240)
+    err = _failed(result)
+    assert "[comfyui_died]" in err and "exited with code -9" in err and "restarted for the next job" in err
+    assert int((workers["logs"] / "comfyui.pid").read_text()) != pid
+    out = _ok(w.runsync({"workflow": image_to_video("k2.png", frames=2),
+                         "images": [{"name": "k2.png", "image": b64(png_bytes())}]}))
+    assert out["outputs"][0]["kind"] == "video"
