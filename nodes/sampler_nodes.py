@@ -5,7 +5,7 @@ from .convert import frames_to_image, image_to_frames, image_to_video, mask_to_a
 from .model_nodes import CATEGORY, LORAS_TYPE, MODEL_TYPE
 from .progress import NodeProgress, raise_if_interrupted
 
-from wan_animate.engine.options import COLOR_ANCHORS
+from wan_animate.engine.options import COLOR_ANCHORS, LORA_MODES
 from wan_animate.engine.schedulers import SOLVERS
 
 
@@ -47,6 +47,7 @@ class WanAnimateSampler:
                 "color_anchor": (list(COLOR_ANCHORS), {"default": "off", "tooltip": "Match each segment's colour and brightness to the reference image or to the first segment: stops drift in long videos."}),
                 "color_anchor_strength": ("FLOAT", {"default": 1.0, "min": 0.0, "max": 1.0, "step": 0.05, "tooltip": "How strongly colour anchoring pulls (1 = fully)."}),
                 "tiled_vae": ("BOOLEAN", {"default": False, "tooltip": "Encode/decode in spatial tiles: lower peak memory at large sizes, slightly slower."}),
+                "lora_mode": (list(LORA_MODES), {"default": "runtime", "tooltip": "How LoRAs are applied for this run: runtime (hooks, works on fp8 weights, no weight copy) or merge (into the weights, slightly faster steps); the weights are restored afterwards either way."}),
                 "fps": ("FLOAT", {"default": 30.0, "min": 1.0, "max": 240.0, "step": 0.001, "tooltip": "Frame rate of the output video (link Wan Animate Preprocess' fps)."}),
             },
             "optional": {
@@ -64,7 +65,7 @@ class WanAnimateSampler:
         return True
 
     def sample(self, model, reference_image, pose_video, face_video, mode, prompt, negative_prompt, steps, guide_scale,
-               shift, scheduler, seed, segment_length, guide_frames, color_anchor, color_anchor_strength, tiled_vae, fps,
+               shift, scheduler, seed, segment_length, guide_frames, color_anchor, color_anchor_strength, tiled_vae, lora_mode, fps,
                background_video=None, character_mask=None, loras=()):
         from wan_animate.engine import AnimateInputs, AnimateOptions, animate
 
@@ -97,13 +98,14 @@ class WanAnimateSampler:
             color_anchor_strength=color_anchor_strength,
             tiled_vae=tiled_vae,
             offload=model.memory != "gpu",
+            lora_mode=lora_mode,
         )
         raise_if_interrupted()
-        frames = animate(
+        result = animate(
             model.components, inputs, options, loras=[(lora.path, lora.strength) for lora in loras],
             device=model.device, progress=NodeProgress(), cancel=raise_if_interrupted,
         )
-        images = frames_to_image(frames)
+        images = frames_to_image(result.frames)
         return (images, image_to_video(images, fps), float(fps))
 
 

@@ -94,7 +94,7 @@ def _sampler_prompt(**overrides):
         "model": ["1", 0], "reference_image": ["2", 0], "pose_video": ["2", 0], "face_video": ["2", 0],
         "mode": "animate", "prompt": "", "negative_prompt": "", "steps": 4, "guide_scale": 1.0, "shift": 5.0,
         "scheduler": "unipc", "seed": 0, "segment_length": 77, "guide_frames": "1", "color_anchor": "off",
-        "color_anchor_strength": 1.0, "tiled_vae": False, "fps": 30.0,
+        "color_anchor_strength": 1.0, "tiled_vae": False, "lora_mode": "runtime", "fps": 30.0,
     }
     sampler.update(overrides)
     return {
