@@ -1,0 +1,179 @@
+"""Where each component's weights are: from a folder, a file, a Hub repo id, or a {component: path} dict.
+
+Every weights file found is identified by its contents (detect.identify), so file names and folder structure don't
+matter: a Diffusers folder, the original Wan-AI folder, ComfyUI's models folder or one loose file all work. The
+result says what was found, where it looked, and what is missing.
+"""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .detect import Identified, identify
+from .errors import CorruptFileError, WrongModelError
+from .readers import MergedSource, open_file, open_index, weight_files
+
+WEIGHT_COMPONENTS = ("transformer", "vae", "text_encoder", "image_encoder")
+TOKENIZER_FILES = ("spiece.model", "tokenizer.json", "tokenizer_config.json")
+
+
+@dataclass
+class Resolved:
+    parts: dict[str, Identified] = field(default_factory=dict)
+    configs: dict[str, dict] = field(default_factory=dict)       # diffusers config.json per component
+    original_config: dict | None = None                           # Wan-AI config.json (_class_name WanAnimateModel)
+    tokenizer_dirs: list[str] = field(default_factory=list)       # candidate umT5 tokenizer folders, best first
+    image_processor_dir: str | None = None
+    diffusers_root: str | None = None
+    looked: list[str] = field(default_factory=list)
+    others: list[tuple[str, str, str]] = field(default_factory=list)  # (file, what it is, component) not used
+
+    def found(self) -> dict[str, str]:
+        return {c: f"{p.model}, {p.layout} layout, {', '.join(p.files)}" for c, p in self.parts.items()}
+
+
+def _read_json(path: Path) -> dict | None:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError):
+        return None
+
+
+def _is_umt5_tokenizer_dir(d: Path) -> bool:
+    if not any((d / f).is_file() for f in TOKENIZER_FILES):
+        return False
+    cfg = _read_json(d / "tokenizer_config.json") or {}
+    cls = str(cfg.get("tokenizer_class", ""))
+    return "T5" in cls or (d / "spiece.model").is_file() or not cls
+
+
+def resolve(source, files: dict[str, str] | None = None) -> Resolved:
+    """Find the components in `source` (folder / file / Hub id / dict) and in the explicit `files`."""
+    res = Resolved()
+    explicit = dict(files or {})
+    if isinstance(source, dict):
+        explicit = {**source, **explicit}
+        source = None
+    if source is not None:
+        path = Path(os.fspath(source)).expanduser()
+        if not path.exists() and _looks_like_repo_id(str(source)):
+            from .hub import download
+            res.looked.append(f"Hugging Face Hub repo {source}")
+            path = Path(download(str(source)))
+        if path.is_dir():
+            _scan_folder(path, res)
+        elif path.is_file():
+            _add_file(path, res, wanted=None)
+        else:
+            raise FileNotFoundError(f"{source}: no such file or folder (and not a Hugging Face repo id).")
+    for component, p in explicit.items():
+        if p is None:
+            continue
+        p = Path(os.fspath(p)).expanduser()
+        if component in ("tokenizer", "image_processor"):
+            if component == "tokenizer":
+                res.tokenizer_dirs.insert(0, str(p))
+            else:
+                res.image_processor_dir = str(p)
+            res.looked.append(f"{p} ({component}, given)")
+            continue
+        if p.is_dir():
+            _scan_folder(p, res, wanted=component)
+        elif p.is_file():
+            _add_file(p, res, wanted=component)
+        else:
+            raise FileNotFoundError(f"{p}: no such file or folder (given as the {component}).")
+    return res
+
+
+def _looks_like_repo_id(s: str) -> bool:
+    parts = s.split("/")
+    return len(parts) == 2 and all(parts) and not s.startswith((".", "~")) and "\\" not in s
+
+
+def _scan_folder(root: Path, res: Resolved, wanted: str | None = None) -> None:
+    res.looked.append(str(root))
+    index = _read_json(root / "model_index.json")
+    if index is not None and wanted is None:
+        _scan_diffusers(root, res, index)
+        return
+    cfg = _read_json(root / "config.json")
+    if cfg and cfg.get("_class_name") == "WanAnimateModel":
+        res.original_config = cfg
+    for d in sorted({f.parent for f in root.rglob("spiece.model")} | {f.parent for f in root.rglob("tokenizer_config.json")}):
+        if _is_umt5_tokenizer_dir(d) and str(d) not in res.tokenizer_dirs:
+            res.tokenizer_dirs.append(str(d))
+    grouped: set[str] = set()
+    for idx in sorted(root.rglob("*.safetensors.index.json")):
+        src = open_index(idx)
+        grouped.update(src.files)
+        _add_source(src, res, wanted)
+    for f in weight_files(root):
+        if str(f) not in grouped:
+            _add_file(f, res, wanted)
+
+
+def _scan_diffusers(root: Path, res: Resolved, index: dict) -> None:
+    res.diffusers_root = str(root)
+    for component in WEIGHT_COMPONENTS:
+        sub = root / component
+        if component not in index or not sub.is_dir():
+            continue
+        res.looked.append(str(sub))
+        cfg = _read_json(sub / "config.json")
+        if cfg is not None:
+            res.configs[component] = cfg
+        indexes = sorted(sub.glob("*.safetensors.index.json"))
+        if indexes:
+            _add_source(open_index(indexes[0]), res, component, layout="diffusers")
+        else:
+            for f in weight_files(sub, max_depth=0):
+                _add_file(f, res, component, layout="diffusers")
+    if (root / "tokenizer").is_dir():
+        res.tokenizer_dirs.insert(0, str(root / "tokenizer"))
+    if (root / "image_processor").is_dir():
+        res.image_processor_dir = str(root / "image_processor")
+
+
+def _add_file(path: Path, res: Resolved, wanted: str | None, layout: str | None = None) -> None:
+    try:
+        src = open_file(path)
+    except CorruptFileError:
+        raise
+    _add_source(src, res, wanted, layout)
+
+
+def _add_source(src, res: Resolved, wanted: str | None, layout: str | None = None) -> None:
+    found = identify(src)
+    name = ", ".join(src.files)
+    if found.component == "unknown" or not found.is_animate_part:
+        if wanted is not None:
+            raise WrongModelError(
+                f"{name}: given as the {wanted} of Wan2.2-Animate, but it is {found.model}. Use the Wan2.2-Animate-14B "
+                "file for that part (see `python -m wan_loader download`).")
+        res.others.append((name, found.model, found.component))
+        return
+    if wanted is not None and found.component != wanted:
+        raise WrongModelError(f"{name}: given as the {wanted}, but it is the {found.component} ({found.model}). "
+                              f"Pass it as {found.component}= instead.")
+    if layout == "diffusers" and found.layout == "original":
+        found.layout = "diffusers"
+    if found.component == "transformer" and found.layout == "original" and len(src.files) == 1 and \
+            res.original_config is None:
+        found.layout = "comfy"  # one unsharded file without the release's config.json: a ComfyUI model file
+    if found.component in res.parts:
+        prev = res.parts[found.component]
+        same_dir = Path(prev.files[0]).parent == Path(src.files[0]).parent
+        disjoint = not (set(prev.view.base.keys()) & set(src.keys()))
+        if same_dir and disjoint and prev.layout == found.layout and prev.prefix == found.prefix and wanted is None:
+            merged = identify(MergedSource([prev.view.base, src]))
+            merged.layout = prev.layout
+            res.parts[found.component] = merged
+            return
+        if wanted is None:
+            res.others.append((name, f"another copy of the {found.component} ({found.model}); using "
+                                     f"{', '.join(prev.files)}", "duplicate"))
+            return
+    res.parts[found.component] = found

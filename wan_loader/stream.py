@@ -1,0 +1,324 @@
+"""Stream converted tensors from the files into a module built on the meta device: one copy, on the target device.
+
+For a GPU, raw tensor bytes are read with parallel positional reads into a ring of pinned staging buffers and copied
+asynchronously (non_blocking) into parameters preallocated on the GPU, so disk/page-cache reads, host->device copies
+and on-device casts overlap. A tensor that needs no conversion goes straight into its parameter's memory; one that
+needs a rename-with-transform, a cast or fp8 quantization is assembled from its sources on the device. Host memory
+stays at the staging ring (a few hundred MB) whatever the model size. On any error every parameter already placed is
+released, so nothing is left half-loaded on the device.
+"""
+from __future__ import annotations
+
+import os
+import time
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+from torch import nn
+
+from .configs import fp32_keys
+from .errors import ShapeMismatchError, WanLoaderError
+from .fp8 import FP8Linear, dequantize, is_fp8, quantize_fp8
+from .keymaps import Plan
+from .readers import SafetensorsFile, TensorSource, pread_into, tensor_bytes
+
+CHUNK_BYTES = int(os.environ.get("WAN_LOADER_CHUNK_MB", "32")) * 1024 * 1024
+STAGING_BUFFERS = int(os.environ.get("WAN_LOADER_BUFFERS", "8"))
+READ_THREADS = int(os.environ.get("WAN_LOADER_THREADS", "8"))
+
+
+@dataclass
+class LoadStats:
+    tensors: int = 0
+    bytes_read: int = 0
+    seconds: float = 0.0
+
+    @property
+    def gb_per_s(self) -> float:
+        return self.bytes_read / max(self.seconds, 1e-9) / 1e9
+
+
+class Stager:
+    """Reads byte ranges of safetensors files into device tensors, overlapping reads and host->device copies."""
+
+    def __init__(self, device: torch.device, chunk_bytes: int = CHUNK_BYTES, buffers: int = STAGING_BUFFERS,
+                 threads: int = READ_THREADS):
+        self.device = device
+        self.cuda = device.type == "cuda"
+        self.chunk = chunk_bytes
+        self.nbuf = max(2, buffers)
+        self.pool = ThreadPoolExecutor(max(1, threads), thread_name_prefix="wan_loader_read")
+        self.pending: deque = deque()
+        self.buffers = [torch.empty(self.chunk, dtype=torch.uint8, pin_memory=True) for _ in range(self.nbuf)] \
+            if self.cuda else []
+        self.events: list = [None] * self.nbuf
+        self.slot = 0
+        self.bytes = 0
+
+    def close(self) -> None:
+        self.drain()
+        self.pool.shutdown(wait=True)
+        self.buffers = []
+
+    def read(self, file: SafetensorsFile, start: int, end: int, dest: torch.Tensor,
+             then: Callable[[], None] | None = None) -> None:
+        """Queue the bytes [start, end) of `file` into contiguous `dest`; call `then` once they are enqueued."""
+        flat = dest.reshape(-1).view(torch.uint8)
+        n = end - start
+        if n == 0:
+            if then:
+                then()
+            return
+        offset = 0
+        while offset < n:
+            size = min(self.chunk, n - offset)
+            last = offset + size == n
+            self._piece(file, start + offset, size, flat[offset:offset + size], then if last else None)
+            offset += size
+        self.bytes += n
+
+    def _piece(self, file, pos, size, dest_slice, then):
+        if len(self.pending) >= self.nbuf:
+            self._complete(self.pending.popleft())
+        if self.cuda:
+            slot = self.slot
+            self.slot = (self.slot + 1) % self.nbuf
+            if self.events[slot] is not None:
+                self.events[slot].synchronize()
+            buf = tensor_bytes(self.buffers[slot])[:size]
+            fut = self.pool.submit(pread_into, file.fd, buf, pos, file.path)
+            self.pending.append((fut, slot, size, dest_slice, then))
+        else:
+            fut = self.pool.submit(pread_into, file.fd, tensor_bytes(dest_slice), pos, file.path)
+            self.pending.append((fut, None, size, dest_slice, then))
+
+    def _complete(self, item) -> None:
+        fut, slot, size, dest_slice, then = item
+        fut.result()
+        if slot is not None:
+            dest_slice.copy_(self.buffers[slot][:size], non_blocking=True)
+            ev = torch.cuda.Event()
+            ev.record()
+            self.events[slot] = ev
+        if then:
+            then()
+
+    def drain(self) -> None:
+        while self.pending:
+            self._complete(self.pending.popleft())
+
+
+def _slots(model: nn.Module) -> dict[str, tuple[nn.Module, str, bool]]:
+    """State-dict key -> (owning module, attribute, is_parameter); tied aliases map to the same slot."""
+    out = {}
+    for mname, mod in model.named_modules(remove_duplicate=False):
+        pre = f"{mname}." if mname else ""
+        for pname, p in mod._parameters.items():
+            if p is not None:
+                out[pre + pname] = (mod, pname, True)
+        for bname, b in mod._buffers.items():
+            if b is not None and bname not in mod._non_persistent_buffers_set:
+                out[pre + bname] = (mod, bname, False)
+    return out
+
+
+def _place(slot, tensor: torch.Tensor) -> None:
+    mod, name, is_param = slot
+    if is_param:
+        mod._parameters[name] = nn.Parameter(tensor, requires_grad=False)
+    else:
+        mod._buffers[name] = tensor
+
+
+def release(model: nn.Module) -> None:
+    """Drop every parameter/buffer to the meta device (frees device memory of a failed or discarded load)."""
+    for mod in model.modules():
+        for name, p in list(mod._parameters.items()):
+            if p is not None:
+                mod._parameters[name] = nn.Parameter(torch.empty(p.shape, dtype=p.dtype, device="meta"),
+                                                     requires_grad=False)
+        for name, b in list(mod._buffers.items()):
+            if b is not None:
+                mod._buffers[name] = torch.empty(b.shape, dtype=b.dtype, device="meta")
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
+def meta_shapes(plan: Plan, view: TensorSource) -> dict[str, tuple[int, ...]]:
+    """Target shapes of a plan, computed on the meta device (no data read)."""
+    def fake(k):
+        return torch.empty(view.shape(k), dtype=view.dtype(k) if not is_fp8(view.dtype(k)) else torch.float32,
+                           device="meta")
+    return {t: tuple(r.build(fake).shape) for t, r in plan.items()}
+
+
+def check_plan(model: nn.Module, plan: Plan, view: TensorSource, component: str, ignorable=lambda k: False) -> None:
+    """Every model weight has a recipe with the right shape, and the file has no weights the model lacks."""
+    where = view.describe()
+    slots = _slots(model)
+    fp8_scales = {k for k, (m, n, _) in slots.items() if isinstance(m, FP8Linear) and n == "scale"}
+    missing_src = sorted({k for r in plan.values() for k in r.sources if k not in view})
+    if missing_src:
+        raise ShapeMismatchError(f"{where}: the {component} weights lack {len(missing_src)} tensor(s), e.g. "
+                                 f"{missing_src[:3]}. The file is incomplete or another model.")
+    missing = sorted(k for k in slots if k not in plan and k not in fp8_scales)
+    # tied weights (e.g. umT5's shared/embed_tokens) are satisfied by any alias
+    by_slot = {}
+    for k, (m, n, _) in slots.items():
+        by_slot.setdefault((id(m), n), []).append(k)
+    missing = [k for k in missing if not any(a in plan for a in by_slot[(id(slots[k][0]), slots[k][1])])]
+    used = {k for r in plan.values() for k in r.sources}
+    unexpected = sorted(k for k in view.keys() if k not in used and not ignorable(k))
+    extra_targets = sorted(k for k in plan if k not in slots)
+    shapes = meta_shapes(plan, view)
+    wrong = [f"{k}: file {shapes[k]} vs model {tuple(getattr(slots[k][0], slots[k][1]).shape)}"
+             for k in plan if k in slots and shapes[k] != tuple(getattr(slots[k][0], slots[k][1]).shape)]
+    problems = []
+    if wrong:
+        problems.append(f"{len(wrong)} shape mismatch(es), e.g. " + "; ".join(wrong[:3]))
+    if missing:
+        problems.append(f"{len(missing)} weight(s) missing from the file, e.g. {missing[:3]}")
+    if extra_targets or unexpected:
+        problems.append(f"{len(extra_targets) + len(unexpected)} weight(s) the model does not have, e.g. "
+                        f"{(extra_targets + unexpected)[:3]}")
+    if problems:
+        raise ShapeMismatchError(
+            f"{where}: the {component} weights do not fit the model built from its config: " + "; ".join(problems) +
+            ". The config belongs to another model size, or the file is another model or damaged: check it with "
+            "`python -m wan_loader inspect`.")
+
+
+def load_into(model: nn.Module, plan: Plan, view: TensorSource, device: torch.device | str,
+              weight_dtype: torch.dtype, compute_dtype: torch.dtype, per_channel: bool = False,
+              component: str = "model", ignorable=lambda k: False) -> LoadStats:
+    """Fill the meta-device `model` from `view` through `plan`, on `device`. See the module docstring."""
+    device = torch.device(device)
+    if device.type == "cuda" and device.index is None:
+        device = torch.device("cuda", torch.cuda.current_device())
+    check_plan(model, plan, view, component, ignorable)
+    slots = _slots(model)
+    keep32 = fp32_keys(model, weight_dtype)
+    scale_of = getattr(view, "scale", lambda k: None)
+    t0 = time.perf_counter()
+    stats = LoadStats()
+    stager = Stager(device)
+    done_slots: set = set()
+
+    def order(item):
+        recipe = item[1]
+        if not recipe.sources:
+            return ("", 0)
+        br = view.byte_range(recipe.sources[0])
+        return (br[0].path, br[1]) if br else (view.where(recipe.sources[0]), 0)
+
+    try:
+        for target, recipe in sorted(plan.items(), key=order):
+            if target not in slots:
+                continue
+            slot = slots[target]
+            if (id(slot[0]), slot[1]) in done_slots:
+                continue
+            done_slots.add((id(slot[0]), slot[1]))
+            mod, name, _ = slot
+            current = getattr(mod, name)
+            fp8_target = isinstance(mod, FP8Linear) and name == "weight"
+            if fp8_target:
+                final = current.dtype
+            elif not current.dtype.is_floating_point:
+                final = current.dtype
+            elif target in keep32:
+                final = torch.float32
+            else:
+                final = compute_dtype if is_fp8(weight_dtype) else weight_dtype
+            stats.tensors += 1
+            _load_one(stager, view, recipe, slot, current, final, fp8_target, per_channel, device, scale_of)
+        stager.drain()
+        for mod in model.modules():  # non-persistent buffers (rope tables, blur kernels) were built on the CPU
+            for name, b in list(mod._buffers.items()):
+                if b is not None and b.device.type != "meta":
+                    mod._buffers[name] = b.to(device)
+        left = [n for n, p in model.named_parameters() if p.device.type == "meta"]
+        if left:
+            raise WanLoaderError(f"{view.describe()}: {len(left)} {component} weight(s) were not loaded, e.g. "
+                                 f"{left[:3]}. This is a bug in the key map: please report it.")
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+    except BaseException:
+        stager.pool.shutdown(wait=True, cancel_futures=True)
+        stager.pending.clear()
+        release(model)
+        raise
+    stager.close()
+    stats.bytes_read = stager.bytes + getattr(stager, "extra_bytes", 0)
+    stats.seconds = time.perf_counter() - t0
+    return stats
+
+
+def _load_one(stager: Stager, view, recipe, slot, current, final, fp8_target, per_channel, device, scale_of):
+    srcs = recipe.sources
+    direct = (len(srcs) == 1 and recipe.transform is None and view.byte_range(srcs[0]) is not None
+              and view.dtype(srcs[0]) == final)
+    if direct:  # raw bytes straight into the parameter (an fp8 file keeps its own scale: no dequant round trip)
+        dest = torch.empty(current.shape, dtype=final, device=device)
+        file, start, end = view.byte_range(srcs[0])
+        stager.read(file, start, end, dest)
+        _place(slot, dest)
+        if fp8_target:
+            scale = scale_of(srcs[0])
+            _place_scale(slot, scale if scale is not None else torch.ones(()), device)
+        return
+    # Assemble on the device: fetch sources raw, then transform / dequantize / cast / quantize.
+    fetched: dict[str, torch.Tensor] = {}
+    pending = len(srcs)
+
+    def finish():
+        values = {}
+        scales = []
+        for k in srcs:
+            s = scale_of(k)
+            scales.append(s)
+            t = fetched[k]
+            values[k] = dequantize(t, s, torch.float32) if is_fp8(t.dtype) else t
+        value = recipe.build(values.__getitem__)
+        if fp8_target:
+            # sources that share one scale keep it, so re-quantizing reproduces their fp8 values exactly
+            inherited = scales[0] if all(s is not None for s in scales) and all(
+                s.numel() == scales[0].numel() and torch.equal(s, scales[0]) for s in scales) else None
+            if inherited is not None and inherited.numel() not in (1, value.shape[0]):
+                inherited = None
+            q, s = quantize_fp8(value, per_channel=per_channel, dtype=final,
+                                scale=inherited.reshape(-1) if inherited is not None and inherited.numel() > 1
+                                else (inherited.reshape(()) if inherited is not None else None))
+            _place(slot, q.contiguous())
+            _place_scale(slot, s, device)
+        else:
+            _place(slot, value.to(final).contiguous())
+
+    def arrived(k):
+        nonlocal pending
+        pending -= 1
+        if pending == 0:
+            finish()
+
+    if not srcs:
+        finish()
+        return
+    for k in srcs:
+        br = view.byte_range(k)
+        if br is not None:
+            t = torch.empty(view.shape(k), dtype=view.dtype(k), device=device)
+            fetched[k] = t
+            stager.read(br[0], br[1], br[2], t, then=lambda k=k: arrived(k))
+        else:
+            fetched[k] = view.get(k).to(device)
+            stager.extra_bytes = getattr(stager, "extra_bytes", 0) + view.nbytes(k)
+            arrived(k)
+
+
+def _place_scale(slot, scale: torch.Tensor, device) -> None:
+    s = scale.to(device=device, dtype=torch.float32)
+    s = s.reshape(()) if s.numel() == 1 else s.reshape(-1)
+    slot[0]._parameters["scale"] = nn.Parameter(s, requires_grad=False)
