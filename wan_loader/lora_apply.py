@@ -1,0 +1,229 @@
+"""Putting LoRAs into a model: merged into the weights, or added at run time by removable forward hooks.
+
+Both ways start from the same LoraPlan (lora.plan_loras), so they change the same parameters by the same amounts.
+
+Merged: each changed weight becomes W + sum(strength * delta), computed in fp32 and stored back in the weight's own
+dtype; an FP8Linear weight is dequantized, changed and re-quantized with its scale scheme (per tensor or per output
+channel, the scale recomputed from the new absolute max). Unmerging restores the exact original bits when
+`keep_original=True` (a CPU copy of each changed tensor), else subtracts the deltas again (exact up to rounding).
+
+Run time: nn.Linear / FP8Linear layers get a forward hook adding strength * scale * up(down(x)) (+ bias deltas);
+the factors of all LoRAs of one call are concatenated so each layer does two small matmuls whatever the count.
+Other parameters (norm weights, modulation tables, convolutions) are small: they are changed in place and restored
+bit-exactly from a saved original when the last handle touching them is removed, in any order.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .fp8 import FP8Linear, is_fp8, quantize_fp8
+from .lora_file import LoraError
+from .lora_plan import Contribution, LoraPlan, plan_loras, unwrap
+
+_PATCHES = "_wan_lora_patches"  # module.__dict__ entry: {attr: {"original": tensor, "deltas": {handle id: delta}}}
+
+
+def _owner(model: nn.Module, param_name: str) -> tuple[nn.Module, str]:
+    module_name, _, attr = param_name.rpartition(".")
+    return (model.get_submodule(module_name) if module_name else model), attr
+
+
+def _is_linear(module: nn.Module) -> bool:
+    return isinstance(module, (nn.Linear, FP8Linear))
+
+
+# ------------------------------------------------------------------------------------------------------------ merge
+
+def _add_delta(module: nn.Module, attr: str, delta: torch.Tensor) -> None:
+    """param += delta (fp32 delta), in the parameter's own storage format."""
+    if isinstance(module, FP8Linear) and attr == "weight":
+        w = module.dequantized_weight(torch.float32).add_(delta)
+        q, scale = quantize_fp8(w, per_channel=module.scale.ndim > 0, dtype=module.weight.dtype)
+        module.weight.data.copy_(q)
+        module.scale.data.copy_(scale.reshape(module.scale.shape))
+        return
+    p = getattr(module, attr)
+    new = p.data.float().add_(delta)
+    if is_fp8(p.dtype):
+        fmax = torch.finfo(p.dtype).max
+        new.clamp_(-fmax, fmax)
+    p.data.copy_(new.to(p.dtype))
+
+
+def _snapshot(module: nn.Module, attr: str) -> dict[str, torch.Tensor]:
+    names = [attr, "scale"] if isinstance(module, FP8Linear) and attr == "weight" else [attr]
+    return {n: getattr(module, n).detach().to("cpu", copy=True) for n in names}
+
+
+class MergedLoras:
+    """LoRAs merged into a model's weights. `unmerge()` takes them out again (see module docstring)."""
+
+    def __init__(self, model: nn.Module, plan: LoraPlan, originals: dict[str, dict[str, torch.Tensor]] | None):
+        self.model, self.plan, self._originals = model, plan, originals
+        self.merged = True
+
+    @property
+    def changed(self) -> list[str]:
+        return list(self.plan.changes)
+
+    def unmerge(self) -> None:
+        if not self.merged:
+            return
+        with torch.no_grad():
+            for name in self.plan.changes:
+                module, attr = _owner(self.model, name)
+                if self._originals is not None:
+                    for n, t in self._originals[name].items():
+                        getattr(module, n).data.copy_(t)
+                else:
+                    p = getattr(module, attr)
+                    _add_delta(module, attr, self.plan.total_delta(name, p.shape, p.device).neg_())
+        self.merged = False
+        self._originals = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.unmerge()
+
+
+def merge_loras(transformer: nn.Module, loras, *, keep_original: bool = False, strict: bool = False) -> MergedLoras:
+    """Add each LoRA's delta (times its strength) into the weights. loras: [(LoraWeights | path, strength), ...]."""
+    model = unwrap(transformer)
+    plan = plan_loras(model, loras, strict=strict)
+    for name in plan.changes:
+        module, attr = _owner(model, name)
+        if attr in module.__dict__.get(_PATCHES, {}):
+            raise LoraError(f"{name} carries run-time LoRAs: remove them (handle.remove()) before merging.")
+    originals = {} if keep_original else None
+    with torch.no_grad():
+        for name in plan.changes:
+            module, attr = _owner(model, name)
+            if originals is not None:
+                originals[name] = _snapshot(module, attr)
+            p = getattr(module, attr)
+            _add_delta(module, attr, plan.total_delta(name, p.shape, p.device))
+    return MergedLoras(model, plan, originals)
+
+
+# --------------------------------------------------------------------------------------------------------- run time
+
+class LinearLoraHook:
+    """Forward hook of one Linear / FP8Linear: output += x @ (sum of deltas).T, in low-rank form where possible."""
+
+    def __init__(self, module: nn.Module, weight: list[Contribution], bias: list[Contribution]):
+        device = module.weight.device
+        self.dtype = module.compute_dtype if isinstance(module, FP8Linear) else module.weight.dtype
+        downs, ups, full = [], [], None
+        for c in weight:
+            if c.low_rank is not None:
+                downs.append(c.low_rank.down.to(device, torch.float32).flatten(1) * (c.strength * c.low_rank.scale))
+                ups.append(c.low_rank.up.to(device, torch.float32).flatten(1))
+            else:
+                d = c.delta(module.weight.shape, device)
+                full = d if full is None else full.add_(d)
+        self.down = torch.cat(downs).to(self.dtype) if downs else None
+        self.up = torch.cat(ups, dim=1).to(self.dtype) if ups else None
+        self.full = full.to(self.dtype) if full is not None else None
+        bias_delta = None
+        for c in bias:
+            d = c.delta(torch.Size([module.out_features]), device)
+            bias_delta = d if bias_delta is None else bias_delta.add_(d)
+        self.bias = bias_delta.to(self.dtype) if bias_delta is not None else None
+
+    def _to(self, device: torch.device) -> None:
+        for name in ("down", "up", "full", "bias"):
+            t = getattr(self, name)
+            if t is not None:
+                setattr(self, name, t.to(device))
+
+    def __call__(self, module: nn.Module, args, output: torch.Tensor) -> torch.Tensor:
+        x = args[0].to(self.dtype)
+        if next(t for t in (self.down, self.full, self.bias) if t is not None).device != x.device:
+            self._to(x.device)
+        extra = None
+        if self.down is not None:
+            extra = F.linear(F.linear(x, self.down), self.up)
+        if self.full is not None:
+            y = F.linear(x, self.full)
+            extra = y if extra is None else extra + y
+        if self.bias is not None:
+            extra = self.bias.expand(output.shape) if extra is None else extra + self.bias
+        return output + extra.to(output.dtype)
+
+
+def _patch(module: nn.Module, attr: str, key: int, delta: torch.Tensor | None) -> None:
+    """Set (delta) or clear (None) one handle's in-place change of module.attr; recompute from the original."""
+    registry = module.__dict__.setdefault(_PATCHES, {})
+    p = getattr(module, attr)
+    entry = registry.setdefault(attr, {"original": p.detach().clone(), "deltas": {}})
+    if delta is None:
+        entry["deltas"].pop(key, None)
+    else:
+        entry["deltas"][key] = delta
+    with torch.no_grad():
+        if entry["deltas"]:
+            total = entry["original"].float() + sum(entry["deltas"].values())
+            p.data.copy_(total.to(p.dtype))
+        else:
+            p.data.copy_(entry["original"])
+            del registry[attr]
+            if not registry:
+                del module.__dict__[_PATCHES]
+
+
+class RuntimeLoras:
+    """LoRAs applied at run time. `remove()` (or leaving a `with` block) takes them off and restores the model."""
+
+    def __init__(self, model: nn.Module, plan: LoraPlan):
+        self.model, self.plan = model, plan
+        self._hooks = []
+        self._patched: list[tuple[nn.Module, str]] = []
+        self.active = True
+
+    @property
+    def changed(self) -> list[str]:
+        return list(self.plan.changes)
+
+    def remove(self) -> None:
+        if not self.active:
+            return
+        for h in self._hooks:
+            h.remove()
+        for module, attr in self._patched:
+            _patch(module, attr, id(self), None)
+        self._hooks, self._patched = [], []
+        self.active = False
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.remove()
+
+
+def apply_loras(transformer: nn.Module, loras, *, strict: bool = False) -> RuntimeLoras:
+    """Apply LoRAs at run time (weights untouched). loras: [(LoraWeights | path, strength), ...]."""
+    model = unwrap(transformer)
+    plan = plan_loras(model, loras, strict=strict)
+    handle = RuntimeLoras(model, plan)
+    per_linear: dict[nn.Module, dict[str, list[Contribution]]] = {}
+    try:
+        for name, contributions in plan.changes.items():
+            module, attr = _owner(model, name)
+            if _is_linear(module) and attr in ("weight", "bias"):
+                per_linear.setdefault(module, {"weight": [], "bias": []})[attr].extend(contributions)
+                continue
+            p = getattr(module, attr)
+            delta = plan.total_delta(name, p.shape, p.device)
+            _patch(module, attr, id(handle), delta)
+            handle._patched.append((module, attr))
+        for module, parts in per_linear.items():
+            handle._hooks.append(module.register_forward_hook(LinearLoraHook(module, parts["weight"], parts["bias"])))
+    except BaseException:
+        handle.remove()
+        raise
+    return handle
