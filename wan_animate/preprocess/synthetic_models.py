@@ -187,13 +187,14 @@ def colour_pose_model(
     output_name: str = "output",
 ) -> Path:
     """A ViTPose-shaped model whose 133 heatmaps all light up where the crop has `colour` (RGB, as fed): the
-    heatmap is a 4x4-pooled colour-match score of the normalised input, so a blob of that colour planted in a real
+    heatmap is a pooled colour-match score of the normalised input, so a blob of that colour planted in a real
     photograph must be found at its frame position (tests the crop, the channel order and the mapping back)."""
     target = (np.asarray(colour, np.float32) / 255 - IMAGENET_MEAN) / IMAGENET_STD
     weights = target / np.linalg.norm(target)  # projection on the target colour's direction
     g = _start(path, None)
     score = g.op("Conv", [input_name, g.const(weights.reshape(1, 3, 1, 1).astype(np.float32))])
-    pooled = g.op("AveragePool", [score], kernel_shape=[4, 4], strides=[4, 4])
+    # 5x5 windows centred on every 4th pixel: heatmap pixel i stands for crop pixel 4i, as ViTPose was trained.
+    pooled = g.op("AveragePool", [score], kernel_shape=[5, 5], strides=[4, 4], pads=[2, 2, 2, 2])
     scaled = g.op("Mul", [pooled, g.const(np.array(1 / np.linalg.norm(target), np.float32))])
     g.op("Tile", [scaled, g.const(np.array([1, NUM_KEYPOINTS, 1, 1], np.int64))], output_name)
     b = _batch(static_batch)
@@ -212,9 +213,9 @@ YOLO_SIZES = {
     "tiny": {"widths": (4, 8, 8, 8, 8), "blocks": (0, 0, 0, 0), "head_blocks": 0},
 }
 VIT_SIZES = {
-    "h": {"dim": 1280, "depth": 32, "heads": 16},  # ViTPose-H: ~632 M parameters
-    "l": {"dim": 1024, "depth": 24, "heads": 16},  # ViTPose-L: ~306 M parameters
-    "tiny": {"dim": 32, "depth": 1, "heads": 2},
+    "h": {"dim": 1280, "depth": 32, "heads": 16, "deconv": 256},  # ViTPose-H: ~632 M parameters
+    "l": {"dim": 1024, "depth": 24, "heads": 16, "deconv": 256},  # ViTPose-L: ~306 M parameters
+    "tiny": {"dim": 32, "depth": 1, "heads": 2, "deconv": 8},
 }
 
 
@@ -336,12 +337,12 @@ def vitpose_model(
         x = g.op("Add", [x, _linear(g, h, 4 * dim, dim, rng)])
     x = _layer_norm(g, x, dim)
     x = g.op("Reshape", [g.op("Transpose", [x], perm=[0, 2, 1]), g.const(np.array([0, dim, grid_h, grid_w], np.int64))])
-    channels = dim
+    channels, width = dim, cfg["deconv"]
     for _ in range(2):
-        w = (rng.standard_normal((channels, 256, 4, 4), dtype=np.float32) * math.sqrt(2.0 / (channels * 4))).astype(np.float32)
+        w = (rng.standard_normal((channels, width, 4, 4), dtype=np.float32) * math.sqrt(2.0 / (channels * 4))).astype(np.float32)
         x = g.op("Relu", [g.op("ConvTranspose", [x, g.const(w)], strides=[2, 2], pads=[1, 1, 1, 1])])
-        channels = 256
-    _conv(g, x, 256, NUM_KEYPOINTS, 1, 1, rng, act=None)
+        channels = width
+    _conv(g, x, width, NUM_KEYPOINTS, 1, 1, rng, act=None)
     g.nodes[-1].output[0] = "output"
     b = _batch(static_batch)
     return g.save(
