@@ -98,8 +98,9 @@ def test_unknown_or_missing_keys_are_named(tiny):
         clip_map.plan_original_to_diffusers({k: v for k, v in shapes.items() if k != "visual.cls_embedding"})
     with pytest.raises(ValueError, match="not part of this component.*visual.transformer.0.attn.extra"):
         clip_map.plan_original_to_diffusers({**shapes, "visual.transformer.0.attn.extra.weight": (1,)})
-    with pytest.raises(ValueError, match="k_proj"):
-        clip_map.plan_diffusers_to_original({k: v for k, v in shapes_of(sd).items() if "0.self_attn.k_proj.w" not in k})
+    for proj in ("q_proj", "k_proj"):
+        with pytest.raises(ValueError, match=proj):
+            clip_map.plan_diffusers_to_original({k: v for k, v in shapes_of(sd).items() if f"0.self_attn.{proj}.w" not in k})
     t5_original = shapes_of(to_layout(t5_map, "original", weights_of(t5_map, tiny.text_encoder)))
     with pytest.raises(ValueError, match="not umT5"):
         t5_map.plan_original_to_diffusers({**t5_original, "pos_embedding.embedding.weight": (32, 4)})

@@ -8,6 +8,8 @@ Layouts:
   Dropped on purpose (`ignored_original_keys`): the XLM-RoBERTa text tower `textual.*`, `log_scale`, and the
   image projection `visual.head` — Wan reads hidden states, never the projected embedding.
   Writing this layout gives the vision tower only: Wan's own `CLIPModel` loads it with `strict=False`.
+  (open_clip's xlm-roberta-large-ViT-H-14 was trained with the LAION ViT-H/14 image tower frozen, which is why
+  the common ViT-H/14 image encoder files below carry the same vision weights.)
 - "comfy": `clip_vision/clip_vision_h.safetensors`, the transformers CLIPVisionModelWithProjection names
   (`vision_model.*`, `visual_projection.weight`), which ComfyUI's `comfy.clip_model.CLIPVisionModelProjection`
   also uses (it picks clip_vision_config_h.json from the 32-layer key). `visual_projection.weight` is not part
@@ -119,11 +121,12 @@ def plan_diffusers_to_original(shapes: dict[str, tuple]) -> Plan:
             lead = (1, 1) if key == "embeddings.class_embedding" else (1,)
             plan[inverse[key]] = Recipe((key,), _reshaper(lead + tuple(shapes[key])))
         elif key.startswith("encoder.layers.") and parts[-2] in _SPLIT_QKV:
-            if parts[-2] == "q_proj":
-                n, p = parts[2], parts[-1]
+            n, p = parts[2], parts[-1]
+            fused = _FUSED_QKV.format(n=n, p=p)
+            if fused not in plan:
                 sources = tuple(f"encoder.layers.{n}.self_attn.{proj}.{p}" for proj in _SPLIT_QKV)
                 require(shapes, sources, what)
-                plan[_FUSED_QKV.format(n=n, p=p)] = Recipe(sources, _fuse_qkv)
+                plan[fused] = Recipe(sources, _fuse_qkv)
         else:
             plain.append(key)
     plan.update(renamed(_ORIGINAL.rename_all(plain, False, what)))
