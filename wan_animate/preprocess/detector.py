@@ -28,7 +28,9 @@ def detector_input(frames: Sequence[np.ndarray], size: tuple[int, int] = DETECTO
     batch = np.empty((len(frames), height, width, 3), dtype=np.uint8)
     for i, frame in enumerate(frames):
         cv2.resize(frame, (width, height), dst=batch[i])
-    return (batch.transpose(0, 3, 1, 2) * np.float32(1 / 255)).astype(np.float32, copy=False)
+    out = np.empty((len(frames), 3, height, width), dtype=np.float32)
+    np.multiply(batch.transpose(0, 3, 1, 2), np.float32(1 / 255), out=out)  # one pass: layout, type and scale
+    return out
 
 
 def _rows_from_yolov8(output: np.ndarray) -> np.ndarray:

@@ -62,9 +62,12 @@ def normalise_crops(crops: np.ndarray, channel_order: ChannelOrder = "rgb") -> n
     """[P, h, w, 3] uint8 RGB crops -> [P, 3, h, w] float32 ImageNet-normalised model input."""
     if channel_order == "bgr":
         crops = crops[..., ::-1]
-    scale = (1 / (255 * IMAGENET_STD)).astype(np.float32)
-    shift = (IMAGENET_MEAN / IMAGENET_STD).astype(np.float32)
-    return np.ascontiguousarray((crops.astype(np.float32) * scale - shift).transpose(0, 3, 1, 2))
+    scale = (1 / (255 * IMAGENET_STD)).astype(np.float32)[None, :, None, None]
+    shift = (IMAGENET_MEAN / IMAGENET_STD).astype(np.float32)[None, :, None, None]
+    out = np.empty((crops.shape[0], 3, *crops.shape[1:3]), dtype=np.float32)
+    np.multiply(crops.transpose(0, 3, 1, 2), scale, out=out)
+    out -= shift
+    return out
 
 
 def usable_box(box: np.ndarray) -> bool:
