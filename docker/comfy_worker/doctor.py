@@ -74,12 +74,16 @@ def check_onnxruntime(gpu_expected: bool) -> list[Check]:
                   "install onnxruntime-gpu for CUDA)")]
 
 
-def check_paths(settings: WorkerSettings) -> list[Check]:
+def check_paths(settings: WorkerSettings, phase: str) -> list[Check]:
     out = []
     main = settings.comfyui_dir / "main.py"
     out.append(Check("comfyui source", OK if main.is_file() else FAIL, str(main)))
     strategy = settings.model_strategy
-    if strategy in ("volume", "download"):
+    source_yaml = Path(__file__).resolve().parent.parent / "extra_model_paths.yaml"
+    if phase == "build":
+        out.append(Check("extra_model_paths.yaml", OK if source_yaml.is_file() else FAIL,
+                         f"{source_yaml} (start.sh installs it for the volume and download strategies)"))
+    elif strategy in ("volume", "download"):
         yaml_path = settings.comfyui_dir / "extra_model_paths.yaml"
         if not yaml_path.is_file():
             out.append(Check("extra_model_paths.yaml", FAIL, f"{yaml_path} missing (MODEL_STRATEGY={strategy})"))
@@ -150,7 +154,7 @@ def run_checks(phase: str, settings: WorkerSettings | None = None, manifest: str
     require_gpu = phase == "start" and os.environ.get("DOCTOR_REQUIRE_GPU", "1") == "1"
     checks = check_imports(Path(package_dir) if package_dir else None)
     checks += check_gpu(require_gpu) + check_onnxruntime(gpu_expected=phase != "build")
-    checks += check_paths(settings)
+    checks += check_paths(settings, phase)
     if phase != "build":
         checks += check_comfyui(settings, required=phase == "manual")
     # Baked images must carry their models from the build on; a volume must hold them at start; downloads happen
