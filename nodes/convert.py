@@ -57,12 +57,11 @@ def mask_to_array(mask: torch.Tensor, frames: int | None = None, name: str = "ma
 
 
 def array_to_mask(mask) -> torch.Tensor:
-    """float or uint8 [N,H,W] (0..1 or 0..255) -> MASK float32 [N,H,W]."""
+    """[N,H,W] (or [H,W]) mask with values in 0..1, any dtype (a 0/1 uint8 mask too) -> MASK float32 [N,H,W]."""
     t = torch.from_numpy(np.ascontiguousarray(mask)) if isinstance(mask, np.ndarray) else torch.as_tensor(mask)
     if t.ndim == 2:
         t = t.unsqueeze(0)
-    t = t.float().div(255.0) if t.dtype == torch.uint8 else t.float()
-    return t.clamp(0, 1).contiguous()
+    return t.float().clamp(0, 1).contiguous()
 
 
 def video_to_image(video) -> tuple[torch.Tensor, float]:
@@ -85,3 +84,28 @@ def image_to_video(images: torch.Tensor, fps: float):
         raise ValueError(f"H.264 video needs even width and height, got {w}x{h}; resize to an even size first.")
     rate = Fraction(fps).limit_denominator(1001)
     return VideoFromComponents(VideoComponents(images=images, frame_rate=rate))
+
+
+class ImageBatchSink:
+    """Engine frame sink that fills one preallocated IMAGE tensor segment by segment.
+
+    Host memory holds the output IMAGE plus one segment, instead of every uint8 frame and then a float copy.
+    """
+
+    def __init__(self, num_frames: int):
+        self.num_frames = num_frames
+        self.image: torch.Tensor | None = None
+        self.written = 0
+
+    def write(self, frames: np.ndarray) -> None:
+        if self.image is None:
+            h, w = frames.shape[1:3]
+            self.image = torch.empty((self.num_frames, h, w, 3), dtype=torch.float32)
+        n = min(len(frames), self.num_frames - self.written)
+        self.image[self.written:self.written + n] = torch.from_numpy(np.ascontiguousarray(frames[:n])).float().div_(255.0)
+        self.written += n
+
+    def result(self) -> torch.Tensor:
+        if self.image is None or self.written != self.num_frames:
+            raise RuntimeError(f"the engine produced {self.written} of {self.num_frames} frames.")
+        return self.image

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 import folder_paths
 
 from .folders import full_path
-from .progress import NodeProgress, free_comfy_models, torch_device
+from .progress import NodeProgress, free_comfy_models, progress_tqdm, torch_device
 
 CATEGORY = "Wan Animate"
 MODEL_TYPE = "WANANIMATE_MODEL"
@@ -65,6 +65,21 @@ def resolve_model(choice: str, hub_id: str) -> str:
     return full_path("diffusion_models", choice)
 
 
+def download_with_progress(repo_id: str) -> str:
+    """Fetch the loader's files of a Hub repo with the download shown on the node; the loader's own download
+    (same files, same cache, offline mode honoured) gives the readable error when this fails."""
+    from huggingface_hub import snapshot_download
+    from wan_loader import hub
+
+    try:
+        return snapshot_download(
+            repo_id, allow_patterns=hub.allow_patterns(repo_id), cache_dir=hub.cache_dir(),
+            local_files_only=hub.offline(), tqdm_class=progress_tqdm(),
+        )
+    except Exception:
+        return hub.download(repo_id)
+
+
 def resolve_part(folder: str, choice: str) -> str | None:
     return None if choice == FROM_MODEL else full_path(folder, choice)
 
@@ -98,19 +113,23 @@ class WanAnimateModelLoader:
         }
 
     def load(self, model, vae, text_encoder, clip_vision, precision, memory, hub_id=""):
-        from wan_loader import load_components
+        from wan_loader.load import load_components
 
         source = resolve_model(model, hub_id)
+        if not os.path.exists(source):
+            source = download_with_progress(source)
         parts = {
             "vae": resolve_part("vae", vae),
             "text_encoder": resolve_part("text_encoders", text_encoder),
             "image_encoder": resolve_part("clip_vision", clip_vision),
         }
         free_comfy_models()
+        device = torch_device()
         components = load_components(
-            source, **{k: v for k, v in parts.items() if v}, dtype=precision, progress=NodeProgress()
+            source, device=device if memory == "gpu" else "cpu", weight_dtype=precision,
+            files={k: v for k, v in parts.items() if v}, progress=NodeProgress(),
         )
-        return (WanAnimateModel(components, torch_device(), precision, memory, dict(getattr(components, "sources", {}))),)
+        return (WanAnimateModel(components, device, precision, memory, dict(components.sources)),)
 
 
 @dataclass(frozen=True)

@@ -5,14 +5,24 @@ Outputs are plain IMAGE/MASK batches, so they feed this package's sampler and co
 """
 from __future__ import annotations
 
+import logging
+
+import numpy as np
+
+from wan_animate.preprocess.masks import DILATION_ITERATIONS
+from wan_animate.preprocess.person_select import FILL_MODES, STRATEGIES
+from wan_animate.preprocess.resolution import OFFICIAL_AREA
+from wan_animate.preprocess.video_io import OFFICIAL_FPS
+
 from .convert import array_to_mask, frames_to_image, image_to_frames, mask_to_array
 from .folders import folder_paths_for
 from .model_nodes import CATEGORY
 from .progress import NodeProgress, raise_if_interrupted
 
+_log = logging.getLogger("wan_animate.nodes")
 POSE_MODEL_TYPE = "WANANIMATE_POSE_MODEL"
 DEVICES = ["auto", "cuda", "cpu"]
-PERSON_CHOICES = ["largest", "index_left_to_right", "track_from_first"]
+MODES = ("animate", "replace")
 
 
 def detection_choices(slot: str) -> list[str]:
@@ -53,7 +63,7 @@ class WanAnimatePoseModelLoader:
         }
 
     def load(self, detector, pose, device):
-        from wan_animate.preprocess import PoseEstimator
+        from wan_animate.preprocess.estimator import PoseEstimator
 
         return (
             PoseEstimator(
@@ -69,7 +79,7 @@ class WanAnimatePreprocess:
     DESCRIPTION = (
         "Turns a driving video into what Wan2.2-Animate needs, by the official recipe: skeleton video, RGB 512x512 "
         "face crops, and for replacement the character mask and the background. Batched, with person choice, "
-        "retargeting to the reference's proportions and optional smoothing of face boxes and keypoints."
+        "gap filling, retargeting to the reference's proportions and optional smoothing of keypoints and face boxes."
     )
     CATEGORY = CATEGORY
     RETURN_TYPES = ("IMAGE", "IMAGE", "IMAGE", "IMAGE", "MASK", "FLOAT", "INT", "INT", "INT")
@@ -78,11 +88,11 @@ class WanAnimatePreprocess:
     )
     OUTPUT_TOOLTIPS = (
         "Skeleton frames at the working size (letterboxed to the reference's aspect in animate mode).",
-        "RGB 512x512 face crops, one per frame (core WanAnimateToVideo's face_video accepts them as they are).",
-        "The reference image resized to the working size.",
-        "The driving frames with the character masked out (replace mode; the resized driving frames in animate mode).",
-        "Per-frame character mask, 1 where the character is (replace mode; all ones in animate mode).",
-        "Frame rate of the outputs.",
+        "RGB 512x512 face crops, one per frame (core WanAnimateToVideo's face_video takes them as they are).",
+        "The reference image letterboxed to the working size.",
+        "Replace mode: the driving frames with the character blacked out. Animate mode: one black frame (not used).",
+        "Replace mode: per-frame mask, 1 on the character. Animate mode: one all-ones mask (not used).",
+        "Frame rate of the outputs (target_fps, or the driving video's).",
         "Working width (divisible by 16).",
         "Working height (divisible by 16).",
         "Number of output frames.",
@@ -95,58 +105,59 @@ class WanAnimatePreprocess:
             "required": {
                 "pose_model": (POSE_MODEL_TYPE, {"tooltip": "From Load Wan Animate Pose Models."}),
                 "video": ("IMAGE", {"tooltip": "Driving video frames (core Load Video -> Get Video Components, or any IMAGE batch)."}),
-                "reference_image": ("IMAGE", {"tooltip": "The character to animate (core Load Image). Only the first image is used."}),
-                "mode": (["animate", "replace"], {"default": "animate", "tooltip": "animate: the reference character performs the driving motion. replace: the reference character replaces the person in the driving video."}),
-                "resolution_area": ("INT", {"default": 1280 * 720, "min": 64 * 64, "max": 4096 * 4096, "step": 256, "tooltip": "Target pixel area (official rule: 1280x720). Width and height keep the aspect and are divisible by 16."}),
-                "fps": ("FLOAT", {"default": 30.0, "min": 1.0, "max": 240.0, "step": 0.001, "tooltip": "Frame rate of the driving video (link GetVideoComponents' fps here)."}),
-                "target_fps": ("FLOAT", {"default": 30.0, "min": 0.0, "max": 240.0, "step": 0.001, "tooltip": "Resample the motion to this rate (official: 30). 0 keeps the driving video's rate."}),
-                "person": (PERSON_CHOICES, {"default": "largest", "tooltip": "Whom to follow when several people are present: the largest, the N-th from the left, or tracked from the first frame."}),
-                "person_index": ("INT", {"default": 0, "min": 0, "max": 63, "tooltip": "Which person for index_left_to_right / track_from_first (0 = leftmost)."}),
-                "retarget": ("BOOLEAN", {"default": False, "tooltip": "Rescale each limb of the driving pose to the reference character's proportions (official per-limb ratios)."}),
-                "smoothing": ("FLOAT", {"default": 0.0, "min": 0.0, "max": 1.0, "step": 0.05, "tooltip": "Temporal smoothing of keypoints and face boxes: 0 off, 1 strongest. Removes jitter without lagging on fast motion."}),
-                "mask_dilation": ("INT", {"default": 7, "min": 0, "max": 64, "tooltip": "Replace mode: grow the character mask by this many pixels (official kernel 7)."}),
+                "reference_image": ("IMAGE", {"tooltip": "The character (core Load Image). Only the first image is used."}),
+                "mode": (list(MODES), {"default": "animate", "tooltip": "animate: the reference character performs the driving motion. replace: the reference character replaces the person in the driving video."}),
+                "resolution_area": ("INT", {"default": OFFICIAL_AREA, "min": 256, "max": 4096 * 4096, "step": 256, "tooltip": "Target pixel area (official 1280x720). Width and height keep the aspect and are divisible by 16."}),
+                "fps": ("FLOAT", {"default": 30.0, "min": 1.0, "max": 240.0, "step": 0.001, "tooltip": "Frame rate of the driving video (link Get Video Components' fps here)."}),
+                "target_fps": ("FLOAT", {"default": OFFICIAL_FPS, "min": 0.0, "max": 240.0, "step": 0.001, "tooltip": "Resample the motion to this rate (official 30). 0 keeps the driving video's rate."}),
+                "person": (list(STRATEGIES), {"default": "largest", "tooltip": "Whom to follow when several people are present: the largest in each frame, the person_index-th from the left, or tracked from track_start_frame."}),
+                "person_index": ("INT", {"default": 0, "min": 0, "max": 63, "tooltip": "For index/track: which person, counted from the left (0 = leftmost)."}),
+                "track_start_frame": ("INT", {"default": 0, "min": 0, "max": 1000000, "tooltip": "For track: the frame where person_index is picked before being followed both ways."}),
+                "fill": (list(FILL_MODES), {"default": "interpolate", "tooltip": "Frames where the person is not found: interpolate between neighbours or hold the last pose (counted in the log)."}),
+                "retarget": ("BOOLEAN", {"default": False, "tooltip": "Animate mode: rescale each limb of the driving pose to the reference character's proportions (official per-limb ratios)."}),
+                "smoothing": ("FLOAT", {"default": 0.0, "min": 0.0, "max": 1.0, "step": 0.05, "tooltip": "Temporal smoothing of keypoints and face boxes (one-euro): 0 off, 1 strongest. Removes jitter without lagging on fast motion."}),
+                "mask_dilation": ("INT", {"default": DILATION_ITERATIONS, "min": 0, "max": 20, "tooltip": "Replace mode: dilation passes on the character mask (official 3, kernel 7). 0 uses the mask as it is."}),
             },
             "optional": {
-                "character_mask": ("MASK", {"tooltip": "Replace mode: your own per-frame mask from any segmenter (SAM2, ...), 1 on the character. Without it the mask comes from the pose."}),
+                "character_mask": ("MASK", {"tooltip": "Replace mode: your own per-frame mask from any segmenter (SAM2, ...), 1 on the character; one per frame or one for all. Without it the mask comes from the pose."}),
             },
         }
 
     def run(self, pose_model, video, reference_image, mode, resolution_area, fps, target_fps, person, person_index,
-            retarget, smoothing, mask_dilation, character_mask=None):
-        from wan_animate.preprocess import preprocess
+            track_start_frame, fill, retarget, smoothing, mask_dilation, character_mask=None):
+        from wan_animate.preprocess.pipeline import PreprocessOptions, preprocess
 
         frames = image_to_frames(video, "video")
-        reference = image_to_frames(reference_image[:1], "reference_image")[0]
-        mask = mask_to_array(character_mask, frames=len(frames), name="character_mask") if character_mask is not None else None
+        mask = None
+        if character_mask is not None:
+            mask = (mask_to_array(character_mask, frames=len(frames), name="character_mask") > 0.5).astype(np.uint8)
+        options = PreprocessOptions(
+            mode=mode, target_fps=target_fps or None, resolution_area=resolution_area, person=person,
+            person_index=person_index, track_start_frame=track_start_frame, fill=fill, retarget=retarget,
+            smoothing=smoothing, mask_iterations=mask_dilation,
+        )
+        options.validate()
         raise_if_interrupted()
         result = preprocess(
-            pose_model,
-            frames,
-            reference,
-            mode=mode,
-            fps=fps,
-            target_fps=target_fps or None,
-            resolution_area=resolution_area,
-            person=person,
-            person_index=person_index,
-            retarget=retarget,
-            smoothing=smoothing,
-            mask=mask,
-            mask_dilation=mask_dilation,
-            progress=NodeProgress(),
+            pose_model, frames, image_to_frames(reference_image[:1], "reference_image")[0], fps=fps, mask=mask,
+            options=options, progress=NodeProgress(),
         )
-        pose = frames_to_image(result.pose)
-        h, w = pose.shape[1:3]
+        if result.missing_frames:
+            _log.warning("Wan Animate Preprocess: person not found in %d of %d frames (%d interpolated, %d held)",
+                         len(result.missing_frames), result.frame_count, result.interpolated_frames, result.held_frames)
+        h, w = result.height, result.width
+        background = result.background if result.background is not None else np.zeros((1, h, w, 3), np.uint8)
+        char_mask = result.mask if result.mask is not None else np.ones((1, h, w), np.uint8)
         return (
-            pose,
+            frames_to_image(result.pose),
             frames_to_image(result.face),
             frames_to_image(result.reference),
-            frames_to_image(result.background),
-            array_to_mask(result.mask),
+            frames_to_image(background),
+            array_to_mask(char_mask.astype(np.float32)),
             float(result.fps),
-            int(w),
-            int(h),
-            int(pose.shape[0]),
+            w,
+            h,
+            result.frame_count,
         )
 
 

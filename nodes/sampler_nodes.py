@@ -1,7 +1,7 @@
 """Sampling: animate or replace any length of video in one node, frames out as IMAGE and as VIDEO with fps."""
 from __future__ import annotations
 
-from .convert import frames_to_image, image_to_frames, image_to_video, mask_to_array
+from .convert import ImageBatchSink, image_to_frames, image_to_video, mask_to_array
 from .model_nodes import CATEGORY, LORAS_TYPE, MODEL_TYPE
 from .progress import NodeProgress, raise_if_interrupted
 
@@ -101,11 +101,12 @@ class WanAnimateSampler:
             lora_mode=lora_mode,
         )
         raise_if_interrupted()
-        result = animate(
+        sink = ImageBatchSink(len(pose))
+        animate(
             model.components, inputs, options, loras=[(lora.path, lora.strength) for lora in loras],
-            device=model.device, progress=NodeProgress(), cancel=raise_if_interrupted,
+            device=model.device, sink=sink, progress=NodeProgress(), cancel=raise_if_interrupted,
         )
-        images = frames_to_image(result.frames)
+        images = sink.result()
         return (images, image_to_video(images, fps), float(fps))
 
 
