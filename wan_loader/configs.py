@@ -66,6 +66,8 @@ def build_empty(component: str, config: dict):
             model = cls(CLIPVisionConfig(**config))
         else:
             model = cls.from_config(config)
+    if hasattr(model, "tie_weights"):  # transformers ties shared/encoder.embed_tokens lazily; tie before loading
+        model.tie_weights()
     return model.eval()
 
 

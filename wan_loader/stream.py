@@ -111,26 +111,31 @@ class Stager:
             self._complete(self.pending.popleft())
 
 
-def _slots(model: nn.Module) -> dict[str, tuple[nn.Module, str, bool]]:
-    """State-dict key -> (owning module, attribute, is_parameter); tied aliases map to the same slot."""
-    out = {}
+def _slots(model: nn.Module) -> dict[str, tuple]:
+    """State-dict key -> (owning module, attribute, is_parameter, aliases). Tied weights (one tensor under several
+    names, e.g. umT5's shared / encoder.embed_tokens) share one alias list of (module, attribute, is_parameter)."""
+    out, groups = {}, {}
     for mname, mod in model.named_modules(remove_duplicate=False):
         pre = f"{mname}." if mname else ""
-        for pname, p in mod._parameters.items():
-            if p is not None:
-                out[pre + pname] = (mod, pname, True)
-        for bname, b in mod._buffers.items():
-            if b is not None and bname not in mod._non_persistent_buffers_set:
-                out[pre + bname] = (mod, bname, False)
+        entries = [(n, p, True) for n, p in mod._parameters.items() if p is not None]
+        entries += [(n, b, False) for n, b in mod._buffers.items()
+                    if b is not None and n not in mod._non_persistent_buffers_set]
+        for name, t, is_param in entries:
+            group = groups.setdefault(id(t), [])
+            if not any(m is mod and a == name for m, a, _ in group):
+                group.append((mod, name, is_param))
+            out[pre + name] = (mod, name, is_param, group)
     return out
 
 
 def _place(slot, tensor: torch.Tensor) -> None:
-    mod, name, is_param = slot
-    if is_param:
-        mod._parameters[name] = nn.Parameter(tensor, requires_grad=False)
-    else:
-        mod._buffers[name] = tensor
+    value = None
+    for mod, name, is_param in slot[3]:
+        if is_param:
+            value = value if isinstance(value, nn.Parameter) else nn.Parameter(tensor, requires_grad=False)
+            mod._parameters[name] = value
+        else:
+            mod._buffers[name] = tensor
 
 
 def release(model: nn.Module) -> None:
@@ -159,17 +164,15 @@ def check_plan(model: nn.Module, plan: Plan, view: TensorSource, component: str,
     """Every model weight has a recipe with the right shape, and the file has no weights the model lacks."""
     where = view.describe()
     slots = _slots(model)
-    fp8_scales = {k for k, (m, n, _) in slots.items() if isinstance(m, FP8Linear) and n == "scale"}
+    fp8_scales = {k for k, (m, n, *_) in slots.items() if isinstance(m, FP8Linear) and n == "scale"}
     missing_src = sorted({k for r in plan.values() for k in r.sources if k not in view})
     if missing_src:
         raise ShapeMismatchError(f"{where}: the {component} weights lack {len(missing_src)} tensor(s), e.g. "
                                  f"{missing_src[:3]}. The file is incomplete or another model.")
     missing = sorted(k for k in slots if k not in plan and k not in fp8_scales)
     # tied weights (e.g. umT5's shared/embed_tokens) are satisfied by any alias
-    by_slot = {}
-    for k, (m, n, _) in slots.items():
-        by_slot.setdefault((id(m), n), []).append(k)
-    missing = [k for k in missing if not any(a in plan for a in by_slot[(id(slots[k][0]), slots[k][1])])]
+    planned_groups = {id(slots[k][3]) for k in plan if k in slots}
+    missing = [k for k in missing if id(slots[k][3]) not in planned_groups]
     used = {k for r in plan.values() for k in r.sources}
     unexpected = sorted(k for k in view.keys() if k not in used and not ignorable(k))
     extra_targets = sorted(k for k in plan if k not in slots)
@@ -219,10 +222,10 @@ def load_into(model: nn.Module, plan: Plan, view: TensorSource, device: torch.de
             if target not in slots:
                 continue
             slot = slots[target]
-            if (id(slot[0]), slot[1]) in done_slots:
+            if id(slot[3]) in done_slots:
                 continue
-            done_slots.add((id(slot[0]), slot[1]))
-            mod, name, _ = slot
+            done_slots.add(id(slot[3]))
+            mod, name = slot[0], slot[1]
             current = getattr(mod, name)
             fp8_target = isinstance(mod, FP8Linear) and name == "weight"
             if fp8_target:

@@ -1,0 +1,64 @@
+"""`convert`: rewrite a checkpoint (any layout) in another layout and dtype, streaming tensor by tensor."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from .detect import dominant_dtype
+from .fp8 import is_fp8
+from .load import KEYMAPS, component_config, load_image_processor, load_tokenizer, parse_dtype, plan_to_diffusers
+from .errors import MissingComponentError
+from .resolve import resolve
+from .writers import Written, weights_from_part, write_component, write_extras
+
+
+def convert(src, dst, to: str, dtype=None, components=None, prefix: str = "", per_channel: bool = False) -> Path:
+    """Write the components found in `src` into `dst` in layout `to` (diffusers | comfy | original).
+
+    dtype: bf16 / fp16 / fp32 / fp8_e4m3fn / fp8_e5m2 (fp8 only for comfy: ComfyUI's scaled-fp8 format);
+    default: the source's own dtype (fp8 sources become bf16 for diffusers). `prefix` (comfy) puts the
+    transformer keys under e.g. `model.diffusion_model.`.
+    """
+    if to not in ("diffusers", "comfy", "original"):
+        raise ValueError(f"unknown layout {to!r}: use diffusers or comfy")
+    res = resolve(src)
+    names = [c for c in (components or KEYMAPS) if c in KEYMAPS and c in res.parts]
+    if not names:
+        raise MissingComponentError(f"{src}: no Wan2.2-Animate weights found to convert (looked in "
+                                    f"{'; '.join(res.looked)}).", looked=res.looked)
+    dst = Path(dst)
+    written = Written()
+    try:
+        for name in names:
+            part = res.parts[name]
+            plan = plan_to_diffusers(name, part)
+            config = component_config(name, part, plan, res)
+            if isinstance(config, dict) and "_class_name" in config and name in ("text_encoder", "image_encoder"):
+                config = {k: v for k, v in config.items() if not k.startswith("_")}
+            out_dtype = parse_dtype(dtype) if dtype else parse_dtype(_default_dtype(part.view))
+            if is_fp8(out_dtype) and to != "comfy":
+                raise ValueError("fp8 output exists only as ComfyUI scaled-fp8 files: use --to comfy")
+            if is_fp8(out_dtype) is False and is_fp8(parse_dtype(_default_dtype(part.view))) and dtype is None:
+                out_dtype = torch.bfloat16
+            write_component(weights_from_part(name, part, plan, config), dst, to, out_dtype, written, prefix,
+                            per_channel)
+        tokenizer = image_processor = None
+        if "text_encoder" in names:
+            try:
+                tokenizer, _ = load_tokenizer(res)
+            except MissingComponentError:
+                tokenizer = None
+        if "image_encoder" in names:
+            image_processor, _ = load_image_processor(res, None if not res.configs.get("image_encoder") else
+                                                      res.configs["image_encoder"].get("image_size"))
+        write_extras(dst, to, tokenizer, image_processor, written, names)
+    except BaseException:
+        written.rollback()
+        raise
+    return dst
+
+
+def _default_dtype(view) -> str:
+    name = dominant_dtype(view)
+    return name if name in ("bf16", "fp16", "fp32", "fp8_e4m3fn", "fp8_e5m2") else "bf16"
