@@ -284,11 +284,15 @@ def test_model_files_are_found_in_comfyui_and_wan_layouts(tmp_path):
         resolve_model_file("detector", tmp_path / "nowhere" / "yolov10m.onnx")
 
 
-def test_lfs_pointer_is_explained(tmp_path):
+def test_lfs_pointers_and_damaged_files_are_explained(tmp_path, models):
     pointer = tmp_path / "yolov10m.onnx"
     pointer.write_bytes(b"version https://git-lfs.github.com/spec/v1\noid sha256:abc\nsize 61000000\n")
     with pytest.raises(ModelFileError, match="Git LFS pointer"):
-        PoseEstimator(pointer, pointer, providers="cpu")
+        PoseEstimator(pointer, models["pose"], providers="cpu")
+    damaged = tmp_path / "vitpose-l-wholebody.onnx"
+    damaged.write_bytes(models["pose"].read_bytes()[:-40])
+    with pytest.raises(ModelFileError, match="vitpose-l-wholebody.onnx.*(not a readable ONNX model|could not load)"):
+        PoseEstimator(models["detector"], damaged, providers="cpu")
 
 
 HUB_SCRIPT = """

@@ -17,7 +17,7 @@ import numpy as np
 import onnxruntime as ort
 
 from .detector import NMS_IOU, SCORE_THRESHOLD, PersonDetector
-from .model_files import check_model_file, resolve_model_file
+from .model_files import ModelFileError, check_model_file, resolve_model_file
 from .model_identity import Signature, Slot, check_slot
 from .onnx_session import OnnxModel, Providers, create_session
 from .pose_model import ChannelOrder, WholeBodyPoseModel, usable_box
@@ -47,7 +47,9 @@ def load_model(
         try:
             session = create_session(path, providers)
         except Exception as error:
-            raise RuntimeError(f"onnxruntime could not load the {slot} model {path}: {error}") from error
+            raise ModelFileError(
+                f"{path}: onnxruntime could not load this {slot} model ({error}); re-download it if it is damaged"
+            ) from error
         model = OnnxModel(session, path)
     check_slot(Signature.of(model.session), slot, str(model.path) if model.path else f"the {slot} session")
     return model
