@@ -325,6 +325,38 @@ def test_hub_cache_under_hf_home_is_used_offline(tmp_path):
     assert "https://huggingface.co/JunkyByte/easy_ViTPose" in lines[1]
 
 
+class CudaLookingSession:
+    """A real CPU session that reports the CUDA provider (there is no GPU here) and records the batch sizes run."""
+
+    def __init__(self, session):
+        self.session, self.batches = session, []
+
+    def get_providers(self):
+        return ["CUDAExecutionProvider", "CPUExecutionProvider"]
+
+    def run(self, names, feeds):
+        self.batches.append(len(next(iter(feeds.values()))))
+        return self.session.run(names, feeds)
+
+    def __getattr__(self, name):
+        return getattr(self.session, name)
+
+
+def test_cuda_batches_are_padded_to_few_shapes_and_trimmed(models):
+    from wan_animate.preprocess.onnx_session import OnnxModel, create_session
+
+    plain = OnnxModel(create_session(models["pose_drift"], "cpu"))
+    recorded = CudaLookingSession(plain.session)
+    bucketed = OnnxModel(recorded)
+    batch = np.random.default_rng(0).normal(size=(21, 3, 256, 192)).astype(np.float32)
+    out = bucketed.run(batch, max_batch=16)
+    assert recorded.batches == [16, 8]  # 16 + 5 padded to 8: at most a handful of shapes for cuDNN
+    np.testing.assert_allclose(out, plain.run(batch, max_batch=16), atol=1e-6)
+    recorded.batches.clear()
+    bucketed.run(batch[:11], max_batch=16)
+    assert recorded.batches == [16]
+
+
 # ---------------------------------------------------------------------------------------------- providers
 
 

@@ -147,10 +147,24 @@ class OnnxModel:
         for start in range(0, len(batch), chunk):
             part = batch[start:start + chunk]
             real = len(part)
-            if self.static_batch and real < chunk:
-                part = np.concatenate([part, np.repeat(part[-1:], chunk - real, axis=0)])
+            size = self._padded_size(real, chunk)
+            if size > real:
+                part = np.concatenate([part, np.repeat(part[-1:], size - real, axis=0)])
             outputs.append(self._run_once(np.ascontiguousarray(part))[:real])
         return outputs[0] if len(outputs) == 1 else np.concatenate(outputs)
+
+    def _padded_size(self, count: int, chunk: int) -> int:
+        """Batch size to run `count` items at: the static size, or on CUDA a bucket (1, 2, 4, 8, then multiples of 8).
+
+        cuDNN searches convolution algorithms for every new input shape, which costs far more than a few padded
+        items when the number of people changes from batch to batch.
+        """
+        if self.static_batch:
+            return self.static_batch
+        if CUDA not in self.session.get_providers():
+            return count
+        bucket = 1 << max(0, count - 1).bit_length() if count <= 8 else -(-count // 8) * 8
+        return max(count, min(bucket, chunk))
 
     def _run_once(self, part: np.ndarray) -> np.ndarray:
         try:
