@@ -82,7 +82,10 @@ class VideoFile:
         try:
             with av.open(str(self.path)) as container:
                 if not container.streams.video:
-                    raise VideoReadError(f"{self.path} has no video stream. Give a video file (mp4, mov, webm, mkv, ...).")
+                    raise VideoReadError(
+                        f"{self.path} has no video frames (no video stream). Give a video file with frames "
+                        "(mp4, mov, webm, mkv, ...)."
+                    )
                 stream = container.streams.video[0]
                 rate = stream.average_rate or stream.guessed_rate or stream.base_rate
                 self.width, self.height = stream.codec_context.width, stream.codec_context.height
