@@ -19,6 +19,7 @@
    head, text-tower and log_scale keys, which are reported as ignored) through plan_original_to_diffusers was
    bit-exact too.
 """
+
 from __future__ import annotations
 
 import sys
@@ -100,7 +101,9 @@ def test_unknown_or_missing_keys_are_named(tiny):
         clip_map.plan_original_to_diffusers({**shapes, "visual.transformer.0.attn.extra.weight": (1,)})
     for proj in ("q_proj", "k_proj"):
         with pytest.raises(ValueError, match=proj):
-            clip_map.plan_diffusers_to_original({k: v for k, v in shapes_of(sd).items() if f"0.self_attn.{proj}.w" not in k})
+            clip_map.plan_diffusers_to_original(
+                {k: v for k, v in shapes_of(sd).items() if f"0.self_attn.{proj}.w" not in k}
+            )
     t5_original = shapes_of(to_layout(t5_map, "original", weights_of(t5_map, tiny.text_encoder)))
     with pytest.raises(ValueError, match="not umT5"):
         t5_map.plan_original_to_diffusers({**t5_original, "pos_embedding.embedding.weight": (32, 4)})
@@ -114,8 +117,13 @@ def test_comfy_t5_extras_are_skipped(tiny):
     sd = weights_of(t5_map, tiny.text_encoder)
     comfy = shapes_of(to_layout(t5_map, "comfy", sd))
     q = "encoder.block.0.layer.0.SelfAttention.q"
-    extras = {"scaled_fp8": (0,), "spiece_model": (1234,), f"{q}.scale_weight": (), f"{q}.scale_input": (),
-              "encoder.embed_tokens.weight": comfy["shared.weight"]}
+    extras = {
+        "scaled_fp8": (0,),
+        "spiece_model": (1234,),
+        f"{q}.scale_weight": (),
+        f"{q}.scale_input": (),
+        "encoder.embed_tokens.weight": comfy["shared.weight"],
+    }
     assert t5_map.is_scaled_fp8({**comfy, **extras}) and not t5_map.is_scaled_fp8(comfy)
     plan = t5_map.plan_comfy_to_diffusers({**comfy, **extras})
     assert set(plan) == set(sd) and plan["shared.weight"].sources == ("shared.weight",)
@@ -124,12 +132,15 @@ def test_comfy_t5_extras_are_skipped(tiny):
     assert t5_map.plan_comfy_to_diffusers(only_copy)["shared.weight"].sources == ("encoder.embed_tokens.weight",)
 
 
-def test_clip_comfy_projection_is_written_as_zeros(tiny):
+def test_clip_comfy_projection_is_zeros_and_hub_files_read(tiny):
     sd = weights_of(clip_map, tiny.image_encoder)
     comfy = to_layout(clip_map, "comfy", sd)
     hidden = TINY_CLIP_CONFIG["hidden_size"]
     assert comfy["visual_projection.weight"].shape == (hidden, hidden)
     assert not comfy["visual_projection.weight"].any()
+    hub_file = {"vision_model." + k: v for k, v in shapes_of(sd).items()}  # transformers 4 saves this prefix
+    hub_file["vision_model.embeddings.position_ids"] = (1, 5)
+    assert set(clip_map.plan_comfy_to_diffusers(hub_file)) == set(sd)
     vit_h = {"embeddings.class_embedding": (1280,)}
     assert clip_map.plan_diffusers_to_comfy(vit_h)["visual_projection.weight"].build(None).shape == (1024, 1280)
 
@@ -154,14 +165,14 @@ def comfy(comfyui_source):
 
 
 def _comfy_vae_config(diffusers_config: dict) -> dict:
-    return dict(
-        dim=diffusers_config.get("base_dim", 96),
-        z_dim=diffusers_config.get("z_dim", 16),
-        dim_mult=list(diffusers_config.get("dim_mult", [1, 2, 4, 4])),
-        num_res_blocks=diffusers_config.get("num_res_blocks", 2),
-        attn_scales=[],
-        temperal_downsample=list(diffusers_config.get("temperal_downsample", [False, True, True])),
-    )
+    return {
+        "dim": diffusers_config.get("base_dim", 96),
+        "z_dim": diffusers_config.get("z_dim", 16),
+        "dim_mult": list(diffusers_config.get("dim_mult", [1, 2, 4, 4])),
+        "num_res_blocks": diffusers_config.get("num_res_blocks", 2),
+        "attn_scales": [],
+        "temperal_downsample": list(diffusers_config.get("temperal_downsample", [False, True, True])),
+    }
 
 
 def _comfy_t5_config(config: dict) -> dict:
@@ -256,21 +267,48 @@ def test_full_size_key_sets_match_comfyui_and_diffusers(comfy):
     _assert_plan_matches(vae_map.plan_comfy_to_diffusers(vae_c), vae_c, vae_d)
     _assert_plan_matches(vae_map.plan_diffusers_to_comfy(vae_d), vae_d, vae_c)
     theirs = convert_wan_vae_to_diffusers({k: k for k in vae_c})  # diffusers' own single-file converter
+    import comfy.ldm.wan.vae2_2
+
+    wan22 = _meta_shapes(lambda: comfy.ldm.wan.vae2_2.WanVAE(z_dim=48))
+    assert vae_map.looks_like_wan22_vae(wan22) and not vae_map.looks_like_original(wan22)
+    assert vae_map.looks_like_original(vae_c) and not vae_map.looks_like_wan22_vae(vae_c)
     assert {t: r.sources[0] for t, r in vae_map.plan_original_to_diffusers(vae_c).items()} == theirs
 
-    umt5_xxl = dict(vocab_size=256384, d_model=4096, d_kv=64, d_ff=10240, num_layers=24, num_heads=64,
-                    relative_attention_num_buckets=32, relative_attention_max_distance=128,
-                    feed_forward_proj="gated-gelu", is_encoder_decoder=False)
+    umt5_xxl = {
+        "vocab_size": 256384,
+        "d_model": 4096,
+        "d_kv": 64,
+        "d_ff": 10240,
+        "num_layers": 24,
+        "num_heads": 64,
+        "relative_attention_num_buckets": 32,
+        "relative_attention_max_distance": 128,
+        "feed_forward_proj": "gated-gelu",
+        "is_encoder_decoder": False,
+    }
     t5_d = _meta_shapes(lambda: UMT5EncoderModel(UMT5Config(**umt5_xxl)))
-    t5_c = _meta_shapes(lambda: comfy.text_encoders.t5.T5(_comfy_t5_config(umt5_xxl), None, "meta", comfy.ops.manual_cast))
+    t5_c = _meta_shapes(
+        lambda: comfy.text_encoders.t5.T5(_comfy_t5_config(umt5_xxl), None, "meta", comfy.ops.manual_cast)
+    )
     _assert_plan_matches(t5_map.plan_comfy_to_diffusers(t5_c), t5_c, t5_d, ignored=t5_map.TIED_ALIASES)
     _assert_plan_matches(t5_map.plan_diffusers_to_comfy(t5_d), t5_d, t5_c)
 
-    vit_h = dict(hidden_size=1280, intermediate_size=5120, num_hidden_layers=32, num_attention_heads=16,
-                 image_size=224, patch_size=14, hidden_act="gelu", projection_dim=1024)
+    vit_h = {
+        "hidden_size": 1280,
+        "intermediate_size": 5120,
+        "num_hidden_layers": 32,
+        "num_attention_heads": 16,
+        "image_size": 224,
+        "patch_size": 14,
+        "hidden_act": "gelu",
+        "projection_dim": 1024,
+    }
     clip_d = _meta_shapes(lambda: CLIPVisionModel(CLIPVisionConfig(**vit_h)))
-    clip_c = _meta_shapes(lambda: comfy.clip_model.CLIPVisionModelProjection(
-        _comfy_clip_config(vit_h, 1024), None, "meta", comfy.ops.manual_cast))
+    clip_c = _meta_shapes(
+        lambda: comfy.clip_model.CLIPVisionModelProjection(
+            _comfy_clip_config(vit_h, 1024), None, "meta", comfy.ops.manual_cast
+        )
+    )
     _assert_plan_matches(clip_map.plan_comfy_to_diffusers(clip_c), clip_c, clip_d)
     _assert_plan_matches(clip_map.plan_diffusers_to_comfy(clip_d), clip_d, clip_c)
     original = _planned_shapes(clip_map.plan_diffusers_to_original(clip_d), clip_d)

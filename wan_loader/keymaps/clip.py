@@ -27,6 +27,7 @@ crop, no antialias — then mapped to [0, 1] and normalised with mean (0.4814546
 (0.26862954, 0.26130258, 0.27577711). transformers' CLIPImageProcessor defaults (shortest-edge resize + center
 crop) differ from this for non-square images, and ComfyUI's `clip_preprocess` squashes only with crop="none".
 """
+
 from __future__ import annotations
 
 import torch
@@ -48,7 +49,10 @@ _ORIGINAL_RENAMES = [
     (f"visual.transformer.{{n}}.mlp.2.{_P}", f"{_L}.mlp.fc2.{_P}"),
     (f"visual.post_norm.{_P}", f"post_layernorm.{_P}"),
 ]
-_RESHAPED = {"visual.cls_embedding": "embeddings.class_embedding", "visual.pos_embedding": "embeddings.position_embedding.weight"}
+_RESHAPED = {
+    "visual.cls_embedding": "embeddings.class_embedding",
+    "visual.pos_embedding": "embeddings.position_embedding.weight",
+}
 _FUSED_QKV = "visual.transformer.{n}.attn.to_qkv.{p}"
 _SPLIT_QKV = ("q_proj", "k_proj", "v_proj")
 _ORIGINAL = KeyTable(_ORIGINAL_RENAMES)
@@ -58,9 +62,11 @@ _COMFY_PROJECTION = "visual_projection.weight"
 _COMFY_EXTRA = ("vision_model.embeddings.position_ids",)
 # projection width per tower width, as in ComfyUI's clip_vision_config_{vitl,h,g}.json
 _PROJECTION_DIM = {1024: 768, 1280: 1024, 1664: 1280}
-_DIFFUSERS_NAMES = [d for _, d in _ORIGINAL_RENAMES] + list(_RESHAPED.values()) + [
-    f"{_L}.self_attn.{proj}.{_P}" for proj in _SPLIT_QKV
-]
+_DIFFUSERS_NAMES = (
+    [d for _, d in _ORIGINAL_RENAMES]
+    + list(_RESHAPED.values())
+    + [f"{_L}.self_attn.{proj}.{_P}" for proj in _SPLIT_QKV]
+)
 _COMFY = KeyTable([(_COMFY_PREFIX + d, d) for d in _DIFFUSERS_NAMES])
 
 
@@ -90,14 +96,16 @@ def plan_original_to_diffusers(shapes: dict[str, tuple]) -> Plan:
     require(shapes, list(_RESHAPED), what)
     plan: Plan = {}
     plain = []
-    for key in shapes:
+    for key, shape in shapes.items():
         if key in ignored:
             continue
         if key in _RESHAPED:
-            shape = tuple(shapes[key])
-            plan[_RESHAPED[key]] = Recipe((key,), _reshaper(shape[-1:] if key == "visual.cls_embedding" else shape[-2:]))
+            shape = tuple(shape)
+            plan[_RESHAPED[key]] = Recipe(
+                (key,), _reshaper(shape[-1:] if key == "visual.cls_embedding" else shape[-2:])
+            )
         elif key.split(".")[-2:-1] == ["to_qkv"] and key.startswith("visual.transformer."):
-            rows = shapes[key][0]
+            rows = shape[0]
             if rows % 3:
                 raise ValueError(f"{what}: {key} has {rows} rows, not 3 equal q|k|v parts")
             n, p = key.split(".")[2], key.split(".")[-1]
@@ -115,11 +123,11 @@ def plan_diffusers_to_original(shapes: dict[str, tuple]) -> Plan:
     plan: Plan = {}
     plain = []
     inverse = {d: o for o, d in _RESHAPED.items()}
-    for key in shapes:
+    for key, shape in shapes.items():
         parts = key.split(".")
         if key in inverse:
             lead = (1, 1) if key == "embeddings.class_embedding" else (1,)
-            plan[inverse[key]] = Recipe((key,), _reshaper(lead + tuple(shapes[key])))
+            plan[inverse[key]] = Recipe((key,), _reshaper(lead + tuple(shape)))
         elif key.startswith("encoder.layers.") and parts[-2] in _SPLIT_QKV:
             n, p = parts[2], parts[-1]
             fused = _FUSED_QKV.format(n=n, p=p)
@@ -170,7 +178,10 @@ def looks_like_original(keys) -> bool:
 
 def looks_like_comfy(keys) -> bool:
     keys = set(keys)
-    return "vision_model.encoder.layers.0.self_attn.q_proj.weight" in keys and "vision_model.embeddings.class_embedding" in keys
+    return (
+        "vision_model.encoder.layers.0.self_attn.q_proj.weight" in keys
+        and "vision_model.embeddings.class_embedding" in keys
+    )
 
 
 def looks_like_diffusers(keys) -> bool:

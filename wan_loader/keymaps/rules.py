@@ -5,10 +5,11 @@ A table lists pairs (layout template, diffusers template). A template is a key w
 directions, so a map and its inverse cannot drift apart. Keys that match no template are reported, never
 passed through silently: they mean the file is not the component the caller thinks it is.
 """
+
 from __future__ import annotations
 
 import re
-from typing import Callable, Iterable
+from collections.abc import Callable, Iterable
 
 Groups = dict[str, str]
 _PLACEHOLDER = re.compile(r"\{(\w+)(?::([^}]*))?\}")
@@ -19,7 +20,7 @@ class _Template:
         self.text = text
         parts, last = [], 0
         for m in _PLACEHOLDER.finditer(text):
-            parts.append(re.escape(text[last:m.start()]))
+            parts.append(re.escape(text[last : m.start()]))
             choices = m.group(2)
             body = "|".join(re.escape(c) for c in choices.split("|")) if choices else r"\d+"
             parts.append(f"(?P<{m.group(1)}>{body})")

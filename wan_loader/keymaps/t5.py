@@ -19,6 +19,7 @@ Layouts:
   the alias (`model.tie_weights()`) instead of materialising the 2 GB embedding twice; plans from diffusers
   read `shared.weight` and accept that `encoder.embed_tokens.weight` is left over.
 """
+
 from __future__ import annotations
 
 from . import Plan, renamed
@@ -117,7 +118,11 @@ def looks_like_comfy(keys) -> bool:
     """ComfyUI's umT5 files use the transformers names: this is also true for a transformers state dict."""
     keys = set(keys)
     bias = "encoder.block.{n}.layer.0.SelfAttention.relative_attention_bias.weight"
-    return "encoder.final_layer_norm.weight" in keys and _is_umt5(keys, bias) and "decoder.final_layer_norm.weight" not in keys
+    return (
+        "encoder.final_layer_norm.weight" in keys
+        and _is_umt5(keys, bias)
+        and "decoder.final_layer_norm.weight" not in keys
+    )
 
 
 looks_like_diffusers = looks_like_comfy

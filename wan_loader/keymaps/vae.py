@@ -14,6 +14,7 @@ structural difference: the original decoder keeps its residual blocks and upsamp
 weights closes a stage), so any `num_res_blocks` / `dim_mult` works, including the tiny test model.
 The Wan2.2 VAE (48 latent channels, `decoder.upsamples.0.upsamples.0...`) is a different model and is rejected.
 """
+
 from __future__ import annotations
 
 from . import Plan, renamed
