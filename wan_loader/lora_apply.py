@@ -152,7 +152,10 @@ class LinearLoraHook:
             extra = y if extra is None else extra + y
         if self.bias is not None:
             extra = self.bias.expand(output.shape) if extra is None else extra + self.bias
-        return output + extra.to(output.dtype)
+        extra = extra.to(output.dtype)
+        if torch.is_grad_enabled() and (output.requires_grad or extra.requires_grad):
+            return output + extra
+        return output.add_(extra)  # inference: no second output-sized tensor
 
 
 def _patch(module: nn.Module, attr: str, key: int, delta: torch.Tensor | None) -> None:
