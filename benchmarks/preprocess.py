@@ -37,6 +37,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--per-frame-frames", type=int, default=None, help="frames for the one-per-call run (default: --frames)")
     parser.add_argument("--batch-size", type=int, default=16, help="frames per detector call in the batched run")
     parser.add_argument("--people", type=int, default=1, help="people the detector finds per frame")
+    parser.add_argument("--static-batch", action="store_true", help="graphs with a static batch of 1, like some shipped files")
     parser.add_argument("--width", type=int, default=1280)
     parser.add_argument("--height", type=int, default=720)
     parser.add_argument("--model-dir", type=Path, default=Path.home() / ".cache" / "wan_animate" / "bench_models")
@@ -53,15 +54,17 @@ def person_rows(people: int) -> list[list[float]]:
 def build_models(args) -> tuple[Path, Path]:
     folder = args.model_dir / args.size
     folder.mkdir(parents=True, exist_ok=True)
-    detector = folder / f"yolo_{args.size}_{args.people}p.onnx"
+    static = 1 if args.static_batch else None
+    tag = "_static1" if static else ""
+    detector = folder / f"yolo_{args.size}_{args.people}p{tag}.onnx"
     if not detector.exists():
-        sm.yolo_detector(detector.with_suffix(".tmp"), args.size, planted_boxes=person_rows(args.people)).rename(detector)
+        sm.yolo_detector(detector.with_suffix(".tmp"), args.size, planted_boxes=person_rows(args.people), static_batch=static).rename(detector)
     vit = "tiny" if args.size == "tiny" else args.pose
-    pose = folder / f"vitpose_{vit}.onnx"
+    pose = folder / f"vitpose_{vit}{tag}.onnx"
     if not pose.exists():
         print(f"building the {vit} pose graph with random weights in {folder} ...", flush=True)
-        data = f"vitpose_{vit}_data.bin" if vit != "tiny" else None
-        sm.vitpose_model(pose.with_suffix(".tmp"), vit, external_data=data).rename(pose)
+        data = f"vitpose_{vit}{tag}_data.bin" if vit != "tiny" else None
+        sm.vitpose_model(pose.with_suffix(".tmp"), vit, external_data=data, static_batch=static).rename(pose)
     return detector, pose
 
 
@@ -128,6 +131,7 @@ def main(argv=None) -> int:
         "parameters": {"detector": sm.parameter_count(detector), "pose": sm.parameter_count(pose)},
         "resolution": [args.width, args.height],
         "people_per_frame": args.people,
+        "static_batch": bool(args.static_batch),
         "frames": args.frames,
         "device": args.device,
         "providers": providers,
@@ -158,7 +162,8 @@ def gpu_name() -> str | None:
 def print_table(report: dict) -> None:
     print(
         f"\npreprocess models: {report['pose_model']} + yolo ({report['size']}), {report['resolution'][0]}x"
-        f"{report['resolution'][1]}, {report['people_per_frame']} person/frame, providers {report['providers']['pose'][0]}"
+        f"{report['resolution'][1]}, {report['people_per_frame']} person/frame"
+        f"{', static batch 1' if report['static_batch'] else ''}, providers {report['providers']['pose'][0]}"
         f"{', GPU ' + report['gpu'] if report['gpu'] else ''}"
     )
     print(f"{'mode':<10} {'batch':>5} {'faces':>5} {'frames':>6} {'seconds':>8} {'fps':>8}")

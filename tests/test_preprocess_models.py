@@ -192,6 +192,9 @@ def test_frame_inputs_are_checked_and_converted(models):
     np.testing.assert_allclose(as_uint8.people[0].keypoints, as_float.people[0].keypoints, atol=1e-3)
     with pytest.raises(ValueError, match=r"frame 1: expected an \[H, W, 3\] RGB image, got shape \(4, 4, 5\)"):
         estimator.estimate([frame, np.zeros((4, 4, 5), np.uint8)])
+    small = estimator.estimate([frame, frame[:300, :200]])
+    assert [(f.width, f.height) for f in small] == [(FRAME_W, FRAME_H), (200, 300)]
+    assert small[1].people[0].detection.box.tolist() == [31, 46, 93, 280]  # PERSON_A scaled to 200x300, truncated
     progress = []
     estimator.batch_size = 2
     estimator.estimate(np.stack([frame] * 5), progress=progress.append)
