@@ -29,7 +29,7 @@ LAYOUTS = ("original", "comfy")
 TIED_ALIASES = {"encoder.embed_tokens.weight": "shared.weight"}
 
 _BLOCK = "encoder.block.{n}.layer"
-_DIFFUSERS_NAMES = [
+_ORIGINAL_TO_DIFFUSERS = [
     ("token_embedding.weight", "shared.weight"),
     ("blocks.{n}.norm1.weight", f"{_BLOCK}.0.layer_norm.weight"),
     ("blocks.{n}.attn.{x:q|k|v|o}.weight", f"{_BLOCK}.0.SelfAttention.{{x:q|k|v|o}}.weight"),
@@ -40,8 +40,8 @@ _DIFFUSERS_NAMES = [
     ("blocks.{n}.ffn.fc2.weight", f"{_BLOCK}.1.DenseReluDense.wo.weight"),
     ("norm.weight", "encoder.final_layer_norm.weight"),
 ]
-_ORIGINAL = KeyTable(_DIFFUSERS_NAMES)
-_COMFY = KeyTable([(d, d) for _, d in _DIFFUSERS_NAMES])
+_ORIGINAL = KeyTable(_ORIGINAL_TO_DIFFUSERS)
+_COMFY = KeyTable([(d, d) for _, d in _ORIGINAL_TO_DIFFUSERS])
 
 _COMFY_FP8_MARKER = "scaled_fp8"
 _COMFY_TOKENIZER = "spiece_model"
