@@ -32,7 +32,7 @@ def person_region(height: int, width: int, box: np.ndarray, keypoints: np.ndarra
             x2, y2 = max(x2, pts[:, 0].max()), max(y2, pts[:, 1].max())
     mask = np.zeros((height, width), np.uint8)
     c1, r1 = max(int(np.floor(x1)), 0), max(int(np.floor(y1)), 0)
-    c2, r2 = min(int(np.ceil(x2)), width), min(int(np.ceil(y2)), height)
+    c2, r2 = min(int(np.floor(x2)) + 1, width), min(int(np.floor(y2)) + 1, height)  # pixels holding x2, y2 included
     if c2 > c1 and r2 > r1:
         mask[r1:r2, c1:c2] = 1
     return mask

@@ -18,6 +18,7 @@ from .errors import InputSizeError
 
 OFFICIAL_AREA = 1280 * 720
 OFFICIAL_DIVISOR = 16
+MAX_ASPECT = 8.0  # beyond 1:8 the working size is a sliver the model cannot use
 
 
 def _check_image_size(width: int, height: int, what: str) -> None:
@@ -40,10 +41,11 @@ def size_by_area(
         new_w, new_h = _exact_search(ratio, area, divisor)
     else:
         raise ValueError(f"rule must be 'official' or 'exact', got {rule!r}")
-    if new_w < divisor or new_h < divisor:
+    if new_w < divisor or new_h < divisor or max(ratio, 1 / ratio) > MAX_ASPECT:
         raise InputSizeError(
             f"{what} of {width}x{height} (aspect {ratio:.3g}) gives a working size of {new_w}x{new_h} at area {area}: "
-            f"each side must be at least {divisor}. Crop it to a less extreme aspect ratio or raise the area."
+            f"each side must be at least {divisor} and the aspect within 1:{MAX_ASPECT:g}. Crop it to a less extreme "
+            "aspect ratio or raise the area."
         )
     return new_w, new_h
 
