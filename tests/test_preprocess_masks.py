@@ -54,6 +54,7 @@ def test_external_masks_are_binarised_fitted_and_checked():
     rgb = np.zeros((50, 100, 3), np.uint8)
     rgb[10:20, 10:30] = 255
     assert np.array_equal(fit_external_mask(rgb, 50, 100), fitted)
+    assert np.array_equal(fit_external_mask(fitted, 50, 100), fitted)  # 0/1 labels stay 0/1
     # A mask made on the original 100x50 frames is letterboxed like the frames into a 160x96 working size.
     lb = fit_external_mask(m > 0.5, 96, 160)
     assert lb.shape == (96, 160) and lb[:8].sum() == 0 and lb.sum() > 0

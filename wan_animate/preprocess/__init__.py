@@ -1,1 +1,29 @@
-"""Driving-video preprocessing: person detection, whole-body pose, skeleton video, face crops, masks, background."""
+"""Driving-video preprocessing: person detection, whole-body pose, skeleton video, face crops, masks, background.
+
+    from wan_animate.preprocess import PoseEstimator, preprocess
+    result = preprocess(PoseEstimator(search_dirs=["models/detection"]), "drive.mp4", "ref.png", mode="replace")
+
+Names are imported lazily, so importing one submodule does not load onnxruntime, OpenCV or PyAV.
+"""
+from __future__ import annotations
+
+import importlib
+
+_EXPORTS = {
+    "PoseEstimator": "estimator",
+    "preprocess": "pipeline",
+    "Preprocessor": "pipeline",
+    "PreprocessOptions": "pipeline",
+    "PreprocessResult": "pipeline",
+    "PreprocessError": "errors",
+    "NoPersonError": "errors",
+    "InsightFaceDetector": "face_detector",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

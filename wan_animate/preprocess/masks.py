@@ -83,7 +83,7 @@ def background(frame: np.ndarray, mask: np.ndarray) -> np.ndarray:
 def fit_external_mask(mask: np.ndarray, height: int, width: int, where: str = "mask") -> np.ndarray:
     """One external mask frame -> (height, width) uint8 0/1, letterboxed the way the driving frames were.
 
-    Accepts (h, w) or (h, w, 1|3|4) arrays: uint8 0-255, bool or float 0-1. A mask of another aspect ratio than
+    Accepts (h, w) or (h, w, 1|3|4) arrays: integer 0/1 or 0-255, bool or float 0-1. A mask of another aspect ratio than
     (width, height) is refused, except that a mask made on the original frames is letterboxed like them.
     """
     m = np.asarray(mask)
@@ -96,7 +96,7 @@ def fit_external_mask(mask: np.ndarray, height: int, width: int, where: str = "m
     if m.dtype == np.bool_:
         binary = m
     elif np.issubdtype(m.dtype, np.integer):
-        binary = m > 127
+        binary = m > 0 if m.max() <= 1 else m > 127  # 0/1 labels or 0-255 images
     else:
         binary = m > 0.5
     binary = binary.astype(np.uint8)
