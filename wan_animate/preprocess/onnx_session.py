@@ -101,7 +101,14 @@ def _session_options() -> ort.SessionOptions:
 def create_session(path: str | os.PathLike, providers: Providers | str | None = None) -> ort.InferenceSession:
     """Open an ONNX file (external data is read from next to it) on the chosen providers."""
     provider_list, expect_cuda = resolve_providers(providers)
-    session = ort.InferenceSession(os.fspath(path), sess_options=_session_options(), providers=provider_list)
+    try:
+        session = ort.InferenceSession(os.fspath(path), sess_options=_session_options(), providers=provider_list)
+    except Exception as error:
+        if not expect_cuda:
+            raise
+        session = ort.InferenceSession(os.fspath(path), sess_options=_session_options(), providers=[CPU])
+        warn_cpu_fallback(f"the CUDA provider of onnxruntime {ort.__version__} could not be set up: {error}")
+        return session
     if expect_cuda and CUDA not in session.get_providers():
         warn_cpu_fallback(
             f"the CUDA provider of onnxruntime {ort.__version__} failed to load (usually CUDA/cuDNN libraries that do "
