@@ -80,6 +80,20 @@ def download_with_progress(repo_id: str) -> str:
         return hub.download(repo_id)
 
 
+TOKENIZER_DIRS = ("umt5_tokenizer", "umt5-xxl", os.path.join("google", "umt5-xxl"))
+
+
+def tokenizer_beside(text_encoder: str | None) -> str | None:
+    """A umT5 tokenizer folder kept next to the text-encoder file (ComfyUI files carry none; saves a Hub download)."""
+    if text_encoder is None:
+        return None
+    for name in TOKENIZER_DIRS:
+        folder = os.path.join(os.path.dirname(text_encoder), name)
+        if any(os.path.isfile(os.path.join(folder, f)) for f in ("tokenizer.json", "spiece.model")):
+            return folder
+    return None
+
+
 def resolve_part(folder: str, choice: str) -> str | None:
     return None if choice == FROM_MODEL else full_path(folder, choice)
 
@@ -123,6 +137,7 @@ class WanAnimateModelLoader:
             "text_encoder": resolve_part("text_encoders", text_encoder),
             "image_encoder": resolve_part("clip_vision", clip_vision),
         }
+        parts["tokenizer"] = tokenizer_beside(parts["text_encoder"])
         free_comfy_models()
         device = torch_device()
         components = load_components(

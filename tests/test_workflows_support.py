@@ -3,8 +3,6 @@ shipped workflows use, a shrinker that makes an API workflow cheap on CPU, and a
 from __future__ import annotations
 
 import shutil
-import subprocess
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,7 +16,7 @@ FPS = 30
 REFERENCE = "wan_animate_reference.png"
 DRIVING = "wan_animate_driving.mp4"
 
-# file name in the workflows -> (ComfyUI model folder, component written by `python -m wan_loader tiny --layout comfy`)
+# file name in the workflows -> ComfyUI model folder
 MODEL_FILES = {
     "wan2.2_animate_14B_bf16.safetensors": "diffusion_models",
     "wan_2.1_vae.safetensors": "vae",
@@ -72,21 +70,31 @@ def write_detection_models(folder: Path) -> None:
 
 
 def write_tiny_models(models_dir: Path, work: Path) -> None:
-    """The loader's own tiny writer in ComfyUI's layout, then renamed to the file names the workflows use."""
-    out = work / "tiny_comfy"
+    """The tiny components written by the loader's own writer in ComfyUI's layout (what `python -m wan_loader tiny
+    DIR --layout comfy` writes), copied under the file names the workflows use; plus a relighting LoRA for them in
+    Comfy-Org's repackaged layout."""
+    from tests.lora_files import block_linears, random_factors, write_comfy_relight
+    from wan_loader.tiny import tiny_components
+    from wan_loader.writers import COMFY_FOLDERS, write_components
+
+    out = Path(work) / "tiny_comfy"
+    components = tiny_components(seed=0)
     if not out.exists():
-        subprocess.run([sys.executable, "-m", "wan_loader", "tiny", str(out), "--layout", "comfy"], cwd=REPO_ROOT, check=True)
-    written = {p.parent.name: p for p in out.rglob("*.safetensors")}
+        write_components(components, out, "comfy")
     for name, folder in MODEL_FILES.items():
-        source = written.get(folder)
-        if source is None:
-            raise FileNotFoundError(f"`python -m wan_loader tiny --layout comfy` wrote no {folder}/ file: {sorted(written)}")
+        assert folder in COMFY_FOLDERS.values(), folder
+        written = sorted((out / folder).glob("*.safetensors"))
+        if len(written) != 1:
+            raise FileNotFoundError(f"the loader's comfy writer left {len(written)} files in {folder}/: {written}")
         (models_dir / folder).mkdir(parents=True, exist_ok=True)
-        shutil.copy2(source, models_dir / folder / name)
-    lora = next(out.rglob("loras/*.safetensors"), None)
-    if lora is not None:
-        (models_dir / "loras").mkdir(parents=True, exist_ok=True)
-        shutil.copy2(lora, models_dir / "loras" / LORA)
+        shutil.copy2(written[0], models_dir / folder / name)
+    for folder in (p for p in (out / "text_encoders").iterdir() if p.is_dir()):  # the umT5 tokenizer beside the file
+        shutil.copytree(folder, models_dir / "text_encoders" / folder.name, dirs_exist_ok=True)
+    transformer = components.transformer
+    present = {name for name, _ in transformer.named_modules()}
+    factors = random_factors(transformer, [m for m in block_linears(transformer) if m in present], rank=2)
+    (models_dir / "loras").mkdir(parents=True, exist_ok=True)
+    write_comfy_relight(models_dir / "loras" / LORA, factors)
 
 
 def install_workflow_assets(base_dir: Path, work: Path) -> WorkflowAssets:
