@@ -11,8 +11,14 @@ import pytest
 import torch
 from diffusers import WanAnimateTransformer3DModel
 
-from tests.lora_files import (LORA_TEST_CONFIG, block_linears, forward, random_factors, write_kijai,
-                              write_official_relight_ckpt)
+from tests.lora_files import (
+    LORA_TEST_CONFIG,
+    block_linears,
+    forward,
+    random_factors,
+    write_kijai,
+    write_official_relight_ckpt,
+)
 from wan_loader.fp8 import FP8Linear, fp8_linear_names, quantize_fp8, replace_linears
 from wan_loader.lora import LoraError, apply_loras, load_lora, merge_loras
 
@@ -165,9 +171,8 @@ def test_merged_plus_runtime_on_top_equals_all_merged(base, loras):
 def test_merging_over_runtime_patched_parameters_is_refused(base, loras):
     distill, _ = loras
     model = copy.deepcopy(base)
-    with apply_loras(model, [(distill, 1.0)]):
-        with pytest.raises(LoraError, match="remove them"):
-            merge_loras(model, [(distill, 1.0)])
+    with apply_loras(model, [(distill, 1.0)]), pytest.raises(LoraError, match="remove them"):
+        merge_loras(model, [(distill, 1.0)])
 
 
 def test_runtime_follows_the_model_to_another_device_or_compile_wrapper(base, loras):

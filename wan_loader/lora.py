@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 from typing import NamedTuple
 
-from .lora_apply import MergedLoras, RuntimeLoras, apply_loras, merge_loras
+from .lora_apply import LoraHandle, MergedLoras, RuntimeLoras, apply_loras, merge_loras
 from .lora_file import (
     LoraError,
     LoraFormatError,
@@ -28,7 +28,7 @@ from .lora_file import (
 from .lora_plan import LoraPlan, plan_loras
 
 __all__ = [
-    "LoraError", "LoraFormatError", "LoraMismatchError", "LoraPlan", "LoraSpec", "LoraWeights", "LowRank",
+    "LoraError", "LoraFormatError", "LoraHandle", "LoraMismatchError", "LoraPlan", "LoraSpec", "LoraWeights", "LowRank",
     "MergedLoras", "RuntimeLoras", "apply_loras", "load_lora", "lora_from_state_dict", "merge_loras",
     "parse_lora_spec", "plan_loras",
 ]

@@ -57,16 +57,42 @@ def _snapshot(module: nn.Module, attr: str) -> dict[str, torch.Tensor]:
     return {n: getattr(module, n).detach().to("cpu", copy=True) for n in names}
 
 
-class MergedLoras:
-    """LoRAs merged into a model's weights. `unmerge()` takes them out again (see module docstring)."""
+class LoraHandle:
+    """What merge_loras / apply_loras return: the plan they followed, and remove() (also on leaving a `with`)."""
 
-    def __init__(self, model: nn.Module, plan: LoraPlan, originals: dict[str, dict[str, torch.Tensor]] | None):
-        self.model, self.plan, self._originals = model, plan, originals
-        self.merged = True
+    def __init__(self, model: nn.Module, plan: LoraPlan):
+        self.model, self.plan = model, plan
 
     @property
     def changed(self) -> list[str]:
+        """The parameters the LoRAs change."""
         return list(self.plan.changes)
+
+    @property
+    def unmatched(self) -> dict[str, list[str]]:
+        """Per LoRA file, its layers that are not in the model (skipped, with a warning)."""
+        return self.plan.unmatched
+
+    def remove(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.remove()
+
+
+class MergedLoras(LoraHandle):
+    """LoRAs merged into a model's weights. `unmerge()` (= `remove()`) takes them out again (module docstring)."""
+
+    def __init__(self, model: nn.Module, plan: LoraPlan, originals: dict[str, dict[str, torch.Tensor]] | None):
+        super().__init__(model, plan)
+        self._originals = originals
+        self.merged = True
+
+    def remove(self) -> None:
+        self.unmerge()
 
     def unmerge(self) -> None:
         if not self.merged:
@@ -82,12 +108,6 @@ class MergedLoras:
                     _add_delta(module, attr, self.plan.total_delta(name, p.shape, p.device).neg_())
         self.merged = False
         self._originals = None
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.unmerge()
 
 
 def merge_loras(transformer: nn.Module, loras, *, keep_original: bool = False, strict: bool = False) -> MergedLoras:
@@ -178,18 +198,14 @@ def _patch(module: nn.Module, attr: str, key: int, delta: torch.Tensor | None) -
                 del module.__dict__[_PATCHES]
 
 
-class RuntimeLoras:
+class RuntimeLoras(LoraHandle):
     """LoRAs applied at run time. `remove()` (or leaving a `with` block) takes them off and restores the model."""
 
     def __init__(self, model: nn.Module, plan: LoraPlan):
-        self.model, self.plan = model, plan
+        super().__init__(model, plan)
         self._hooks = []
         self._patched: list[tuple[nn.Module, str]] = []
         self.active = True
-
-    @property
-    def changed(self) -> list[str]:
-        return list(self.plan.changes)
 
     def remove(self) -> None:
         if not self.active:
@@ -200,12 +216,6 @@ class RuntimeLoras:
             _patch(module, attr, id(self), None)
         self._hooks, self._patched = [], []
         self.active = False
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.remove()
 
 
 def apply_loras(transformer: nn.Module, loras, *, strict: bool = False) -> RuntimeLoras:

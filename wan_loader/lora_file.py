@@ -91,7 +91,8 @@ def load_lora(path: str | os.PathLike, name: str | None = None) -> LoraWeights:
         raise LoraError(f"LoRA file not found: {path}") from None
     except WanLoaderError as e:  # truncated / corrupt: the reader's message names the file and the fix
         raise LoraFormatError(f"LoRA {e}") from None
-    state_dict = {k: source.get(k) for k in source.keys()}
+    names = source.keys()  # a TensorSource, read one tensor at a time
+    state_dict = {k: source.get(k) for k in names}
     return lora_from_state_dict(state_dict, name or path, getattr(source, "metadata", {}) or {})
 
 
