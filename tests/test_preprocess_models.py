@@ -174,6 +174,12 @@ def test_static_batch_two_pads_the_last_chunk(tmp_path, models):
     assert [tuple(r.people[0].detection.box) for r in result] == [tuple(s.people[0].detection.box) for s in single]
 
 
+def test_max_people_keeps_the_largest_in_detector_order(models):
+    estimator = PoseEstimator(models["detector"], models["pose"], providers="cpu", max_people=1)
+    frame = estimator.estimate_image(frames_of_brightness([90])[0])
+    assert [p.detection.score for p in frame.people] == pytest.approx([0.7])  # PERSON_B is the larger box
+
+
 def test_frames_without_people_and_full_frame_fallback(tmp_path, models):
     empty_detector = sm.planted_detector(tmp_path / "none.onnx", [NOT_A_PERSON])
     estimator = PoseEstimator(empty_detector, models["pose"], providers="cpu")

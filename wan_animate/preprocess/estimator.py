@@ -81,6 +81,7 @@ class PoseEstimator:
     providers: None/'auto' (CUDA when usable, else CPU with one warning), 'cpu', 'cuda', 'cuda:N' or an
     onnxruntime provider list. batch_size: frames per detector call; pose_batch_size: crops per pose call.
     channel_order: 'rgb' (correct) or 'bgr' to reproduce the official pipeline's channel swap (Wan2.2 #183).
+    max_people: pose only the largest N people of each frame (crowds cost N pose crops per frame); None: all.
     """
 
     def __init__(
@@ -96,9 +97,13 @@ class PoseEstimator:
         score_threshold: float = SCORE_THRESHOLD,
         nms_iou: float = NMS_IOU,
         channel_order: ChannelOrder = "rgb",
+        max_people: int | None = None,
     ):
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+        if max_people is not None and max_people < 1:
+            raise ValueError(f"max_people must be at least 1 (or None for everyone), got {max_people}")
+        self.max_people = max_people
         detector_model = load_model(detector, "detector", providers, search_dirs, allow_download)
         pose_model = load_model(pose, "pose", providers, search_dirs, allow_download)
         self.batch_size = batch_size
@@ -134,20 +139,22 @@ class PoseEstimator:
         """
         done = 0
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="wan-detect") as pool:
-            pending: tuple[int, list[np.ndarray], Future] | None = None
-            for start, chunk in self._chunks(frames):
-                detections = pool.submit(self.detector, chunk)
-                if pending is not None:
-                    yield from self._pose_chunk(*pending, full_frame_fallback)
-                    done += len(pending[1])
-                    if progress is not None:
-                        progress(done)
-                pending = (start, chunk, detections)
-            if pending is not None:
-                yield from self._pose_chunk(*pending, full_frame_fallback)
-                done += len(pending[1])
+            for start, chunk, detections in self._detected_chunks(frames, pool):
+                yield from self._pose_chunk(start, chunk, detections, full_frame_fallback)
+                done += len(chunk)
                 if progress is not None:
                     progress(done)
+
+    def _detected_chunks(self, frames, pool: ThreadPoolExecutor) -> Iterator[tuple[int, list[np.ndarray], Future]]:
+        """Chunks with their detection futures; the next chunk is submitted before the current one is handed out."""
+        pending = None
+        for start, chunk in self._chunks(frames):
+            detections = pool.submit(self.detector, chunk)
+            if pending is not None:
+                yield pending
+            pending = (start, chunk, detections)
+        if pending is not None:
+            yield pending
 
     def _chunks(self, frames) -> Iterator[tuple[int, list[np.ndarray]]]:
         chunk: list[np.ndarray] = []
@@ -160,12 +167,20 @@ class PoseEstimator:
         if chunk:
             yield start, chunk
 
+    def _keep(self, found: list[PersonDetection]) -> list[PersonDetection]:
+        """Usable boxes; with max_people, only the largest that many (in detector order)."""
+        found = [d for d in found if usable_box(d.box)]
+        if self.max_people is not None and len(found) > self.max_people:
+            largest = sorted(range(len(found)), key=lambda i: found[i].area, reverse=True)[: self.max_people]
+            found = [found[i] for i in sorted(largest)]
+        return found
+
     def _pose_chunk(
         self, start: int, chunk: list[np.ndarray], detections: Future, full_frame_fallback: bool
     ) -> Iterator[FramePoses]:
         people: list[list[PersonDetection]] = []
         for frame, found in zip(chunk, detections.result()):
-            found = [d for d in found if usable_box(d.box)]
+            found = self._keep(found)
             if not found and full_frame_fallback:
                 height, width = frame.shape[:2]
                 found = [PersonDetection(np.array([0, 0, width, height], np.float32), FULL_FRAME_SCORE)]
