@@ -38,8 +38,8 @@ def convert(src, dst, to: str, dtype=None, components=None, prefix: str = "", pe
                 config = {k: v for k, v in config.items() if not k.startswith("_")}
             out_dtype = parse_dtype(dtype) if dtype else parse_dtype(_default_dtype(part.view))
             if is_fp8(out_dtype) and to != "comfy":
-                raise ValueError("fp8 output exists only as ComfyUI scaled-fp8 files: use --to comfy")
-            if is_fp8(out_dtype) is False and is_fp8(parse_dtype(_default_dtype(part.view))) and dtype is None:
+                if dtype:
+                    raise ValueError("fp8 output exists only as ComfyUI scaled-fp8 files: use --to comfy")
                 out_dtype = torch.bfloat16
             write_component(weights_from_part(name, part, plan, config), dst, to, out_dtype, written, prefix,
                             per_channel)

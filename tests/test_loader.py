@@ -1,0 +1,220 @@
+"""wan_loader: every layout written from the same tiny random weights loads to the same model; fp8; inspect; convert.
+
+All files are real (safetensors / torch zip checkpoints / Diffusers folders) written by the tiny writer.
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from wan_loader import convert, inspect, load_components, load_transformer
+from wan_loader.fp8 import FP8Linear, dequantize, quantize_fp8
+from wan_loader.writers import write_components
+
+REPO = Path(__file__).resolve().parent.parent
+WEIGHTS = ("transformer", "vae", "text_encoder", "image_encoder")
+LAYOUTS = {  # name -> (layout, dtype, comfy key prefix)
+    "diffusers": ("diffusers", "fp32", ""),
+    "original": ("original", "fp32", ""),
+    "comfy": ("comfy", "fp32", ""),
+    "comfy_prefixed": ("comfy", "fp32", "model.diffusion_model."),
+    "comfy_fp8_e4m3fn": ("comfy", "fp8_e4m3fn", ""),
+    "comfy_fp8_e5m2": ("comfy", "fp8_e5m2", "model.diffusion_model."),
+}
+
+
+@pytest.fixture(scope="module")
+def written(tiny, tmp_path_factory):
+    root = tmp_path_factory.mktemp("layouts")
+    for name, (layout, dtype, prefix) in LAYOUTS.items():
+        write_components(tiny, root / name, layout, dtype, prefix=prefix)
+    return root
+
+
+def transformer_inputs():
+    g = torch.Generator().manual_seed(0)
+    return dict(hidden_states=torch.randn(1, 36, 3, 8, 8, generator=g), timestep=torch.tensor([500]),
+                encoder_hidden_states=torch.randn(1, 5, 32, generator=g),
+                encoder_hidden_states_image=torch.randn(1, 4, 24, generator=g),
+                pose_hidden_states=torch.randn(1, 16, 2, 8, 8, generator=g),
+                face_pixel_values=torch.randn(1, 3, 5, 16, 16, generator=g), return_dict=False)
+
+
+@torch.no_grad()
+def forward(model):
+    return model.float()(**transformer_inputs())[0] if not any(isinstance(m, FP8Linear) for m in model.modules()) \
+        else model(**transformer_inputs())[0]
+
+
+@pytest.mark.parametrize("name", ["diffusers", "original", "comfy", "comfy_prefixed"])
+def test_lossless_layouts_load_bit_exact(tiny, written, name):
+    out = load_components(written / name, weight_dtype="fp32", vae_dtype="fp32")
+    assert out.missing() == []
+    for comp in WEIGHTS:
+        want, got = getattr(tiny, comp).state_dict(), getattr(out, comp).state_dict()
+        assert set(got) == set(want), comp
+        for k in want:
+            assert torch.equal(got[k], want[k]), f"{comp}.{k}"
+    assert torch.equal(forward(out.transformer), forward(tiny.transformer))
+    ids = out.tokenizer("a man dancing").input_ids
+    assert ids == tiny.tokenizer("a man dancing").input_ids
+    assert out.image_processor.crop_size["height"] == tiny.image_processor.crop_size["height"]
+
+
+@pytest.mark.parametrize("name,fp8", [("comfy_fp8_e4m3fn", torch.float8_e4m3fn),
+                                      ("comfy_fp8_e5m2", torch.float8_e5m2)])
+def test_scaled_fp8_files_stay_fp8_without_round_trip(tiny, written, name, fp8):
+    from safetensors import safe_open
+
+    path = next((written / name / "diffusion_models").glob("*.safetensors"))
+    model = load_transformer(path, weight_dtype=name.replace("comfy_", ""), compute_dtype="fp32")
+    layer = model.blocks[1].attn1.to_q
+    assert isinstance(layer, FP8Linear) and layer.weight.dtype == fp8
+    prefix = "model.diffusion_model." if name.endswith("e5m2") else ""
+    with safe_open(str(path), "pt") as f:
+        raw = f.get_tensor(prefix + "blocks.1.self_attn.q.weight")
+        scale = f.get_tensor(prefix + "blocks.1.self_attn.q.scale_weight")
+        assert f.get_tensor(prefix + "scaled_fp8").dtype == fp8
+    assert torch.equal(layer.weight.view(torch.uint8), raw.view(torch.uint8))
+    assert torch.equal(layer.scale, scale)
+    # the fused face k/v projection is split, and keeps its exact fp8 values
+    kv = tiny.transformer.face_adapter[0].to_k.weight
+    fk = model.face_adapter[0].to_k
+    assert torch.allclose(fk.dequantized_weight(torch.float32), kv, rtol=0.13 if fp8 == torch.float8_e4m3fn else 0.26,
+                          atol=fk.scale.item() * 2)
+    ref = forward(tiny.transformer)
+    err = (forward(model) - ref).abs().mean() / ref.abs().mean()
+    assert err < (0.05 if fp8 == torch.float8_e4m3fn else 0.1)
+
+
+def test_scaled_fp8_dequantized_to_bf16_matches_fp8_loaded(written):
+    path = next((written / "comfy_fp8_e4m3fn" / "diffusion_models").glob("*.safetensors"))
+    fp8 = load_transformer(path, weight_dtype="fp8_e4m3fn", compute_dtype="fp32")
+    full = load_transformer(path, weight_dtype="fp32")
+    a = fp8.blocks[0].ffn.net[0].proj.dequantized_weight(torch.float32)
+    assert torch.equal(a, full.blocks[0].ffn.net[0].proj.weight)
+
+
+@pytest.mark.parametrize("per_channel", [False, True])
+def test_fp8_quantized_at_load_within_rounding(tiny, written, per_channel):
+    model = load_transformer(written / "comfy", weight_dtype="fp8_e4m3fn", compute_dtype="fp32",
+                             per_channel=per_channel)
+    layer = model.blocks[2].ffn.net[2]
+    want = tiny.transformer.blocks[2].ffn.net[2].weight
+    assert layer.scale.shape == ((want.shape[0],) if per_channel else ())
+    err = (layer.dequantized_weight(torch.float32) - want).abs()
+    assert torch.all(err <= want.abs() * 2 ** -3 + layer.scale.max() * 2 ** -9)
+    assert model.blocks[2].norm2.weight.dtype == torch.float32  # kept in fp32 like diffusers does
+
+
+def test_quantize_dequantize_roundtrip_and_dtype_safety():
+    w = torch.randn(8, 4)
+    q, s = quantize_fp8(w, per_channel=True)
+    assert q.dtype == torch.float8_e4m3fn and s.shape == (8,)
+    assert torch.allclose(dequantize(q, s), w, rtol=0.07, atol=1e-6)
+    lin = FP8Linear(4, 8, compute_dtype=torch.float32, per_channel=True)
+    lin.weight.data, lin.scale.data = q, s
+    lin.bias.data.zero_()
+    lin.to(torch.bfloat16)  # a model-wide cast must not turn fp8 weights into unscaled bf16
+    assert lin.weight.dtype == torch.float8_e4m3fn and lin.scale.dtype == torch.float32
+    x = torch.randn(3, 4, dtype=torch.bfloat16)
+    assert torch.allclose(lin(x).float(), (x.float() @ dequantize(q, s).T), rtol=0.05, atol=0.05)
+
+
+def test_bf16_and_fp16_weights(tiny, written):
+    for dt, torch_dt in (("bf16", torch.bfloat16), ("fp16", torch.float16)):
+        model = load_transformer(written / "original", weight_dtype=dt)
+        assert model.blocks[0].attn1.to_q.weight.dtype == torch_dt
+        assert model.scale_shift_table.dtype == torch.float32
+        assert torch.equal(model.blocks[0].attn1.to_q.weight, tiny.transformer.blocks[0].attn1.to_q.weight.to(torch_dt))
+
+
+def test_key_map_agrees_with_diffusers_single_file_conversion(tiny, written):
+    from diffusers.loaders.single_file_utils import convert_wan_transformer_to_diffusers
+    from safetensors.torch import load_file
+
+    sd = load_file(next((written / "comfy_prefixed" / "diffusion_models").glob("*.safetensors")))
+    theirs = convert_wan_transformer_to_diffusers(sd)
+    want = tiny.transformer.state_dict()
+    # diffusers hard-codes the 512-px motion encoder's conv index 8; the tiny one has 3 convs
+    shared = [k for k in want if k != "motion_encoder.conv_out.weight"]
+    assert all(torch.equal(theirs[k], want[k]) for k in shared)
+
+
+def run_cli(*args, env=None):
+    return subprocess.run([sys.executable, "-m", "wan_loader", *map(str, args)], cwd=REPO, capture_output=True,
+                          text=True, env={**os.environ, "PYTHONPATH": str(REPO), **(env or {})}, timeout=300)
+
+
+@pytest.mark.parametrize("name,layout", [("diffusers", "diffusers"), ("original", "original"), ("comfy", "comfy"),
+                                         ("comfy_fp8_e4m3fn", "comfy")])
+def test_inspect_json(written, name, layout):
+    r = run_cli("inspect", written / name, "--json")
+    assert r.returncode == 0, r.stderr
+    info = json.loads(r.stdout)
+    assert info["layout"] == layout and info["is_animate"] is True
+    assert set(info["found"]) >= {"transformer", "vae", "text_encoder", "tokenizer", "image_encoder"}
+    assert info["parameters"] > 300_000 and info["dtype"] in ("fp32", "bf16", "fp8_e4m3fn")
+    assert info["components"]["transformer"]["scaled_fp8"] == ("fp8" in name)
+
+
+def test_inspect_single_file_reports_missing(written):
+    info = inspect(next((written / "comfy" / "diffusion_models").glob("*.safetensors")))
+    assert info["found"] == ["transformer"] and "vae" in info["missing"] and info["layout"] == "comfy"
+
+
+def test_convert_to_diffusers_loads_with_plain_from_pretrained(tiny, written, tmp_path):
+    from diffusers import AutoencoderKLWan, WanAnimatePipeline, WanAnimateTransformer3DModel
+    from transformers import CLIPVisionModel, UMT5EncoderModel
+
+    r = run_cli("convert", written / "comfy_fp8_e4m3fn", tmp_path / "fp8_to_diff", "--to", "diffusers")
+    assert r.returncode == 0, r.stderr
+    convert(written / "comfy", tmp_path / "d", to="diffusers")
+    d = tmp_path / "d"
+    parts = {"transformer": WanAnimateTransformer3DModel.from_pretrained(d, subfolder="transformer"),
+             "vae": AutoencoderKLWan.from_pretrained(d, subfolder="vae"),
+             "text_encoder": UMT5EncoderModel.from_pretrained(d, subfolder="text_encoder"),
+             "image_encoder": CLIPVisionModel.from_pretrained(d, subfolder="image_encoder")}
+    for comp, model in parts.items():
+        want, got = getattr(tiny, comp).state_dict(), model.state_dict()
+        assert all(torch.equal(got[k], want[k]) for k in want), comp
+    pipe = WanAnimatePipeline.from_pretrained(d)
+    assert pipe.transformer is not None and pipe.tokenizer is not None
+    # and back to ComfyUI files (prefixed), which load to the same weights again
+    convert(d, tmp_path / "c", to="comfy", prefix="model.diffusion_model.")
+    back = load_transformer(tmp_path / "c" / "diffusion_models" / "wan2.2_animate_14B_fp32.safetensors",
+                            weight_dtype="fp32")
+    assert all(torch.equal(back.state_dict()[k], v) for k, v in tiny.transformer.state_dict().items())
+
+
+def test_hub_repo_id_from_local_cache_offline(tiny, written, tmp_path, monkeypatch):
+    """A pre-populated Hugging Face cache stands in for the Hub (no network here)."""
+    import shutil
+
+    repo = tmp_path / "hf" / "hub" / "models--Wan-AI--Wan2.2-Animate-14B-Diffusers"
+    rev = "0" * 40
+    shutil.copytree(written / "diffusers", repo / "snapshots" / rev)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(rev)
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    monkeypatch.delenv("HF_HUB_CACHE", raising=False)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    out = load_components("Wan-AI/Wan2.2-Animate-14B-Diffusers", components=["transformer", "tokenizer"],
+                          weight_dtype="fp32")
+    assert torch.equal(out.transformer.proj_out.weight, tiny.transformer.proj_out.weight)
+    r = run_cli("download", "Wan-AI/Wan2.2-Animate-14B-Diffusers",
+                env={"HF_HOME": str(tmp_path / "hf"), "HF_HUB_OFFLINE": "1"})
+    assert r.returncode == 0 and rev in r.stdout, r.stderr
+
+
+def test_tiny_cli_writes_loadable_layout(tmp_path):
+    r = run_cli("tiny", tmp_path / "t", "--layout", "original", "--dtype", "bf16")
+    assert r.returncode == 0, r.stderr
+    out = load_components(tmp_path / "t", components=["transformer", "text_encoder", "tokenizer"])
+    assert out.transformer.blocks[0].attn1.to_q.weight.dtype == torch.bfloat16

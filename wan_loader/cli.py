@@ -1,0 +1,85 @@
+"""`python -m wan_loader` (also the `wan-loader` script): inspect, convert, download, tiny."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from .errors import WanLoaderError
+
+DTYPE_CHOICES = ["bf16", "fp16", "fp32", "fp8_e4m3fn", "fp8_e5m2"]
+
+
+def _inspect(args) -> int:
+    from .inspection import format_report, inspect
+    info = inspect(args.path)
+    print(json.dumps(info, indent=2) if args.json else format_report(info))
+    return 0 if info["is_animate"] else 3
+
+
+def _convert(args) -> int:
+    from .convert import convert
+    dst = convert(args.src, args.dst, args.to, args.dtype, prefix=args.prefix, per_channel=args.per_channel)
+    print(f"wrote {args.to} layout to {dst}")
+    return 0
+
+
+def _download(args) -> int:
+    from .hub import DIFFUSERS_REPO, download
+    path = download(args.repo_id or DIFFUSERS_REPO, args.dir, args.components)
+    print(path)
+    return 0
+
+
+def _tiny(args) -> int:
+    from .tiny import tiny_components
+    from .writers import write_components
+    dst = write_components(tiny_components(args.seed), args.dir, args.layout, args.dtype,
+                           prefix="model.diffusion_model." if args.prefix else "")
+    print(f"wrote tiny random Wan2.2-Animate ({args.layout}, {args.dtype}) to {dst}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m wan_loader",
+                                description="Find, inspect, convert and download Wan2.2-Animate-14B weights.")
+    sub = p.add_subparsers(dest="command", required=True)
+    s = sub.add_parser("inspect", help="what a file/folder/repo holds (layout, components, Animate or not)")
+    s.add_argument("path")
+    s.add_argument("--json", action="store_true", help="one JSON object")
+    s.set_defaults(fn=_inspect)
+    s = sub.add_parser("convert", help="write a copy in another layout/dtype")
+    s.add_argument("src")
+    s.add_argument("dst")
+    s.add_argument("--to", required=True, choices=["diffusers", "comfy", "original"])
+    s.add_argument("--dtype", choices=DTYPE_CHOICES, default=None, help="default: the source's dtype")
+    s.add_argument("--prefix", default="", help="comfy: key prefix of the transformer, e.g. model.diffusion_model.")
+    s.add_argument("--per-channel", action="store_true", help="fp8: one scale per output channel")
+    s.set_defaults(fn=_convert)
+    s = sub.add_parser("download", help="download the needed files of a Hub repo")
+    s.add_argument("repo_id", nargs="?", default=None, help="default Wan-AI/Wan2.2-Animate-14B-Diffusers")
+    s.add_argument("--dir", default=None, help="target folder (default: the Hugging Face cache)")
+    s.add_argument("--components", nargs="*", default=None,
+                   help="only these: transformer vae text_encoder tokenizer image_encoder image_processor")
+    s.set_defaults(fn=_download)
+    s = sub.add_parser("tiny", help="write a tiny random Wan2.2-Animate in a layout (tests, demos)")
+    s.add_argument("dir")
+    s.add_argument("--layout", required=True, choices=["diffusers", "original", "comfy"])
+    s.add_argument("--dtype", choices=DTYPE_CHOICES, default="fp32")
+    s.add_argument("--prefix", action="store_true", help="comfy: keys under model.diffusion_model.")
+    s.add_argument("--seed", type=int, default=0)
+    s.set_defaults(fn=_tiny)
+    return p
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.fn(args)
+    except (WanLoaderError, FileNotFoundError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
