@@ -52,10 +52,10 @@ def blockify(mask: np.ndarray, grid_w: int = GRID_W, grid_h: int = GRID_H) -> np
     (the official code crashes on it) and cells are at least one pixel wide.
     """
     out = mask.astype(np.uint8).copy()
-    ys, xs = np.nonzero(out)
-    if len(xs) == 0:
+    rows, cols = np.flatnonzero(out.any(axis=1)), np.flatnonzero(out.any(axis=0))
+    if len(rows) == 0:
         return out
-    x0, x1, y0, y1 = int(xs.min()), int(xs.max()), int(ys.min()), int(ys.max())
+    x0, x1, y0, y1 = int(cols[0]), int(cols[-1]), int(rows[0]), int(rows[-1])
     step_w = max(int((x1 - x0) / grid_w), 1)
     step_h = max(int((y1 - y0) / grid_h), 1)
     for cx in range(x0, x1, step_w):
@@ -77,7 +77,8 @@ def refine(mask: np.ndarray, kernel: int = DILATION_KERNEL, iterations: int = DI
 
 def background(frame: np.ndarray, mask: np.ndarray) -> np.ndarray:
     """frame * (1 - mask): the driving frame with the character blacked out."""
-    return (frame * (1 - mask.astype(np.uint8))[..., None]).astype(np.uint8)
+    keep = (np.asarray(mask) == 0).view(np.uint8)
+    return cv2.bitwise_and(frame, frame, mask=keep)
 
 
 def fit_external_mask(mask: np.ndarray, height: int, width: int, where: str = "mask") -> np.ndarray:

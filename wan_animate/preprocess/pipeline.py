@@ -15,7 +15,9 @@ reference's canvas); replace mode letterboxes the driving frames to the area rul
 """
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Protocol
@@ -36,6 +38,7 @@ from .types import FACE, FramePoses
 from .video_io import OFFICIAL_FPS, VideoFile, read_image, resample_indices, resample_stream
 
 MODES = ("animate", "replace")
+RENDER_THREADS = min(8, os.cpu_count() or 1)
 Progress = Callable[[int, int], None]
 
 
@@ -250,6 +253,7 @@ class Preprocessor:
         self.options.validate()
         self.face_detector = face_detector
         self.progress = progress
+        self._executor: ThreadPoolExecutor | None = None
 
     # ------------------------------------------------------------------------------------------ first pass
     def prepare(self, video, reference, *, fps: float | None = None, mask=None) -> PreparedVideo:
@@ -396,16 +400,21 @@ class Preprocessor:
         o, p = self.options, prepared
         batch: list[np.ndarray] = []
         start = 0
-        for frame in p.frames:
-            batch.append(frame)
-            if len(batch) == o.chunk_size:
+        try:
+            for frame in p.frames:
+                batch.append(frame)
+                if len(batch) == o.chunk_size:
+                    yield self._render(p, start, batch)
+                    start += len(batch)
+                    batch = []
+                    self._report(p.count + start, 2 * p.count)
+            if batch:
                 yield self._render(p, start, batch)
                 start += len(batch)
-                batch = []
-                self._report(p.count + start, 2 * p.count)
-        if batch:
-            yield self._render(p, start, batch)
-            start += len(batch)
+        finally:
+            if self._executor is not None:
+                self._executor.shutdown(wait=False)
+                self._executor = None
         if start != p.count:
             raise PreprocessError(f"the driving video decoded to {start} frames on the second pass, {p.count} on the first")
         self._report(2 * p.count, 2 * p.count)
@@ -418,9 +427,10 @@ class Preprocessor:
         face = np.empty((n, FACE_SIZE, FACE_SIZE, 3), np.uint8)
         bg = np.empty((n, work_h, work_w, 3), np.uint8) if o.mode == "replace" else None
         mask = np.empty((n, work_h, work_w), np.uint8) if o.mode == "replace" else None
-        for k, frame in enumerate(frames):
+
+        def render(k: int) -> None:
             i = start + k
-            frame = self._to_pose_space(frame)
+            frame = self._to_pose_space(frames[k])
             canvas = render_skeleton(p.skeletons[i], o.draw_threshold, draw_hands=o.draw_hands)
             pose[k] = canvas if p.draw_hw == p.work_hw else letterbox(canvas, work_h, work_w)
             face[k] = crop_face(frame, p.face_boxes[i])
@@ -432,7 +442,15 @@ class Preprocessor:
                                                   p.track.scores[i])
                 mask[k] = masks_mod.refine(raw, o.mask_kernel, o.mask_iterations, *o.mask_grid)
                 bg[k] = masks_mod.background(frame, mask[k])
+
+        # Frames are independent and OpenCV releases the GIL: render them on a few threads.
+        list(self._pool().map(render, range(n)))
         return OutputChunk(start, pose, face, bg, mask)
+
+    def _pool(self) -> ThreadPoolExecutor:
+        if self._executor is None:
+            self._executor = ThreadPoolExecutor(max_workers=RENDER_THREADS, thread_name_prefix="wan-render")
+        return self._executor
 
     def _report(self, done: int, total: int) -> None:
         if self.progress is not None:
