@@ -366,6 +366,104 @@ def test_cuda_batches_are_padded_to_few_shapes_and_trimmed(models):
     assert recorded.batches == [16]
 
 
+class StandInHub:
+    """A local stand-in for the Hugging Face Hub (no internet here): the resolve, revision and tree endpoints that
+    huggingface_hub's hf_hub_download / snapshot_download use, serving {repo_id: {path: bytes}}."""
+
+    COMMIT = "c" * 40
+
+    def __init__(self, repos: dict[str, dict[str, bytes]]):
+        import hashlib
+        import json
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        commit = self.COMMIT
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def reply(self, body: bytes, code: int = 200, **headers):
+                self.send_response(code)
+                for key, value in {"Content-Length": str(len(body)), **headers}.items():
+                    self.send_header(key.replace("_", "-"), value)
+                self.end_headers()
+                if self.command != "HEAD":
+                    self.wfile.write(body)
+
+            def do_GET(self):
+                path = self.path.split("?")[0]
+                for repo, files in repos.items():
+                    if path.startswith(f"/api/models/{repo}/tree/"):
+                        tree = [{"type": "file", "path": f, "size": len(d), "oid": hashlib.sha1(d).hexdigest()} for f, d in files.items()]
+                        return self.reply(json.dumps(tree).encode())
+                    if path.startswith(f"/api/models/{repo}/revision/"):
+                        info = {"id": repo, "sha": commit, "siblings": [{"rfilename": f} for f in files]}
+                        return self.reply(json.dumps(info).encode())
+                    if path.startswith(f"/{repo}/resolve/"):
+                        name = path[len(f"/{repo}/resolve/"):].partition("/")[2]
+                        if name in files:
+                            data = files[name]
+                            return self.reply(data, ETag=f'"{hashlib.sha256(data).hexdigest()}"', X_Repo_Commit=commit)
+                self.reply(b"", 404, X_Error_Code="EntryNotFound")
+
+            do_HEAD = do_GET
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.server.server_port}"
+
+    def close(self):
+        self.server.shutdown()
+
+
+DOWNLOAD_SCRIPT = """
+import sys
+import numpy as np
+from wan_animate.preprocess.estimator import PoseEstimator
+from wan_animate.preprocess.model_files import resolve_model_file
+local = sys.argv[1]
+print(resolve_model_file("detector"))
+first = PoseEstimator(None, "vitpose_h_wholebody_model.onnx", providers="cpu", search_dirs=[local], download_dir=local)
+print(first.detector.model.path)
+print(first.pose.model.path)
+again = PoseEstimator(None, "vitpose_h_wholebody_model.onnx", providers="cpu", search_dirs=[local], allow_download=False)
+print(again.pose.model.path)
+print(len(again.estimate_image(np.full((360, 640, 3), 90, np.uint8)).people))
+"""
+
+
+def test_models_download_from_a_stand_in_hub(tmp_path):
+    """The real huggingface_hub download path against a local Hub: into the cache under HF_HOME, and into a download
+    folder in the repositories' layout (found by the search next time), the ViTPose-H pair with its _data.bin."""
+    graphs = tmp_path / "graphs"
+    graphs.mkdir()
+    sm.planted_detector(graphs / "yolov10m.onnx", [PERSON_A])
+    sm.planted_pose_model(graphs / "vitpose_h_wholebody_model.onnx", gaussian_keypoints(), external_data="vitpose_h_wholebody_data.bin")
+    hub = StandInHub({
+        "Wan-AI/Wan2.2-Animate-14B": {"process_checkpoint/det/yolov10m.onnx": (graphs / "yolov10m.onnx").read_bytes()},
+        "Kijai/vitpose_comfy": {
+            f"onnx/{name}": (graphs / name).read_bytes()
+            for name in ("vitpose_h_wholebody_model.onnx", "vitpose_h_wholebody_data.bin")
+        },
+    })
+    env = dict(os.environ, HF_ENDPOINT=hub.url, HF_HOME=str(tmp_path / "hf"), PYTHONPATH=str(REPO_ROOT), HF_HUB_DISABLE_TELEMETRY="1")
+    env.pop("HF_HUB_OFFLINE", None)
+    env.pop("HF_HUB_CACHE", None)
+    local = tmp_path / "models" / "detection"
+    try:
+        run = subprocess.run([sys.executable, "-c", DOWNLOAD_SCRIPT, str(local)], env=env, capture_output=True, text=True, timeout=120)
+    finally:
+        hub.close()
+    assert run.returncode == 0, run.stderr
+    cached, detector, pose, pose_again, people = run.stdout.splitlines()[-5:]
+    assert cached.startswith(str(tmp_path / "hf" / "hub" / "models--Wan-AI--Wan2.2-Animate-14B" / "snapshots"))
+    assert detector == str(local / "process_checkpoint" / "det" / "yolov10m.onnx")
+    assert pose == pose_again == str(local / "onnx" / "vitpose_h_wholebody_model.onnx")
+    assert (local / "onnx" / "vitpose_h_wholebody_data.bin").is_file() and people == "1"
+
+
 # ---------------------------------------------------------------------------------------------- providers
 
 

@@ -32,6 +32,7 @@ def load_model(
     providers: Providers | str | None = None,
     search_dirs: Sequence[str | os.PathLike] = (),
     allow_download: bool = True,
+    download_dir: str | os.PathLike | None = None,
 ) -> OnnxModel:
     """An OnnxModel for `slot` from a path / file name / None (see resolve_model_file), a session or an OnnxModel.
 
@@ -42,7 +43,7 @@ def load_model(
     elif isinstance(source, ort.InferenceSession):
         model = OnnxModel(source)
     else:
-        path = resolve_model_file(slot, source, search_dirs, allow_download)
+        path = resolve_model_file(slot, source, search_dirs, allow_download, local_dir=download_dir)
         check_model_file(path)
         try:
             session = create_session(path, providers)
@@ -77,7 +78,8 @@ class PoseEstimator:
     """YOLOv10 person detection + ViTPose whole-body pose, batched, returning every person of every frame.
 
     detector, pose: a path, a file name looked up in `search_dirs` (downloaded from the Hub when it is a known one
-    and `allow_download`), None for the default file, an onnxruntime.InferenceSession or an OnnxModel.
+    and `allow_download`; into the Hugging Face cache, or under `download_dir` in the repository's layout, which
+    the search finds next time), None for the default file, an onnxruntime.InferenceSession or an OnnxModel.
     providers: None/'auto' (CUDA when usable, else CPU with one warning), 'cpu', 'cuda', 'cuda:N' or an
     onnxruntime provider list. batch_size: frames per detector call; pose_batch_size: crops per pose call.
     channel_order: 'rgb' (correct) or 'bgr' to reproduce the official pipeline's channel swap (Wan2.2 #183).
@@ -94,6 +96,7 @@ class PoseEstimator:
         pose_batch_size: int | None = None,
         search_dirs: Sequence[str | os.PathLike] = (),
         allow_download: bool = True,
+        download_dir: str | os.PathLike | None = None,
         score_threshold: float = SCORE_THRESHOLD,
         nms_iou: float = NMS_IOU,
         channel_order: ChannelOrder = "rgb",
@@ -104,8 +107,8 @@ class PoseEstimator:
         if max_people is not None and max_people < 1:
             raise ValueError(f"max_people must be at least 1 (or None for everyone), got {max_people}")
         self.max_people = max_people
-        detector_model = load_model(detector, "detector", providers, search_dirs, allow_download)
-        pose_model = load_model(pose, "pose", providers, search_dirs, allow_download)
+        detector_model = load_model(detector, "detector", providers, search_dirs, allow_download, download_dir)
+        pose_model = load_model(pose, "pose", providers, search_dirs, allow_download, download_dir)
         self.batch_size = batch_size
         self.detector = PersonDetector(detector_model, score_threshold, nms_iou, batch_size)
         self.pose = WholeBodyPoseModel(pose_model, pose_batch_size or 2 * batch_size, channel_order)
