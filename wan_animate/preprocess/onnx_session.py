@@ -42,6 +42,8 @@ def _cuda_device_count() -> int | None:
         import torch
     except ImportError:
         return None
+    if torch.version.cuda is None:
+        return None  # a CPU-only torch can't tell whether there is a GPU
     try:
         return torch.cuda.device_count()
     except Exception:  # a broken driver counts as no device
