@@ -62,6 +62,7 @@ def test_video_round_trip_and_official_resampling(tmp_path):
     streamed = list(resample_stream(iter(range(24)), 24, 30))
     assert streamed == idx.tolist()
     assert resample_indices(100, 60, 30).tolist() == list(range(0, 100, 2))
+    assert resample_indices(1, 60, 30).tolist() == [0] and list(resample_stream(iter([7]), 60, 30)) == [7]
     up, fps = read_video(path, target_fps=30)
     assert up.shape[0] == 30 and fps == 30
 
@@ -259,3 +260,12 @@ def test_cli_bad_inputs_leave_the_output_untouched(models, video, reference, tmp
         assert message in done.stderr, done.stderr
         assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".out.")] == []
         assert sorted(p.name for p in out.iterdir()) == ["keep.txt"]
+
+
+def test_missing_insightface_is_a_clear_error(monkeypatch, tmp_path):
+    """insightface is optional; its absence is simulated (it is installed here) by hiding the module."""
+    from wan_animate.preprocess.face_detector import FaceDetectorError, InsightFaceDetector
+
+    monkeypatch.setitem(sys.modules, "insightface.app", None)
+    with pytest.raises(FaceDetectorError, match="pip install insightface"):
+        InsightFaceDetector(tmp_path)

@@ -19,10 +19,11 @@ OFFICIAL_FPS = 30.0
 
 
 def resampled_count(num_frames: int, source_fps: float, target_fps: float | None) -> int:
-    """Frames left after resampling: the official int(N / source_fps * target_fps), robust to float round-off."""
-    if target_fps is None:
+    """Frames left after resampling: the official int(N / source_fps * target_fps), robust to float round-off, and
+    at least one frame of a non-empty video (the official count can be 0 for a very short clip)."""
+    if target_fps is None or num_frames == 0:
         return num_frames
-    return int(math.floor(num_frames * float(target_fps) / float(source_fps) + 1e-9))
+    return max(1, int(math.floor(num_frames * float(target_fps) / float(source_fps) + 1e-9)))
 
 
 def source_index(i: int, source_fps: float, target_fps: float | None) -> int:
