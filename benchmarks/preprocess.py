@@ -7,6 +7,10 @@ the pose model sees a realistic number of crops.
 
     python benchmarks/preprocess.py --device cuda --size real --out bench_preprocess.json   # on a GPU (goal >= 150 fps)
     python benchmarks/preprocess.py --device cpu --size tiny --frames 8 --out /tmp/b.json    # smoke test
+
+--device cuda needs onnxruntime-gpu (the CUDA 13 build for a cu130 torch); the run stops with exit code 2 rather than
+report CPU figures when its CUDA provider does not load. Real-size graphs are built once into --model-dir
+(ViTPose-H: ~2.5 GB of random weights in an external-data file, about a minute).
 """
 from __future__ import annotations
 
