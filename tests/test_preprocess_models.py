@@ -259,6 +259,13 @@ def test_model_in_the_wrong_slot_is_named(models, detector_key, pose_key, messag
         PoseEstimator(models[detector_key], models[pose_key], providers="cpu")
 
 
+def test_tensor_names_do_not_matter(tmp_path):
+    det = sm.planted_detector(tmp_path / "d.onnx", [PERSON_A], input_name="input.1", output_name="dets")
+    pose = sm.planted_pose_model(tmp_path / "p.onnx", gaussian_keypoints(), input_name="pixel_values", output_name="hm")
+    frame = PoseEstimator(det, pose, providers="cpu").estimate_image(frames_of_brightness([40])[0])
+    assert np.abs(frame.people[0].keypoints - expected_frame_keypoints(PERSON_A, gaussian_keypoints())).max() < 0.5
+
+
 def test_body_only_pose_model_is_recognised(tmp_path, models):
     from onnx import TensorProto, helper, numpy_helper
 
