@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from .types import NUM_KEYPOINTS
+
 Slot = Literal["detector", "pose"]
 
 EXPECTED = {
@@ -86,7 +88,7 @@ def describe(signature: Signature) -> str:
     if layout == "yolov8":
         return "a YOLOv8-style object detector ([N,4+classes,anchors] boxes)"
     keypoints = pose_keypoints(signature)
-    if keypoints == 133:
+    if keypoints == NUM_KEYPOINTS:
         return "a ViTPose whole-body pose model (133 keypoints)"
     if keypoints == 17:
         return "a body-only pose model (17 COCO keypoints, no hands or face)"
@@ -109,7 +111,7 @@ def check_slot(signature: Signature, slot: Slot, name: str) -> None:
     if slot == "detector":
         ok = detector_layout(signature) is not None
     else:
-        ok = pose_keypoints(signature) == 133
+        ok = pose_keypoints(signature) == NUM_KEYPOINTS
     if ok:
         return
     looks_like = describe(signature)

@@ -22,6 +22,7 @@ import numpy as np
 
 from .heatmap_decode import decode_heatmaps, heatmap_to_image
 from .onnx_session import OnnxModel
+from .types import NUM_KEYPOINTS
 
 POSE_SIZE = (256, 192)  # height, width
 BOX_PADDING = 1.25
@@ -90,7 +91,7 @@ class WholeBodyPoseModel:
         if len(frames) != len(boxes):
             raise ValueError(f"{len(frames)} frames but {len(boxes)} boxes")
         if not len(boxes):
-            return np.zeros((0, 133, 2), np.float32), np.zeros((0, 133), np.float32)
+            return np.zeros((0, NUM_KEYPOINTS, 2), np.float32), np.zeros((0, NUM_KEYPOINTS), np.float32)
         regions = [crop_region(box, self.input_size) for box in boxes]
         centers = np.stack([c for c, _ in regions])
         sizes = np.stack([s for _, s in regions])
