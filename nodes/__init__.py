@@ -9,7 +9,7 @@ import logging
 
 _log = logging.getLogger("wan_animate.nodes")
 
-_MODULES: list[str] = ["model_nodes", "preprocess_nodes", "sampler_nodes"]
+_MODULES: list[str] = ["model_nodes", "preprocess_nodes", "sampler_nodes", "encode_nodes"]
 
 NODE_CLASS_MAPPINGS: dict = {}
 NODE_DISPLAY_NAME_MAPPINGS: dict = {}

@@ -24,6 +24,7 @@ MODEL_FILES = {
     "clip_vision_h.safetensors": "clip_vision",
 }
 LORA = "wan2.2_animate_14B_relight_lora_bf16.safetensors"
+FULL_SIZE_VAE = "wan_2.1_vae_full_size.safetensors"
 
 
 @dataclass
@@ -97,12 +98,41 @@ def write_tiny_models(models_dir: Path, work: Path) -> None:
     write_comfy_relight(models_dir / "loras" / LORA, factors)
 
 
+def write_full_size_vae(path: Path) -> None:
+    """A random Wan2.1 VAE at the real size (127 M parameters, bf16), the only size core's VAELoader builds.
+    Built on the meta device and filled in place: seconds instead of the minute a normal init takes on 2 cores."""
+    import torch
+    from diffusers import AutoencoderKLWan
+    from wan_loader.components import WanAnimateComponents
+    from wan_loader.writers import write_components
+
+    if path.exists():
+        return
+    with torch.device("meta"):
+        vae = AutoencoderKLWan()
+    vae = vae.to_empty(device="cpu").eval()
+    generator = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for name, param in vae.named_parameters():
+            if name.endswith("gamma") or "norm" in name:
+                param.fill_(1.0)
+            elif name.endswith("bias"):
+                param.zero_()
+            else:
+                param.normal_(0, 0.02, generator=generator)
+    out = path.parent / "full_size_vae_written"
+    write_components(WanAnimateComponents(vae=vae), out, "comfy", dtype="bf16")
+    next((out / "vae").glob("*.safetensors")).rename(path)
+    shutil.rmtree(out)
+
+
 def install_workflow_assets(base_dir: Path, work: Path) -> WorkflowAssets:
     base_dir = Path(base_dir)
     write_reference(base_dir / "input" / REFERENCE)
     write_driving_video(base_dir / "input" / DRIVING)
     write_detection_models(base_dir / "models" / "detection")
     write_tiny_models(base_dir / "models", Path(work))
+    write_full_size_vae(base_dir / "models" / "vae" / FULL_SIZE_VAE)
     return WorkflowAssets(expected_size=(SIZE, SIZE), driving_frames=DRIVING_FRAMES)
 
 
@@ -120,6 +150,31 @@ def shrink(prompt: dict, name: str) -> dict:
     overrides = cpu_overrides(name)
     for node in prompt.values():
         node["inputs"].update(overrides.get(node["class_type"], {}))
+    return prompt
+
+
+def tiny_stand_in_for_core_encoders(prompt: dict) -> dict:
+    """Core's CLIPLoader (umT5) and CLIPVisionLoader build fixed XXL / ViT-H modules that no tiny file fits, so on
+    CPU the encoders of the same tiny model come through this package's encode nodes instead; core's VAELoader
+    builds a fixed-size Wan2.1 VAE, so it gets a full-size random one. Every other node of the core graph
+    (UNETLoader, WanAnimateToVideo, KSampler, TrimVideoLatent, VAEDecode, CreateVideo, ...) runs as shipped."""
+    clip_ids = [i for i, n in prompt.items() if n["class_type"] == "CLIPLoader"]
+    for node_id in clip_ids:
+        prompt[node_id] = {"class_type": "WanAnimateModelLoader", "inputs": {
+            "model": "wan2.2_animate_14B_bf16.safetensors", "vae": "wan_2.1_vae.safetensors",
+            "text_encoder": "umt5_xxl_fp8_e4m3fn_scaled.safetensors", "clip_vision": "clip_vision_h.safetensors",
+            "precision": "fp32", "memory": "gpu"}}
+    model = [clip_ids[0], 0]
+    for node_id, node in list(prompt.items()):
+        kind, inputs = node["class_type"], node["inputs"]
+        if kind == "CLIPTextEncode":
+            prompt[node_id] = {"class_type": "WanAnimateTextEncode", "inputs": {"model": model, "text": inputs["text"]}}
+        elif kind == "CLIPVisionEncode":
+            prompt[node_id] = {"class_type": "WanAnimateClipVisionEncode", "inputs": {"model": model, "image": inputs["image"]}}
+        elif kind == "CLIPVisionLoader":
+            del prompt[node_id]
+        elif kind == "VAELoader":
+            inputs["vae_name"] = FULL_SIZE_VAE
     return prompt
 
 
