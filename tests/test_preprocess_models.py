@@ -337,7 +337,7 @@ def test_hub_cache_under_hf_home_is_used_offline(tmp_path):
     assert out.returncode == 0, out.stderr
     lines = out.stdout.splitlines()
     assert lines[0] == str(snapshot / "yolov10m.onnx")
-    assert "ERROR pose model vitpose-l-wholebody.onnx was not found" in lines[1]
+    assert "ERROR pose model vitpose-l-wholebody.onnx was not found" in lines[1] and "HF_HUB_OFFLINE is set" in lines[1]
     assert "https://huggingface.co/JunkyByte/easy_ViTPose" in lines[1]
 
 

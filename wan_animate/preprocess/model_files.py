@@ -136,10 +136,12 @@ def resolve_model_file(
     try:
         return download(wanted, cache_dir=cache_dir, local_dir=local_dir)
     except Exception as error:
+        from huggingface_hub import constants
+
+        why = "HF_HUB_OFFLINE is set" if constants.HF_HUB_OFFLINE else f"{type(error).__name__}: {error}"
         raise ModelNotFoundError(
-            f"{slot} model {wanted} was not found in {where} and could not be downloaded from {KNOWN_FILES[wanted].url} "
-            f"({type(error).__name__}: {error}). Download it into one of those folders, or allow Hub access "
-            "(HF_HUB_OFFLINE is set?)."
+            f"{slot} model {wanted} was not found in {where} and could not be downloaded from "
+            f"{KNOWN_FILES[wanted].url} ({why}). Download it into one of those folders."
         ) from error
 
 
