@@ -442,6 +442,37 @@ def test_cancel_interrupts_comfyui_and_progress_is_forwarded(workers):
     assert done == sorted(done) and events[-1]["nodes_total"] > 60 and 0 < events[-1]["percent"] < 100
 
 
+@pytest.fixture(scope="module")
+def wan_models(workers, tmp_path_factory):
+    """Tiny random Wan2.2-Animate models in the real layouts under the shipped workflows' file names."""
+    from tests.test_workflows_support import write_detection_models, write_tiny_models
+
+    models = workers["comfy"].base_dir / "models"
+    write_detection_models(models / "detection")
+    write_tiny_models(models, tmp_path_factory.mktemp("tiny_models"))
+
+
+def test_shipped_editor_workflow_runs_with_tiny_models(workers, wan_models, tmp_path):
+    """The smoke job of the real thing: workflows/wan_animate_animate.json as saved by the editor, its reference
+    image and driving video sent as base64, CPU-sized numbers given as overrides by node id."""
+    from tests.test_workflows_support import (DRIVING, DRIVING_FRAMES, REFERENCE, SIZE, cpu_overrides,
+                                              write_driving_video, write_reference)
+
+    name = "wan_animate_animate"
+    ui = json.loads((REPO_ROOT / "workflows" / f"{name}.json").read_text())
+    api = json.loads((REPO_ROOT / "workflows" / "api" / f"{name}.json").read_text())
+    per_class = cpu_overrides(name)
+    overrides = {nid: per_class[n["class_type"]] for nid, n in api.items() if n["class_type"] in per_class}
+    write_reference(tmp_path / REFERENCE)
+    write_driving_video(tmp_path / DRIVING)
+    out = _ok(workers["managed"].runsync({
+        "workflow": ui, "overrides": overrides,
+        "images": [{"name": n, "image": b64((tmp_path / n).read_bytes())} for n in (REFERENCE, DRIVING)],
+    }, timeout=900))
+    [video] = [o for o in out["outputs"] if o["kind"] == "video"]
+    assert count_frames(base64.b64decode(video["base64"])) == (DRIVING_FRAMES, SIZE, SIZE)
+
+
 def test_comfyui_killed_mid_job_is_reported_and_restarted(workers):
     w, comfy_url = workers["managed"], workers["comfy"].url
     pid = int((workers["logs"] / "comfyui.pid").read_text())

@@ -26,6 +26,8 @@ OK, WARN, FAIL = "ok", "warn", "fail"
 REQUIRED_IMPORTS = ("runpod", "boto3", "aiohttp", "comfy_cli.workflow_to_api", "huggingface_hub", "filelock",
                     "torch", "onnxruntime", "av", "safetensors")
 PACKAGE_IMPORTS = ("wan_loader", "wan_animate")
+# Manifest kinds that `wan_loader inspect` reports as components (LoRAs and ONNX files are only checked for presence).
+INSPECTED_KINDS = ("transformer", "vae", "text_encoder", "image_encoder")
 
 
 @dataclass
@@ -116,23 +118,34 @@ def check_comfyui(settings: WorkerSettings, required: bool) -> list[Check]:
     return [Check("comfyui", OK, f"{settings.comfy_url} answers with {len(info)} node types")]
 
 
-def _inspect(path: Path) -> tuple[str, str]:
-    """The layout wan_loader reports for a file, when that command is available."""
-    proc = subprocess.run([sys.executable, "-m", "wan_loader", "inspect", str(path), "--json"],
-                          capture_output=True, text=True, timeout=300)
+def _inspect(path: Path, kind: str, package_dir: str | None) -> tuple[str, str]:
+    """Whether wan_loader finds the expected component (kind) in the file, with its layout and dtype."""
+    try:
+        proc = subprocess.run([sys.executable, "-m", "wan_loader", "inspect", str(path), "--json"], cwd=package_dir,
+                              capture_output=True, text=True, timeout=300)
+    except subprocess.TimeoutExpired:
+        return WARN, "wan_loader inspect took over 300 s"
     if proc.returncode != 0:
-        if "invalid choice" in proc.stderr or "No module named" in proc.stderr:
-            return OK, "present (wan_loader inspect not available)"
+        if "No module named wan_loader" in proc.stderr:
+            return OK, "present (wan_loader not importable here: set WAN_ANIMATE_PACKAGE_DIR to check the layout)"
         return FAIL, f"wan_loader inspect failed: {proc.stderr.strip()[-300:]}"
     try:
         report = json.loads(proc.stdout)
     except ValueError:
         return WARN, "present; wan_loader inspect printed no JSON"
-    summary = ", ".join(f"{k}={report[k]}" for k in ("layout", "components", "dtype") if k in report)
-    return OK, summary or "present"
+    found = report.get("components") or {}
+    if kind in INSPECTED_KINDS and kind not in found:
+        return FAIL, (f"expected a {kind} but the file holds {', '.join(found) or 'nothing wan_loader knows'} "
+                      f"(layout {report.get('layout')})")
+    if kind == "transformer" and report.get("is_animate") is False:
+        return FAIL, f"a Wan transformer but not Wan2.2-Animate ({report.get('model')})"
+    part = found.get(kind) or {}
+    return OK, f"{part.get('model', report.get('model'))}, layout {part.get('layout', report.get('layout'))}, " \
+               f"{part.get('dtype', report.get('dtype'))}"
 
 
-def check_models(settings: WorkerSettings, manifest: str | None, required: bool, inspect: bool) -> list[Check]:
+def check_models(settings: WorkerSettings, manifest: str | None, required: bool, inspect: bool,
+                 package_dir: str | None = None) -> list[Check]:
     out = []
     for entry in load_manifest(manifest):
         path = entry.path(settings.models_root)
@@ -140,8 +153,8 @@ def check_models(settings: WorkerSettings, manifest: str | None, required: bool,
             out.append(Check(f"model {entry.folder}/{entry.name}", FAIL if required else WARN,
                              f"missing: {path} (from {entry.repo_id}/{entry.filename})"))
             continue
-        if inspect and path.suffix in (".safetensors", ".sft"):
-            status, detail = _inspect(path)
+        if inspect and entry.kind in INSPECTED_KINDS:
+            status, detail = _inspect(path, entry.kind, package_dir)
         else:
             status, detail = OK, f"{path.stat().st_size / 2**30:.2f} GiB"
         out.append(Check(f"model {entry.folder}/{entry.name}", status, detail))
@@ -163,7 +176,7 @@ def run_checks(phase: str, settings: WorkerSettings | None = None, manifest: str
         phase == "start" and settings.model_strategy == "volume")
     if phase != "build" or settings.model_strategy == "baked":
         checks += check_models(settings, manifest, models_required and os.environ.get("DOCTOR_REQUIRE_MODELS", "1") == "1",
-                               inspect=phase == "manual")
+                               inspect=phase in ("manual", "start"), package_dir=package_dir)
     return checks
 
 

@@ -63,8 +63,8 @@ def address_refusal(ip: str, settings: WorkerSettings) -> str | None:
         addr = addr.ipv4_mapped
     if any(addr in net for net in settings.input_url_allow_networks):
         return None
-    for attr, what in (("is_loopback", "loopback"), ("is_link_local", "link-local"), ("is_private", "private"),
-                       ("is_multicast", "multicast"), ("is_reserved", "reserved"), ("is_unspecified", "unspecified")):
+    for attr, what in (("is_loopback", "loopback"), ("is_unspecified", "unspecified"), ("is_link_local", "link-local"),
+                       ("is_multicast", "multicast"), ("is_private", "private"), ("is_reserved", "reserved")):
         if getattr(addr, attr):
             return f"{addr} is a {what} address"
     if not addr.is_global:
