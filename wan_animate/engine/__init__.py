@@ -6,7 +6,7 @@
 from .forward import AnimateDiT
 from .inputs import AnimateInputs
 from .options import AnimateOptions
-from .run import AnimateResult, AnimationCancelled, EngineOutOfMemory, Progress, animate
+from .run import AnimateResult, AnimationCancelled, EngineOutOfMemory, animate
 from .sinks import FrameCollector, FrameSink, Mp4Writer
 
 __all__ = [
@@ -19,6 +19,5 @@ __all__ = [
     "FrameCollector",
     "FrameSink",
     "Mp4Writer",
-    "Progress",
     "animate",
 ]

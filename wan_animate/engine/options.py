@@ -7,6 +7,7 @@ from .schedulers import SOLVERS
 from .segments import check_segment_frames
 
 COLOR_ANCHORS = ("off", "reference", "first_segment")
+LORA_MODES = ("runtime", "merge")
 
 
 @dataclass
@@ -27,6 +28,7 @@ class AnimateOptions:
     tiled_vae: bool = False  # tile VAE encode/decode spatially: lower peak memory at large sizes
     motion_encode_batch: int = 8  # face frames per motion-encoder batch (official 8)
     offload: bool = False  # return the DiT and VAE to where they were (e.g. CPU) after the job
+    lora_mode: str = "runtime"  # job LoRAs: "runtime" (forward hooks) or "merge" (into the weights, restored after)
 
     def check(self) -> None:
         if self.solver not in SOLVERS:
@@ -41,6 +43,8 @@ class AnimateOptions:
             raise ValueError(f"color_anchor_strength={self.color_anchor_strength}: must be within [0, 1].")
         if self.motion_encode_batch < 1:
             raise ValueError(f"motion_encode_batch={self.motion_encode_batch}: must be >= 1.")
+        if self.lora_mode not in LORA_MODES:
+            raise ValueError(f"lora_mode={self.lora_mode!r}: choose one of {', '.join(LORA_MODES)}.")
         check_segment_frames(self.segment_frames, self.guide_frames)
 
     @property

@@ -14,7 +14,7 @@ import gc
 import time
 import traceback
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
@@ -47,21 +47,11 @@ MEMORY_ADVICE = (
 
 
 class AnimationCancelled(RuntimeError):
-    """The caller's `should_cancel` returned True; nothing more was written to the sink."""
+    """The caller's `cancel` check returned True; nothing more was written to the sink."""
 
 
 class EngineOutOfMemory(RuntimeError):
     """The device ran out of memory; device memory was released. The message names options that lower memory."""
-
-
-@dataclass
-class Progress:
-    step: int  # sampling step just finished in this segment (1-based)
-    steps: int
-    segment: int  # 1-based
-    segments: int
-    done: int  # steps finished over the whole job
-    total: int
 
 
 @dataclass
@@ -80,13 +70,20 @@ def animate(
     *,
     device: torch.device | str | None = None,
     sink: FrameSink | None = None,
-    progress: Callable[[Progress], None] | None = None,
-    should_cancel: Callable[[], bool] | None = None,
+    progress: Callable[..., None] | None = None,
+    cancel: Callable[[], bool | None] | None = None,
+    loras: Sequence[tuple[object, float]] = (),
     block_runner: BlockRunner | None = None,
 ) -> AnimateResult:
     """Generate the video for `inputs` with the loaded `components` (wan_loader.components.WanAnimateComponents).
 
-    Frames are written to `sink` as each segment is decoded; without a sink they are collected and returned.
+    sink: receives the uint8 frames as each segment is decoded; without one they are collected and returned.
+    progress: called after every sampling step as `progress(done, total, step=, steps=, segment=, segments=)`
+        (done/total count steps over the whole job; step and segment are 1-based).
+    cancel: checked before every step; returning True stops the job with AnimationCancelled (it may also raise
+        its own exception, e.g. ComfyUI's interrupt, which is passed through after the same clean-up).
+    loras: [(path | wan_loader LoraWeights, strength), ...] for this job only: hooked in at run time or merged
+        (options.lora_mode) and taken out again afterwards, also after an error; the weights end unchanged.
     Raises ValueError for bad inputs/options (before any work), AnimationCancelled, EngineOutOfMemory.
     """
     options = options or AnimateOptions()
@@ -100,7 +97,7 @@ def animate(
     device = torch.device(device) if device is not None else default_device()
     collector = FrameCollector() if sink is None else None
     began = time.perf_counter()
-    job = _Job(components, inputs, options, plan, device, sink or collector, progress, should_cancel, block_runner)
+    job = _Job(components, inputs, options, plan, device, sink or collector, progress, cancel, loras, block_runner)
     try:
         job.run()
     except torch.OutOfMemoryError as error:
@@ -134,6 +131,19 @@ def module_device(module) -> torch.device:
 
 
 @contextlib.contextmanager
+def job_loras(transformer, loras: list, mode: str):
+    """LoRAs on `transformer` for the duration of the block only (wan_loader.lora), merged or as run-time hooks."""
+    if not loras:
+        yield
+        return
+    from wan_loader.lora import apply_loras, merge_loras
+
+    handle = merge_loras(transformer, loras, keep_original=True) if mode == "merge" else apply_loras(transformer, loras)
+    with handle:
+        yield
+
+
+@contextlib.contextmanager
 def placed(module, device: torch.device, restore: bool):
     """Run with `module` on `device`; move it back afterwards when `restore` (even after an error)."""
     origin = module_device(module)
@@ -148,7 +158,7 @@ def placed(module, device: torch.device, restore: bool):
 
 class _Job:
     def __init__(self, components, inputs: AnimateInputs, options: AnimateOptions, plan: SegmentPlan, device,
-                 sink: FrameSink, progress, should_cancel, block_runner):
+                 sink: FrameSink, progress, cancel, loras, block_runner):
         self.c = components
         self.inputs = inputs
         self.o = options
@@ -156,14 +166,15 @@ class _Job:
         self.device = device
         self.sink = sink
         self.progress = progress
-        self.should_cancel = should_cancel
+        self.cancel = cancel
+        self.loras = list(loras)
         self.block_runner = block_runner
         self.height, self.width = inputs.size
         self.latent_h, self.latent_w = self.height // 8, self.width // 8
         self.generator = torch.Generator().manual_seed(options.seed)
 
     def check_cancel(self, segment: int, step: int) -> None:
-        if self.should_cancel is not None and self.should_cancel():
+        if self.cancel is not None and self.cancel():
             raise AnimationCancelled(
                 f"Cancelled at segment {segment + 1}/{self.plan.num_segments}, step {step}/{self.o.steps}."
             )
@@ -177,7 +188,7 @@ class _Job:
         with placed(self.c.transformer, self.device, self.o.offload), placed(self.c.vae, self.device, self.o.offload):
             self.dit = AnimateDiT(self.c.transformer, self.block_runner)
             self.codec = LatentCodec(self.c.vae, tiled=self.o.tiled_vae)
-            with torch.no_grad():
+            with job_loras(self.c.transformer, self.loras, self.o.lora_mode), torch.no_grad():
                 self.prepare(reference.to(self.device), clip)
                 for index in range(self.plan.num_segments):
                     self.segment(index)
@@ -252,8 +263,8 @@ class _Job:
             latents = scheduler.step(pred, t, latents, return_dict=False)[0]
             del latent_input, pred
             if self.progress is not None:
-                done = index * o.steps + step + 1
-                self.progress(Progress(step + 1, o.steps, index + 1, plan.num_segments, done, plan.num_segments * o.steps))
+                self.progress(index * o.steps + step + 1, plan.num_segments * o.steps, step=step + 1, steps=o.steps,
+                              segment=index + 1, segments=plan.num_segments)
         del cond, pose, motion, rotary
 
         frames = self.codec.decode(latents[:, :, 1:])[0]
