@@ -471,6 +471,23 @@ def test_models_download_from_a_stand_in_hub(tmp_path):
     assert (local / "onnx" / "vitpose_h_wholebody_data.bin").is_file() and people == "1"
 
 
+def test_cuda_failing_at_run_time_switches_to_cpu(monkeypatch, caplog, models):
+    """There is no GPU here: a session that claims CUDA and fails like a GPU without kernels for its architecture."""
+    from wan_animate.preprocess.onnx_session import OnnxModel, create_session
+
+    class BrokenCudaSession(CudaLookingSession):
+        def run(self, names, feeds):
+            raise RuntimeError("CUDA error cudaErrorNoKernelImageForDevice: no kernel image is available")
+
+    monkeypatch.setattr(onnx_session, "_warned", set())
+    model = OnnxModel(BrokenCudaSession(create_session(models["pose"], "cpu")), models["pose"])
+    batch = np.zeros((2, 3, 256, 192), np.float32)
+    with caplog.at_level(logging.WARNING, logger="wan_animate.preprocess"):
+        out = model.run(batch, max_batch=8)
+    assert out.shape == (2, 133, 64, 48) and model.session.get_providers() == ["CPUExecutionProvider"]
+    assert "no kernel image" in caplog.text and "vitpose-l-wholebody.onnx" in caplog.text
+
+
 # ---------------------------------------------------------------------------------------------- providers
 
 
