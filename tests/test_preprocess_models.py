@@ -4,13 +4,13 @@ Nothing is mocked except, in one test, the presence of a GPU (there is none here
 """
 from __future__ import annotations
 
+import json
 import logging
 import os
 import subprocess
 import sys
 from pathlib import Path
 
-import cv2
 import numpy as np
 import pytest
 
@@ -519,7 +519,6 @@ def test_benchmark_runs_tiny_on_cpu(tmp_path):
            "--frames", "6", "--batch-size", "3", "--out", str(out), "--model-dir", str(tmp_path / "models")]
     run = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=REPO_ROOT)
     assert run.returncode == 0, run.stderr
-    import json
 
     result = json.loads(out.read_text())
     assert result["frames"] == 6 and result["size"] == "tiny"
