@@ -381,7 +381,6 @@ class StandInHub:
 
     def __init__(self, repos: dict[str, dict[str, bytes]]):
         import hashlib
-        import json
         import threading
         from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
