@@ -139,7 +139,7 @@ def main(argv=None) -> int:
         "frames": args.frames,
         "device": args.device,
         "providers": providers,
-        "gpu": gpu_name(),
+        "gpu": gpu_name() if CUDA in providers["pose"] else None,
         "onnxruntime": __import__("onnxruntime").__version__,
         "python": platform.python_version(),
         "goal_fps": GOAL_FPS,
