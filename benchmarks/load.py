@@ -1,0 +1,283 @@
+"""Transformer load speed and host memory: wan_loader vs ComfyUI's path vs diffusers' from_single_file.
+
+    python benchmarks/load.py                      # full size (17.3 B params, 34.5 GB bf16 file) to cuda
+    python benchmarks/load.py --size tiny --device cpu --out /tmp/load.json   # smoke test
+
+Writes a random-weight Wan2.2-Animate transformer once as ONE bf16 safetensors file in ComfyUI/original key names
+(reused when it is already there), then, each in a fresh subprocess, loads it to the device: ours
+(wan_loader.load_transformer), ComfyUI's (comfy.utils.load_torch_file + load_state_dict into ComfyUI's
+AnimateWanModel, from COMFYUI_DIR; a plain state-dict load into same-shaped parameters when that is unavailable)
+and diffusers' (WanAnimateTransformer3DModel.from_single_file with a local config, then .to(device)); plus a raw
+sequential read of the file. Warm = page cache filled; cold = caches dropped (/proc/sys/vm/drop_caches, else
+posix_fadvise DONTNEED). Prints a table and writes JSON to --out.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+GOALS = {"warm_vs_best_competitor": 1.5, "cold_vs_raw": 0.9, "rss_growth_gb": 2.0}
+
+
+def rss_gb() -> float:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024 ** 2
+    return 0.0
+
+
+def peak_rss_gb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 ** 2
+
+
+def transformer_config(size: str) -> dict:
+    from wan_loader.configs import ANIMATE_14B_CONFIG
+    from wan_loader.tiny import TINY_TRANSFORMER_CONFIG
+    return dict(ANIMATE_14B_CONFIG) if size == "full" else dict(TINY_TRANSFORMER_CONFIG)
+
+
+def write_checkpoint(path: Path, size: str) -> None:
+    """One bf16 safetensors file in original/ComfyUI names, random values, streamed (bounded memory)."""
+    import torch
+    from wan_loader.configs import build_empty
+    from wan_loader.keymaps import transformer as tmap
+    from wan_loader.writers import write_safetensors
+
+    model = build_empty("transformer", transformer_config(size))
+    shapes = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    plan = tmap.plan_diffusers_to_original(shapes)
+    fake = {k: torch.empty(s, device="meta") for k, s in shapes.items()}
+    block = torch.randn(64 * 1024 * 1024, generator=torch.Generator().manual_seed(0)).to(torch.bfloat16) * 0.02
+    items = []
+    for key, recipe in plan.items():
+        shape = tuple(recipe.build(fake.__getitem__).shape)
+        n = 1
+        for d in shape:
+            n *= d
+
+        def produce(n=n, shape=shape, off=len(items) * 7919):
+            reps = (n + off) // block.numel() + 1
+            flat = block.repeat(reps)[off:off + n] if reps > 1 else block[off:off + n]
+            return flat.reshape(shape).clone()
+        items.append((key, shape, torch.bfloat16, produce))
+    write_safetensors(path, items)
+
+
+def drop_cache(path: Path) -> str:
+    os.sync()
+    try:
+        with open("/proc/sys/vm/drop_caches", "w") as f:
+            f.write("3\n")
+        return "drop_caches"
+    except OSError:
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+        finally:
+            os.close(fd)
+        return "fadvise"
+
+
+def warm_cache(path: Path) -> None:
+    raw_read(path)
+
+
+def raw_read(path: Path) -> float:
+    buf = bytearray(16 * 1024 * 1024)
+    view = memoryview(buf)
+    t0 = time.perf_counter()
+    with open(path, "rb", buffering=0) as f:
+        while f.readinto(view):
+            pass
+    return time.perf_counter() - t0
+
+
+# ---- loaders (run in a fresh subprocess each: --worker NAME) ----
+
+def load_ours(path, device, config_dir):
+    from wan_loader import load_transformer
+    return load_transformer(path, device=device, weight_dtype="bf16")
+
+
+def load_diffusers(path, device, config_dir):
+    import torch
+    from diffusers import WanAnimateTransformer3DModel
+    model = WanAnimateTransformer3DModel.from_single_file(str(path), config=str(config_dir), subfolder="transformer",
+                                                          torch_dtype=torch.bfloat16)
+    return model.to(device)
+
+
+def load_comfy(path, device, config_dir):
+    import torch
+    import comfy.ops
+    import comfy.utils
+    cfg = json.loads((Path(config_dir) / "transformer" / "config.json").read_text())
+    try:
+        from comfy.ldm.wan.model_animate import AnimateWanModel
+        dim = cfg["num_attention_heads"] * cfg["attention_head_dim"]
+        if dim != 5120:
+            raise ValueError("ComfyUI's AnimateWanModel hard-codes the 14B motion/face encoder sizes")
+        model = AnimateWanModel(in_dim=cfg["in_channels"], dim=dim, ffn_dim=cfg["ffn_dim"], freq_dim=cfg["freq_dim"],
+                                text_dim=cfg["text_dim"], out_dim=cfg["out_channels"],
+                                num_heads=cfg["num_attention_heads"], num_layers=cfg["num_layers"],
+                                device=device, dtype=torch.bfloat16, operations=comfy.ops.disable_weight_init)
+        how = "comfy"
+    except Exception:
+        model = None
+        how = "comfy (plain load_state_dict: ComfyUI's AnimateWanModel needs the full-size config)"
+    sd = comfy.utils.load_torch_file(str(path))
+    if model is None:
+        model = torch.nn.Module()
+        for i, (k, v) in enumerate(sd.items()):
+            model.register_parameter(f"p{i}", torch.nn.Parameter(torch.empty(v.shape, dtype=v.dtype, device=device),
+                                                                 requires_grad=False))
+        sd = {f"p{i}": v for i, v in enumerate(sd.values())}
+    model.load_state_dict(sd, strict=False)
+    model.__dict__["_how"] = how
+    return model
+
+
+LOADERS = {"ours": load_ours, "comfy": load_comfy, "diffusers": load_diffusers}
+
+
+def prepare(name: str, device: str) -> None:
+    """Imports and CUDA context before the clock starts: we time loading, not library start-up."""
+    import diffusers  # noqa: F401
+    import wan_loader.load  # noqa: F401
+    from diffusers import WanAnimateTransformer3DModel  # noqa: F401
+    if name == "comfy":
+        sys.path.insert(0, os.environ.get("COMFYUI_DIR", "/opt/ComfyUI"))
+        sys.argv = sys.argv[:1] + ([] if device.startswith("cuda") else ["--cpu"])
+        import comfy.options
+        comfy.options.enable_args_parsing()
+        import comfy.model_management  # noqa: F401
+        import comfy.utils  # noqa: F401
+
+
+def worker(name: str, path: str, device: str, config_dir: str) -> None:
+    import torch
+    prepare(name, device)
+    if device.startswith("cuda"):
+        torch.cuda.init()
+        torch.empty(1, device=device)
+    base = rss_gb()
+    t0 = time.perf_counter()
+    model = LOADERS[name](path, device, config_dir)
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+    seconds = time.perf_counter() - t0
+    on_device = all(p.device.type == torch.device(device).type for p in model.parameters())
+    print(json.dumps({"seconds": seconds, "rss_growth_gb": peak_rss_gb() - base, "on_device": on_device,
+                      "how": model.__dict__.get("_how", name)}))
+
+
+def run_worker(name, path, device, config_dir, timeout):
+    cmd = [sys.executable, __file__, "--worker", name, "--file", str(path), "--device", device,
+           "--config-dir", str(config_dir)]
+    try:
+        r = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return {"error": f"timeout after {timeout}s"}
+    lines = [line for line in r.stdout.splitlines() if line.startswith("{")]
+    if r.returncode != 0 or not lines:
+        return {"error": (r.stderr.strip().splitlines() or ["failed"])[-1][:300]}
+    return json.loads(lines[-1])
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--size", choices=["full", "tiny"], default="full")
+    p.add_argument("--device", default="cuda")
+    p.add_argument("--file", default=None, help="checkpoint path (default: $TMPDIR/wan_animate_<size>_bf16.safetensors)")
+    p.add_argument("--config-dir", default=None)
+    p.add_argument("--loaders", default="ours,comfy,diffusers")
+    p.add_argument("--modes", default="warm,cold")
+    p.add_argument("--out", default=None, help="write the results as JSON here")
+    p.add_argument("--timeout", type=int, default=1800)
+    p.add_argument("--worker", default=None, help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    if args.worker:
+        worker(args.worker, args.file, args.device, args.config_dir)
+        return 0
+
+    import tempfile
+    path = Path(args.file or Path(tempfile.gettempdir()) / f"wan_animate_{args.size}_bf16.safetensors")
+    config_dir = Path(args.config_dir or path.with_suffix(".config"))
+    from wan_loader.writers import _save_config, Weights, Written
+    _save_config(Weights("transformer", {}, {}, None, transformer_config(args.size)), config_dir / "transformer",
+                 Written())
+    if not path.is_file():
+        print(f"writing {path} ...", flush=True)
+        t0 = time.perf_counter()
+        write_checkpoint(path, args.size)
+        print(f"  {path.stat().st_size / 1e9:.2f} GB in {time.perf_counter() - t0:.0f} s", flush=True)
+    size_gb = path.stat().st_size / 1e9
+    results = {"file": str(path), "size_gb": size_gb, "device": args.device, "runs": []}
+    for mode in args.modes.split(","):
+        if mode == "cold":
+            results["cache_drop"] = drop_cache(path)
+        else:
+            warm_cache(path)
+        secs = raw_read(path)
+        results["runs"].append({"loader": "raw read", "mode": mode, "seconds": secs, "gb_per_s": size_gb / secs})
+        for name in args.loaders.split(","):
+            if mode == "cold":
+                drop_cache(path)
+            else:
+                warm_cache(path)
+            r = run_worker(name, path, args.device, config_dir, args.timeout)
+            r.update(loader=name, mode=mode)
+            if "seconds" in r:
+                r["gb_per_s"] = size_gb / r["seconds"]
+            results["runs"].append(r)
+            print(f"  {mode:<5} {name:<10} " + (f"{r['gb_per_s']:.2f} GB/s" if "gb_per_s" in r else r["error"]),
+                  flush=True)
+    summarize(results)
+    print_table(results)
+    if args.out:
+        Path(args.out).write_text(json.dumps(results, indent=2))
+    return 0
+
+
+def summarize(results) -> None:
+    by = {(r["loader"], r["mode"]): r for r in results["runs"]}
+    for mode in ("warm", "cold"):
+        ours = by.get(("ours", mode))
+        if not ours or "gb_per_s" not in ours:
+            continue
+        rivals = [by[(n, mode)]["gb_per_s"] for n in ("comfy", "diffusers") if "gb_per_s" in by.get((n, mode), {})]
+        if rivals:
+            ours["vs_best_competitor"] = ours["gb_per_s"] / max(rivals)
+        raw = by.get(("raw read", mode))
+        if raw:
+            ours["vs_raw_read"] = ours["gb_per_s"] / raw["gb_per_s"]
+    results["goals"] = GOALS
+
+
+def print_table(results) -> None:
+    print(f"\n{results['file']} ({results['size_gb']:.2f} GB) -> {results['device']}")
+    print(f"{'mode':<6}{'loader':<11}{'seconds':>9}{'GB/s':>8}{'RSS +GB':>9}{'vs best':>9}{'vs raw':>8}")
+    for r in results["runs"]:
+        if "error" in r:
+            print(f"{r['mode']:<6}{r['loader']:<11} error: {r['error']}")
+            continue
+        fmt = lambda k, f: (f % r[k]) if k in r else ""  # noqa: E731
+        print(f"{r['mode']:<6}{r['loader']:<11}{r['seconds']:>9.2f}{r['gb_per_s']:>8.2f}"
+              f"{fmt('rss_growth_gb', '%9.2f'):>9}{fmt('vs_best_competitor', '%8.2fx'):>9}"
+              f"{fmt('vs_raw_read', '%7.2fx'):>8}")
+    print(f"goals: warm >= {GOALS['warm_vs_best_competitor']}x best competitor, cold >= "
+          f"{GOALS['cold_vs_raw']:.0%} of raw read, RSS growth <= {GOALS['rss_growth_gb']} GB")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

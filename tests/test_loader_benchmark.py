@@ -1,0 +1,19 @@
+"""benchmarks/load.py runs end to end on the CPU with the tiny model (the full-size run needs an H100)."""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def test_load_benchmark_smoke(tmp_path):
+    out = tmp_path / "load.json"
+    r = subprocess.run([sys.executable, str(REPO / "benchmarks" / "load.py"), "--size", "tiny", "--device", "cpu",
+                        "--file", str(tmp_path / "tiny.safetensors"), "--loaders", "ours,comfy", "--modes", "warm",
+                        "--out", str(out)], capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "GB/s" in r.stdout
+    runs = {x["loader"]: x for x in json.loads(out.read_text())["runs"]}
+    assert runs["ours"]["on_device"] and runs["ours"]["gb_per_s"] > 0
+    assert "raw read" in runs
