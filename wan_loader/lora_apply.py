@@ -3,9 +3,9 @@
 Both ways start from the same LoraPlan (lora.plan_loras), so they change the same parameters by the same amounts.
 
 Merged: each changed weight becomes W + sum(strength * delta), computed in fp32 and stored back in the weight's own
-dtype; an FP8Linear weight is dequantized, changed and re-quantized with its scale scheme (per tensor or per output
-channel, the scale recomputed from the new absolute max). Unmerging restores the exact original bits when
-`keep_original=True` (a CPU copy of each changed tensor), else subtracts the deltas again (exact up to rounding).
+format, FP8Linear weights re-quantized with their scale scheme (lora_merge). Unmerging restores the exact original
+bits when `keep_original=True` (at a fraction of the cost of a copy, see lora_merge), else subtracts the deltas again
+(exact up to rounding).
 
 Run time: nn.Linear / FP8Linear layers get a forward hook adding strength * scale * up(down(x)) (+ bias deltas);
 the factors of all LoRAs of one call are concatenated so each layer does two small matmuls whatever the count.
@@ -18,8 +18,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .fp8 import FP8Linear, is_fp8, quantize_fp8
+from .fp8 import FP8Linear
 from .lora_file import LoraError
+from .lora_merge import Residual, Snapshot, merge_into, unmerge_from
 from .lora_plan import Contribution, LoraPlan, plan_loras, unwrap
 
 _PATCHES = "_wan_lora_patches"  # module.__dict__ entry: {attr: {"original": tensor, "deltas": {handle id: delta}}}
@@ -32,29 +33,6 @@ def _owner(model: nn.Module, param_name: str) -> tuple[nn.Module, str]:
 
 def _is_linear(module: nn.Module) -> bool:
     return isinstance(module, (nn.Linear, FP8Linear))
-
-
-# ------------------------------------------------------------------------------------------------------------ merge
-
-def _add_delta(module: nn.Module, attr: str, delta: torch.Tensor) -> None:
-    """param += delta (fp32 delta), in the parameter's own storage format."""
-    if isinstance(module, FP8Linear) and attr == "weight":
-        w = module.dequantized_weight(torch.float32).add_(delta)
-        q, scale = quantize_fp8(w, per_channel=module.scale.ndim > 0, dtype=module.weight.dtype)
-        module.weight.data.copy_(q)
-        module.scale.data.copy_(scale.reshape(module.scale.shape))
-        return
-    p = getattr(module, attr)
-    new = p.data.float().add_(delta)
-    if is_fp8(p.dtype):
-        fmax = torch.finfo(p.dtype).max
-        new.clamp_(-fmax, fmax)
-    p.data.copy_(new.to(p.dtype))
-
-
-def _snapshot(module: nn.Module, attr: str) -> dict[str, torch.Tensor]:
-    names = [attr, "scale"] if isinstance(module, FP8Linear) and attr == "weight" else [attr]
-    return {n: getattr(module, n).detach().to("cpu", copy=True) for n in names}
 
 
 class LoraHandle:
@@ -86,10 +64,16 @@ class LoraHandle:
 class MergedLoras(LoraHandle):
     """LoRAs merged into a model's weights. `unmerge()` (= `remove()`) takes them out again (module docstring)."""
 
-    def __init__(self, model: nn.Module, plan: LoraPlan, originals: dict[str, dict[str, torch.Tensor]] | None):
+    def __init__(self, model: nn.Module, plan: LoraPlan, undo: dict[str, Snapshot | Residual | None]):
         super().__init__(model, plan)
-        self._originals = originals
+        self._undo = undo
         self.merged = True
+
+    @property
+    def kept_bytes(self) -> int:
+        """CPU bytes held for an exact unmerge (keep_original=True)."""
+        return sum(u.nbytes if isinstance(u, Residual) else sum(t.nbytes for t in u.tensors.values())
+                   for u in self._undo.values() if u is not None)
 
     def remove(self) -> None:
         self.unmerge()
@@ -100,14 +84,10 @@ class MergedLoras(LoraHandle):
         with torch.no_grad():
             for name in self.plan.changes:
                 module, attr = _owner(self.model, name)
-                if self._originals is not None:
-                    for n, t in self._originals[name].items():
-                        getattr(module, n).data.copy_(t)
-                else:
-                    p = getattr(module, attr)
-                    _add_delta(module, attr, self.plan.total_delta(name, p.shape, p.device).neg_())
+                p = getattr(module, attr)
+                unmerge_from(module, attr, self.plan.total_delta(name, p.shape, p.device), self._undo.get(name))
         self.merged = False
-        self._originals = None
+        self._undo = {}
 
 
 def merge_loras(transformer: nn.Module, loras, *, keep_original: bool = False, strict: bool = False) -> MergedLoras:
@@ -118,15 +98,18 @@ def merge_loras(transformer: nn.Module, loras, *, keep_original: bool = False, s
         module, attr = _owner(model, name)
         if attr in module.__dict__.get(_PATCHES, {}):
             raise LoraError(f"{name} carries run-time LoRAs: remove them (handle.remove()) before merging.")
-    originals = {} if keep_original else None
+    undo = {}
     with torch.no_grad():
-        for name in plan.changes:
-            module, attr = _owner(model, name)
-            if originals is not None:
-                originals[name] = _snapshot(module, attr)
-            p = getattr(module, attr)
-            _add_delta(module, attr, plan.total_delta(name, p.shape, p.device))
-    return MergedLoras(model, plan, originals)
+        try:
+            for name in plan.changes:
+                module, attr = _owner(model, name)
+                p = getattr(module, attr)
+                undo[name] = merge_into(module, attr, plan.total_delta(name, p.shape, p.device), keep_original)
+        except BaseException:  # out of memory, interrupted: take out what went in, leave no half-merged model
+            done = LoraPlan({name: plan.changes[name] for name in undo}, plan.unmatched)
+            MergedLoras(model, done, undo).unmerge()
+            raise
+    return MergedLoras(model, plan, undo)
 
 
 # --------------------------------------------------------------------------------------------------------- run time
