@@ -91,11 +91,18 @@ def gather_face(frames: FrameSequence, plan: SegmentPlan, index: int, size: int)
     return np.stack([cv2.resize(c, (size, size), interpolation=cv2.INTER_AREA) for c in crops])
 
 
-def gather_mask(frames: FrameSequence, plan: SegmentPlan, index: int) -> np.ndarray:
-    """Character mask frames of segment `index` as float32 (T, H, W) in [0, 1] (official: channel 0 / 255)."""
+def mask_scale(frames: FrameSequence) -> float:
+    """What integer mask values are divided by: 1 for 0/1 labels, 255 for 0..255 masks (official: / 255)."""
+    first = np.asarray(frames[0])
+    if not np.issubdtype(first.dtype, np.integer) or first.dtype == np.bool_:
+        return 1.0
+    peak = int(frames.max()) if isinstance(frames, np.ndarray) else max(int(np.asarray(f).max()) for f in frames)
+    return 1.0 if peak <= 1 else 255.0
+
+
+def gather_mask(frames: FrameSequence, plan: SegmentPlan, index: int, scale: float) -> np.ndarray:
+    """Character mask frames of segment `index` as float32 (T, H, W) in [0, 1] (channel 0 of colour masks)."""
     masks = gather(frames, plan, index)
     if masks.ndim == 4:
         masks = masks[..., 0]
-    if masks.dtype == np.uint8:
-        return masks.astype(np.float32) / 255.0
-    return masks.astype(np.float32)
+    return masks.astype(np.float32) / scale

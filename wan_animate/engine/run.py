@@ -33,7 +33,7 @@ from .conditioning import (
     to_uint8,
 )
 from .forward import AnimateDiT, BlockRunner
-from .inputs import AnimateInputs, gather, gather_face, gather_mask
+from .inputs import AnimateInputs, gather, gather_face, gather_mask, mask_scale
 from .options import AnimateOptions
 from .schedulers import make_scheduler
 from .segments import SegmentPlan, plan_segments
@@ -172,6 +172,7 @@ class _Job:
         self.height, self.width = inputs.size
         self.latent_h, self.latent_w = self.height // 8, self.width // 8
         self.generator = torch.Generator().manual_seed(options.seed)
+        self.mask_scale = mask_scale(inputs.mask) if options.mode == "replace" else 1.0
 
     def check_cancel(self, segment: int, step: int) -> None:
         if self.cancel is not None and self.cancel():
@@ -226,7 +227,7 @@ class _Job:
         shape = (plan.latent_frames, self.latent_h, self.latent_w)
         if self.o.mode == "replace":
             video = to_pixels(gather(self.inputs.background, plan, index)).to(self.device)
-            character = torch.from_numpy(gather_mask(self.inputs.mask, plan, index)).to(self.device)
+            character = torch.from_numpy(gather_mask(self.inputs.mask, plan, index, self.mask_scale)).to(self.device)
             pixel_mask = background_mask(character, self.latent_h, self.latent_w)
             mask = frame_mask(*shape, known, pixel_mask, device=self.device)
         else:

@@ -6,7 +6,6 @@ per segment and never keeps the frames itself.
 from __future__ import annotations
 
 import os
-from fractions import Fraction
 from pathlib import Path
 from typing import Protocol
 
@@ -31,51 +30,33 @@ class FrameCollector:
 
 
 class Mp4Writer:
-    """H.264 mp4 written frame by frame through PyAV; the file appears under its name only when complete.
-
-    Use as a context manager: on an exception (error, cancel) the partial file is deleted.
-    """
+    """H.264 mp4 streamed frame by frame (wan_animate.preprocess.video_io.VideoWriter); the file appears under its
+    name only when complete. As a context manager, an exception (error, cancel) deletes the partial file."""
 
     def __init__(self, path: str | os.PathLike, fps: float = 30.0, crf: int = 18):
+        from wan_animate.preprocess.video_io import VideoWriter
+
         self.path = Path(path)
-        self.fps = fps
-        self.crf = crf
         self._partial = self.path.with_name(self.path.name + ".partial.mp4")
-        self._container = None
-        self._stream = None
-        self.frames_written = 0
+        self._writer = VideoWriter(self._partial, fps, crf=crf)
+
+    @property
+    def frames_written(self) -> int:
+        return self._writer.frames_written
 
     def write(self, frames: np.ndarray) -> None:
-        import av
-
-        if self._container is None:
+        if self._writer.frames_written == 0:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            height, width = frames.shape[1:3]
-            self._container = av.open(str(self._partial), mode="w", format="mp4")
-            self._stream = self._container.add_stream("libx264", rate=Fraction(self.fps).limit_denominator(1001))
-            self._stream.width, self._stream.height = width + width % 2, height + height % 2
-            self._stream.pix_fmt = "yuv420p"
-            self._stream.options = {"crf": str(self.crf)}
-        for frame in frames:
-            if frame.shape[0] % 2 or frame.shape[1] % 2:
-                frame = np.pad(frame, ((0, frame.shape[0] % 2), (0, frame.shape[1] % 2), (0, 0)), mode="edge")
-            for packet in self._stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")):
-                self._container.mux(packet)
-            self.frames_written += 1
+        self._writer.write(frames)
 
     def close(self) -> None:
-        if self._container is None:
+        if self._writer.frames_written == 0:
             raise RuntimeError(f"No frames were written to {self.path}.")
-        for packet in self._stream.encode():
-            self._container.mux(packet)
-        self._container.close()
-        self._container = None
+        self._writer.close()
         os.replace(self._partial, self.path)
 
     def abort(self) -> None:
-        if self._container is not None:
-            self._container.close()
-            self._container = None
+        self._writer.close()
         self._partial.unlink(missing_ok=True)
 
     def __enter__(self):

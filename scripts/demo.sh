@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# The main job end to end on a tiny built-in model, on the CPU: a synthetic driving video and reference image are
+# preprocessed (tiny ONNX person detector + whole-body pose model), animated by a tiny random Wan2.2-Animate in
+# three 17-frame segments, and streamed into out/demo.mp4. Extra arguments go to `python -m wan_animate animate`.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PYTHON="${PYTHON:-$( [ -x .venv/bin/python ] && echo .venv/bin/python || echo python3 )}"
+mkdir -p out
+"$PYTHON" -m wan_animate animate --tiny --out out/demo.mp4 --steps 4 --segment-frames 17 --resolution-area 96 64 "$@"

@@ -1,0 +1,197 @@
+"""`python -m wan_animate animate`: reference image + driving video -> animated mp4, preprocessing included.
+
+Preprocessing streams its outputs into memory-mapped files in a temporary folder, and the engine reads them one
+segment at a time and streams decoded frames into the mp4, so host memory stays bounded for any video length.
+The mp4 appears under its name only when the whole job succeeded.
+
+`--tiny` builds a tiny random model and tiny ONNX detection models (and, without --video/--ref, a synthetic driving
+video and reference) and runs the same job on them: the whole pipeline on a CPU in seconds.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HELP = "Reference image + driving video -> animated video (preprocessing + Wan2.2-Animate), written as mp4"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from .options import AnimateOptions, COLOR_ANCHORS, LORA_MODES
+    from .schedulers import SOLVERS
+
+    d = AnimateOptions()
+    parser.add_argument("--ref", help="reference image of the character (PNG/JPEG/WebP)")
+    parser.add_argument("--video", help="driving video")
+    parser.add_argument("--models", help="Wan2.2-Animate weights: a Diffusers folder, the Wan-AI release folder or "
+                                         "a ComfyUI models folder (the detection ONNX files are also looked up here)")
+    parser.add_argument("--out", required=True, help="output mp4")
+    parser.add_argument("--tiny", action="store_true", help="run on a tiny random built-in model (demo, CPU)")
+    parser.add_argument("--mode", choices=("animate", "replace"), default=d.mode)
+    parser.add_argument("--prompt", default=None, help="default: the official prompt")
+    parser.add_argument("--negative-prompt", default=None, help="used with --guide-scale > 1; default: official")
+    parser.add_argument("--steps", type=int, default=d.steps, help=f"sampling steps per segment (official {d.steps})")
+    parser.add_argument("--seed", type=int, default=d.seed)
+    parser.add_argument("--guide-scale", type=float, default=d.guide_scale, help="> 1 enables CFG (2 forwards/step)")
+    parser.add_argument("--shift", type=float, default=d.shift)
+    parser.add_argument("--solver", choices=SOLVERS, default=d.solver)
+    parser.add_argument("--segment-frames", type=int, default=d.segment_frames, help="frames per segment, 4n+1")
+    parser.add_argument("--guide-frames", type=int, choices=(1, 5), default=d.guide_frames)
+    parser.add_argument("--color-anchor", choices=COLOR_ANCHORS, default=d.color_anchor)
+    parser.add_argument("--color-anchor-strength", type=float, default=d.color_anchor_strength)
+    parser.add_argument("--tiled-vae", action="store_true", help="tiled VAE encode/decode (less memory)")
+    parser.add_argument("--lora", action="append", default=[], metavar="FILE[:STRENGTH]",
+                        help="a LoRA and its strength (default 1.0); repeat for several")
+    parser.add_argument("--lora-mode", choices=LORA_MODES, default="merge",
+                        help="merge into the weights (fastest) or apply at run time")
+    parser.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda or cuda:N")
+    parser.add_argument("--dtype", default="auto", help="weight dtype: auto (bf16 on CUDA, fp32 on CPU), bf16, "
+                                                         "fp16, fp32, fp8_e4m3fn")
+    parser.add_argument("--detection-models", default=None,
+                        help="folder with yolov10m.onnx and a ViTPose whole-body .onnx (default: look in --models)")
+    parser.add_argument("--no-download", action="store_true", help="never download missing detection models")
+    parser.add_argument("--fps", type=float, default=30.0, help="frame rate to resample the driving video to "
+                                                                 "(official 30; -1 keeps the video's)")
+    parser.add_argument("--resolution-area", type=int, nargs=2, default=None, metavar=("W", "H"),
+                        help="working size area (official 1280 720; --tiny: 96 64)")
+    parser.add_argument("--retarget", action="store_true", help="animate mode: driving pose to the reference's body")
+    parser.add_argument("--mask", default=None, help="replace mode: your own character masks (video or folder)")
+
+
+def run(args: argparse.Namespace) -> int:
+    from wan_loader.errors import WanLoaderError
+
+    from ..preprocess.errors import PreprocessError
+    from .run import AnimationCancelled, EngineOutOfMemory
+
+    try:
+        with tempfile.TemporaryDirectory(prefix="wan_animate_") as work:
+            _run(args, Path(work))
+    except (ValueError, FileNotFoundError, PreprocessError, WanLoaderError, EngineOutOfMemory) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    except (AnimationCancelled, KeyboardInterrupt):
+        print("cancelled; nothing was written", file=sys.stderr)
+        return 130
+    return 0
+
+
+def _run(args: argparse.Namespace, work: Path) -> None:
+    import torch
+
+    from wan_loader import load_components
+    from wan_loader.lora import parse_lora_spec
+
+    from ..preprocess.estimator import PoseEstimator
+    from ..preprocess.pipeline import PreprocessOptions
+    from .options import AnimateOptions
+    from .run import animate
+    from .sinks import Mp4Writer
+
+    options = AnimateOptions(
+        mode=args.mode, prompt=args.prompt, negative_prompt=args.negative_prompt, steps=args.steps,
+        guide_scale=args.guide_scale, shift=args.shift, solver=args.solver, seed=args.seed,
+        segment_frames=args.segment_frames, guide_frames=args.guide_frames, color_anchor=args.color_anchor,
+        color_anchor_strength=args.color_anchor_strength, tiled_vae=args.tiled_vae, lora_mode=args.lora_mode,
+    )
+    options.check()
+    loras = [parse_lora_spec(text) for text in args.lora]
+    for lora in loras:
+        if not Path(lora.path).is_file():
+            raise FileNotFoundError(f"LoRA file not found: {lora.path}")
+    models, detection, video, ref, area = _sources(args, work)
+    device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else
+                          "cpu" if args.device == "auto" else args.device)
+    dtype = args.dtype if args.dtype != "auto" else ("bf16" if device.type == "cuda" else "fp32")
+
+    estimator = PoseEstimator(providers="cuda" if device.type == "cuda" else "cpu",
+                              search_dirs=[p for p in (detection, models) if p], allow_download=not args.no_download)
+    check_reference_has_person(estimator, ref)
+    pre_options = PreprocessOptions(mode=args.mode, target_fps=None if args.fps <= 0 else args.fps,
+                                    resolution_area=area[0] * area[1], retarget=args.retarget)
+    pre_options.validate()
+    began = time.perf_counter()
+    inputs, fps = preprocess_to_disk(estimator, pre_options, video, ref, args.mask, work)
+    height, width = inputs.size
+    print(f"preprocessed {len(inputs)} frames, {width}x{height} at {fps:g} fps "
+          f"({time.perf_counter() - began:.1f} s)", file=sys.stderr)
+
+    components = load_components(models, device=str(device), weight_dtype=dtype)
+    with Mp4Writer(args.out, fps=fps) as writer:
+        result = animate(components, inputs, options, device=device, sink=writer, progress=_print_progress,
+                         loras=[(lora.path, lora.strength) for lora in loras])
+    print(f"wrote {args.out}: {result.num_frames} frames in {result.segments} segment(s) of {result.segment_frames} "
+          f"({result.seconds:.1f} s)", file=sys.stderr)
+
+
+def _sources(args, work: Path):
+    """(model dir, detection dir, video, reference, working area) from the arguments, made up for --tiny."""
+    models, detection, video, ref = args.models, args.detection_models, args.video, args.ref
+    area = args.resolution_area
+    if args.tiny:
+        from .demo import write_demo_inputs, write_demo_models
+
+        models, detection = write_demo_models(work / "models")
+        if video is None or ref is None:
+            demo_video, demo_ref = write_demo_inputs(work / "inputs")
+            video, ref = video or demo_video, ref or demo_ref
+        area = area or (96, 64)
+    missing = [flag for flag, value in (("--ref", ref), ("--video", video), ("--models", models)) if value is None]
+    if missing:
+        raise ValueError(f"missing {', '.join(missing)} (or use --tiny for the built-in demo).")
+    for what, path in (("reference image", ref), ("driving video", video), ("model folder", models)):
+        if not Path(path).exists():
+            raise FileNotFoundError(f"{what} not found: {path}")
+    return models, detection, Path(video), Path(ref), area or (1280, 720)
+
+
+def check_reference_has_person(estimator, ref: Path) -> None:
+    from ..preprocess.errors import NoPersonError
+    from ..preprocess.video_io import read_image
+
+    if not estimator.estimate_image(read_image(ref), full_frame_fallback=False).people:
+        raise NoPersonError(
+            f"No person found in the reference image {ref}. Wan2.2-Animate animates a character with a human body "
+            "layout: use an image that shows the character (ideally full body, facing the camera, not cropped)."
+        )
+
+
+def preprocess_to_disk(estimator, options, video: Path, ref: Path, mask, work: Path):
+    """Run preprocessing chunk by chunk into .npy memory maps; returns (AnimateInputs over them, fps)."""
+    import numpy as np
+
+    from ..preprocess.pipeline import Preprocessor
+    from .inputs import AnimateInputs
+
+    pre = Preprocessor(estimator, options, progress=_print_preprocess_progress)
+    prepared = pre.prepare(str(video), ref, mask=mask)
+    h, w = prepared.work_hw
+    n = prepared.count
+    first = None
+    arrays = {}
+    for chunk in pre.chunks(prepared):
+        if first is None:
+            first = chunk
+            shapes = {"pose": (n, h, w, 3), "face": (n,) + chunk.face.shape[1:]}
+            if options.mode == "replace":
+                shapes.update(background=(n, h, w, 3), mask=(n, h, w))
+            arrays = {k: np.lib.format.open_memmap(work / f"{k}.npy", "w+", np.uint8, s) for k, s in shapes.items()}
+        end = chunk.start + len(chunk.pose)
+        for name, array in arrays.items():
+            array[chunk.start:end] = getattr(chunk, name)
+    for array in arrays.values():
+        array.flush()
+    inputs = AnimateInputs(prepared.reference, arrays["pose"], arrays["face"], arrays.get("background"),
+                           arrays.get("mask"))
+    return inputs, prepared.fps
+
+
+def _print_preprocess_progress(done: int, total: int) -> None:
+    print(f"\rpreprocessing {done}/{total}", end="" if done < total else "\n", file=sys.stderr, flush=True)
+
+
+def _print_progress(done: int, total: int, *, step: int, steps: int, segment: int, segments: int) -> None:
+    print(f"\rsegment {segment}/{segments} step {step}/{steps}", end="" if done < total else "\n", file=sys.stderr,
+          flush=True)
