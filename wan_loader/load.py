@@ -153,6 +153,8 @@ def check_components(res: Resolved, wanted: list[str]) -> None:
     if not missing:
         return
     wrong = [(f, what) for f, what, comp in res.others if comp in missing]
+    if not wrong and not res.parts and "transformer" in missing:  # only unrecognised files, e.g. a FLUX model
+        wrong = [(f, what) for f, what, comp in res.others if comp == "unknown"]
     if wrong:
         f, what = wrong[0]
         raise WrongModelError(f"{f}: this is {what}, not {ANIMATE}. Use the Wan2.2-Animate-14B weights "

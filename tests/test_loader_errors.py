@@ -1,0 +1,114 @@
+"""wan_loader bad input: each case gives one clear error naming the file and what to do; nothing half-loaded."""
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+
+from wan_loader import (CorruptFileError, MissingComponentError, ShapeMismatchError, WrongModelError, inspect,
+                        load_components, load_transformer)
+from wan_loader.writers import write_components
+
+
+@pytest.fixture(scope="module")
+def comfy(tiny, tmp_path_factory):
+    root = tmp_path_factory.mktemp("comfy_bad")
+    write_components(tiny, root, "comfy", "fp32")
+    return root
+
+
+def transformer_file(root):
+    return next((root / "diffusion_models").glob("*.safetensors"))
+
+
+def test_truncated_file(comfy, tmp_path):
+    src = transformer_file(comfy)
+    bad = tmp_path / "wan2.2_animate_14B_bf16.safetensors"
+    bad.write_bytes(src.read_bytes()[: src.stat().st_size // 2])
+    with pytest.raises(CorruptFileError, match="truncated") as e:
+        load_transformer(bad)
+    assert str(bad) in str(e.value) and "again" in str(e.value)
+
+
+def test_not_a_weights_file(tmp_path):
+    bad = tmp_path / "model.safetensors"
+    bad.write_bytes(b"<html>404 not found</html>" * 10)
+    with pytest.raises(CorruptFileError, match=str(bad)):
+        load_transformer(bad)
+    pth = tmp_path / "Wan2.1_VAE.pth"
+    pth.write_bytes(b"PK\x03\x04garbage")
+    with pytest.raises(CorruptFileError, match="Wan2.1_VAE.pth"):
+        load_components(files={"vae": pth}, components=["vae"])
+
+
+def test_t2v_model_given_as_animate(comfy, tmp_path):
+    sd = load_file(transformer_file(comfy))
+    t2v = {k: v for k, v in sd.items() if not k.startswith(("face_", "motion_", "pose_", "img_emb"))}
+    t2v["patch_embedding.weight"] = t2v["patch_embedding.weight"][:, :16].contiguous()
+    path = tmp_path / "wan2.1_t2v.safetensors"
+    save_file(t2v, path)
+    with pytest.raises(WrongModelError, match="T2V") as e:
+        load_transformer(path)
+    assert str(path) in str(e.value)
+    info = inspect(path)
+    assert info["is_animate"] is False and "T2V" in info["model"]
+    with pytest.raises(WrongModelError, match="given as the transformer"):
+        load_components(files={"transformer": path}, components=["transformer"])
+
+
+def test_other_family_named(tmp_path):
+    path = tmp_path / "flux.safetensors"
+    save_file({"double_blocks.0.img_attn.qkv.weight": torch.zeros(6, 2), "img_in.weight": torch.zeros(2, 2)}, path)
+    with pytest.raises(WrongModelError, match="FLUX"):
+        load_transformer(path)
+
+
+def test_missing_component_says_found_looked_missing(comfy, tmp_path):
+    folder = tmp_path / "models"
+    shutil.copytree(comfy, folder)
+    shutil.rmtree(folder / "vae")
+    with pytest.raises(MissingComponentError) as e:
+        load_components(folder)
+    msg = str(e.value)
+    assert "Missing Wan2.2-Animate component(s): vae" in msg and "transformer (Wan2.2-Animate-14B" in msg
+    assert str(folder) in msg and e.value.missing == ["vae"]
+    out = load_components(folder, components=["transformer", "text_encoder", "tokenizer"], weight_dtype="fp32")
+    assert out.vae is None and out.transformer is not None
+
+
+def test_config_that_does_not_match_the_weights(tiny, tmp_path):
+    write_components(tiny, tmp_path / "d", "diffusers", "fp32")
+    cfg_path = tmp_path / "d" / "transformer" / "config.json"
+    cfg = json.loads(cfg_path.read_text())
+    cfg["num_layers"] = 6
+    cfg_path.write_text(json.dumps(cfg))
+    with pytest.raises(ShapeMismatchError, match="missing from the file") as e:
+        load_components(tmp_path / "d", components=["transformer"])
+    assert "diffusion_pytorch_model.safetensors" in str(e.value)
+    write_components(tiny, tmp_path / "o", "original", "fp32")
+    orig_cfg = tmp_path / "o" / "config.json"
+    cfg = json.loads(orig_cfg.read_text())
+    cfg["num_layers"] = 40
+    orig_cfg.write_text(json.dumps(cfg))
+    with pytest.raises(ShapeMismatchError, match="config.json does not match"):
+        load_transformer(tmp_path / "o")
+
+
+def test_failed_load_releases_everything(comfy, tmp_path, monkeypatch):
+    """A failure in a later component releases the ones already loaded (no half-loaded model is kept)."""
+    import wan_loader.load as load_mod
+
+    released = []
+    real = load_mod.release
+    monkeypatch.setattr(load_mod, "release", lambda m: (released.append(m), real(m)))
+    folder = tmp_path / "m"
+    shutil.copytree(comfy, folder)
+    vae = next((folder / "vae").glob("*.safetensors"))
+    vae.write_bytes(vae.read_bytes()[:-100])
+    with pytest.raises(CorruptFileError):
+        load_components(folder)
+    # the corrupt VAE is rejected while resolving, before anything is placed on the device
+    assert released == []
