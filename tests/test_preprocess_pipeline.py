@@ -142,11 +142,12 @@ def test_replace_mode_masks_background_and_retarget(estimator, video, reference,
     assert retargeted.pose.shape == (15, 224, 144, 3) and retargeted.pose.max() > 0
 
 
-def test_missing_people_are_filled_and_counted_and_no_person_is_an_error(tmp_path, reference):
+def test_missing_people_are_filled_and_counted_and_no_person_is_an_error(tmp_path):
     rows, drift = appearing_person_detector_rows()
     est = PoseEstimator(None, None, providers="cpu", allow_download=False,
                         search_dirs=[model_dir(tmp_path / "m", rows, drift=drift)])
     # Bright frames have the person, dark ones not: dark at the start (held), middle (interpolated) and end (held).
+    reference = np.full((150, 101, 3), 230, np.uint8)  # bright: this detector sees a person in it
     pattern = [10, 230, 230, 10, 10, 230, 230, 10]
     video = write_test_video(tmp_path / "gaps.mp4", pattern, fps=30)
     result = preprocess(est, video, reference, resolution_area=SMALL_AREA)
@@ -156,8 +157,12 @@ def test_missing_people_are_filled_and_counted_and_no_person_is_an_error(tmp_pat
     dark = write_test_video(tmp_path / "dark.mp4", [10] * 5, fps=30)
     with pytest.raises(NoPersonError, match="No person found in any of the 5 frames"):
         preprocess(est, dark, reference, resolution_area=SMALL_AREA)
-    with pytest.raises(NoPersonError, match="reference image"):
-        preprocess(est, video, np.full((64, 64, 3), 10, np.uint8), resolution_area=SMALL_AREA, retarget=True)
+    nobody = np.full((64, 64, 3), 10, np.uint8)
+    with pytest.raises(NoPersonError, match="No person found in the reference image.*turn retargeting off"):
+        preprocess(est, video, nobody, resolution_area=SMALL_AREA, retarget=True)
+    with pytest.raises(NoPersonError, match="check_reference=False"):
+        preprocess(est, video, nobody, resolution_area=SMALL_AREA)
+    assert preprocess(est, video, nobody, resolution_area=SMALL_AREA, check_reference=False).frame_count == 8
 
 
 def test_real_photograph_through_the_real_paths(estimator, tmp_path):

@@ -44,6 +44,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="frames without the person: interpolate between neighbours, or hold the nearest")
     parser.add_argument("--retarget", action="store_true",
                         help="animate mode: rescale the driving pose to the reference's body proportions")
+    parser.add_argument("--no-reference-check", action="store_true",
+                        help="accept a reference image in which no person is detected (non-human characters)")
     parser.add_argument("--smoothing", type=float, default=0.0,
                         help="0 off; 0-1 strength of keypoint/face-box smoothing (no lag on fast motion)")
     parser.add_argument("--face-detector", default=None,
@@ -86,7 +88,7 @@ def _run(args: argparse.Namespace, out: Path) -> list[str]:
         mode=args.mode, target_fps=None if args.fps <= 0 else args.fps,
         resolution_area=args.resolution_area[0] * args.resolution_area[1], resolution_rule=args.resolution_rule,
         person=args.person, person_index=args.person_index, track_start_frame=args.track_start, fill=args.fill,
-        retarget=args.retarget, smoothing=args.smoothing, mask_kernel=args.k, mask_iterations=args.iterations,
+        retarget=args.retarget, check_reference=not args.no_reference_check, smoothing=args.smoothing, mask_kernel=args.k, mask_iterations=args.iterations,
         mask_grid=(args.w_len, args.h_len),
     )
     options.validate()

@@ -66,6 +66,7 @@ class PreprocessOptions:
     track_start_frame: int = 0
     fill: str = "interpolate"  # frames without the person: "interpolate" between neighbours or "hold"
     retarget: bool = False  # animate mode: driving pose to the reference's body proportions
+    check_reference: bool = True  # the reference must show a detectable person (off for non-human characters)
     smoothing: float = 0.0  # 0 off, (0, 1] strength of keypoint and face-box smoothing
     face_min_score: float = 0.3  # mean face-landmark score below which landmarks are "weak"
     draw_threshold: float = DRAW_THRESHOLD
@@ -261,6 +262,9 @@ class Preprocessor:
         if mask is not None and o.mode != "replace":
             raise MaskInputError("a character mask is only used in replace mode; drop it or use mode='replace'")
         ref_original = _as_image(reference, "reference image")
+        ref_by_area = resize_by_area(ref_original, o.resolution_area, o.divisor, o.resolution_rule, "reference image")
+        # Checked before the video, so a wrong reference fails in a second rather than after the whole first pass.
+        ref_skeleton = self._reference_skeleton(ref_by_area) if (o.check_reference or o.retarget) else None
         source = _FrameSource(video, fps, o.target_fps)
         external = _load_masks(mask) if mask is not None else None
 
@@ -298,8 +302,7 @@ class Preprocessor:
             reference_fit = letterbox(ref_original, *work_hw)
         else:
             pose_hw = frame_hw
-            reference_fit = resize_by_area(ref_original, o.resolution_area, o.divisor, o.resolution_rule,
-                                           "reference image")
+            reference_fit = ref_by_area
             work_hw = reference_fit.shape[:2]
 
         chosen = choose(poses, o.person, o.person_index, o.track_start_frame)
@@ -313,7 +316,6 @@ class Preprocessor:
                      for i in range(count)]
         draw_hw = pose_hw
         if o.retarget:
-            ref_skeleton = self._reference_skeleton(reference_fit)
             plan = plan_retarget(skeletons[0], ref_skeleton)
             skeletons = [apply_retarget(plan, s) for s in skeletons]
             draw_hw = work_hw
@@ -342,10 +344,11 @@ class Preprocessor:
         found = next(iter(self.estimator.iter_estimate([reference_fit])))
         person = largest(found.people)
         if person is None:
+            why = ("retargeting needs it to measure the character's body; turn retargeting off"
+                   if self.options.retarget else "set check_reference=False (CLI: --no-reference-check)")
             raise NoPersonError(
-                "No person found in the reference image, which retargeting needs to measure the character's body. "
-                "Use a reference showing the character's body (ideally full body, facing the camera), or turn "
-                "retargeting off."
+                "No person found in the reference image. Use an image showing the character's body (ideally full "
+                f"body, facing the camera, not cropped); for a character the detector cannot see, {why}."
             )
         h, w = reference_fit.shape[:2]
         return Skeleton.from_wholebody(person.keypoints, person.scores, w, h)
