@@ -126,6 +126,44 @@ def write_full_size_vae(path: Path) -> None:
     shutil.rmtree(out)
 
 
+# A tiny Wan-Animate whose shapes core's AnimateWanModel accepts: core infers only dim/ffn/layers from the file and
+# fixes the rest (head size 128, text 4096, CLIP 1280, LIA motion encoder at 512, face encoder 4x1024, an adapter
+# every 5 blocks), so the core-native workflow gets these files; its encoders match them (umT5 d_model 4096, CLIP
+# hidden 1280).
+CORE_TINY_TRANSFORMER = dict(
+    num_attention_heads=1, attention_head_dim=128, text_dim=4096, freq_dim=256, ffn_dim=64, num_layers=5,
+    image_dim=1280, added_kv_proj_dim=128, rope_max_seq_len=1024,
+)
+CORE_TINY_UNET = "core_tiny_wan_animate.safetensors"  # in diffusion_models/, for core's UNETLoader
+CORE_TINY_FOLDER = "core_tiny_wan_animate"  # the same model with its encoders, as a Diffusers folder in diffusers/
+
+
+def write_core_tiny_models(models_dir: Path, work: Path) -> None:
+    import torch
+    from diffusers import WanAnimateTransformer3DModel
+    from transformers import CLIPVisionConfig, CLIPVisionModel, UMT5Config, UMT5EncoderModel
+    from wan_loader.components import WanAnimateComponents
+    from wan_loader.tiny import TINY_CLIP_CONFIG, TINY_UMT5_CONFIG, tiny_image_processor, tiny_tokenizer, tiny_vae
+    from wan_loader.writers import write_components
+
+    unet, folder = models_dir / "diffusion_models" / CORE_TINY_UNET, models_dir / "diffusers" / CORE_TINY_FOLDER
+    if unet.exists() and folder.exists():
+        return
+    torch.manual_seed(0)
+    components = WanAnimateComponents(
+        transformer=WanAnimateTransformer3DModel(**CORE_TINY_TRANSFORMER).eval(),
+        text_encoder=UMT5EncoderModel(UMT5Config(**{**TINY_UMT5_CONFIG, "d_model": 4096})).eval(),
+        tokenizer=tiny_tokenizer(),
+        image_encoder=CLIPVisionModel(CLIPVisionConfig(**{**TINY_CLIP_CONFIG, "hidden_size": 1280})).eval(),
+        image_processor=tiny_image_processor(),
+        vae=tiny_vae(),  # unused by the encode nodes; the folder must be a complete model
+    )
+    out = Path(work) / "core_tiny_comfy"
+    write_components(components, out, "comfy")
+    shutil.copy2(next((out / "diffusion_models").glob("*.safetensors")), unet)
+    write_components(components, folder, "diffusers")
+
+
 def install_workflow_assets(base_dir: Path, work: Path) -> WorkflowAssets:
     base_dir = Path(base_dir)
     write_reference(base_dir / "input" / REFERENCE)
@@ -133,17 +171,31 @@ def install_workflow_assets(base_dir: Path, work: Path) -> WorkflowAssets:
     write_detection_models(base_dir / "models" / "detection")
     write_tiny_models(base_dir / "models", Path(work))
     write_full_size_vae(base_dir / "models" / "vae" / FULL_SIZE_VAE)
+    write_core_tiny_models(base_dir / "models", Path(work))
     return WorkflowAssets(expected_size=(SIZE, SIZE), driving_frames=DRIVING_FRAMES)
+
+
+CORE_FPS = 12  # the core-native test resamples 13 frames at 30 fps to 5: core's motion encoder costs ~5 s a frame
 
 
 def cpu_overrides(name: str) -> dict[str, dict]:
     """Same graph, CPU-sized numbers per node type: tiny area, 1-2 steps, short segments (several for the long video)."""
+    preprocess = {"resolution_area": SIZE * SIZE}
+    if name == "wan_animate_core_native":
+        preprocess["target_fps"] = CORE_FPS
     return {
-        "WanAnimatePreprocess": {"resolution_area": SIZE * SIZE},
+        "WanAnimatePreprocess": preprocess,
         "WanAnimateSampler": {"steps": 2, "segment_length": 9 if name == "wan_animate_long_video" else 13},
         "WanAnimateModelLoader": {"precision": "fp32"},
         "KSampler": {"steps": 1},
     }
+
+
+def expected_frames(name: str) -> int:
+    """Frames the shrunk workflow must write: every driving frame at 30 fps (or the core test's resampled count)."""
+    if name == "wan_animate_core_native":
+        return int(DRIVING_FRAMES * CORE_FPS / FPS)
+    return DRIVING_FRAMES
 
 
 def shrink(prompt: dict, name: str) -> dict:
@@ -154,16 +206,17 @@ def shrink(prompt: dict, name: str) -> dict:
 
 
 def tiny_stand_in_for_core_encoders(prompt: dict) -> dict:
-    """Core's CLIPLoader (umT5) and CLIPVisionLoader build fixed XXL / ViT-H modules that no tiny file fits, so on
-    CPU the encoders of the same tiny model come through this package's encode nodes instead; core's VAELoader
-    builds a fixed-size Wan2.1 VAE, so it gets a full-size random one. Every other node of the core graph
-    (UNETLoader, WanAnimateToVideo, KSampler, TrimVideoLatent, VAEDecode, CreateVideo, ...) runs as shipped."""
+    """The core-native graph on CPU-sized models. Core's loaders build fixed full-size modules around what the file
+    gives: UNETLoader gets the core-shaped tiny model (CORE_TINY_TRANSFORMER), VAELoader a full-size random Wan2.1
+    VAE, and because no tiny file fits core's CLIPLoader (umT5-XXL) or CLIPVisionLoader (ViT-H), the prompt and the
+    reference are encoded by this package's encode nodes from the matching tiny encoders. Every other node
+    (our preprocessing, WanAnimateToVideo, ModelSamplingSD3, KSampler, TrimVideoLatent, VAEDecode, ImageFromBatch,
+    CreateVideo, SaveVideo) and every link between them runs as shipped."""
     clip_ids = [i for i, n in prompt.items() if n["class_type"] == "CLIPLoader"]
     for node_id in clip_ids:
         prompt[node_id] = {"class_type": "WanAnimateModelLoader", "inputs": {
-            "model": "wan2.2_animate_14B_bf16.safetensors", "vae": "wan_2.1_vae.safetensors",
-            "text_encoder": "umt5_xxl_fp8_e4m3fn_scaled.safetensors", "clip_vision": "clip_vision_h.safetensors",
-            "precision": "fp32", "memory": "gpu"}}
+            "model": f"diffusers/{CORE_TINY_FOLDER}", "vae": "(from the model)", "text_encoder": "(from the model)",
+            "clip_vision": "(from the model)", "precision": "fp32", "memory": "gpu"}}
     model = [clip_ids[0], 0]
     for node_id, node in list(prompt.items()):
         kind, inputs = node["class_type"], node["inputs"]
@@ -175,6 +228,8 @@ def tiny_stand_in_for_core_encoders(prompt: dict) -> dict:
             del prompt[node_id]
         elif kind == "VAELoader":
             inputs["vae_name"] = FULL_SIZE_VAE
+        elif kind == "UNETLoader":
+            inputs["unet_name"] = CORE_TINY_UNET
     return prompt
 
 
