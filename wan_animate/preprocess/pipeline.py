@@ -22,7 +22,6 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Protocol
 
-import cv2
 import numpy as np
 
 from . import masks as masks_mod
@@ -367,7 +366,10 @@ class Preprocessor:
         weak = int(n - strong.sum())
         if weak and self.face_detector is not None:
             wanted = set(np.flatnonzero(~strong).tolist())
+            last = max(wanted)
             for i, frame in enumerate(source):
+                if i > last:
+                    break
                 if i in wanted:
                     frame = self._to_pose_space(frame)
                     found = pick_face(self.face_detector.detect(frame), track.boxes[i], track.keypoints[i, 0])
