@@ -250,10 +250,18 @@ def test_cli_bad_inputs_leave_the_output_untouched(models, video, reference, tmp
     junk = tmp_path / "junk.mp4"
     junk.write_bytes(b"\x00" * 1000)
     wrong = model_dir(tmp_path / "swapped", PERSON_ROWS)
+    import av
+
+    empty = tmp_path / "empty.mp4"
+    with av.open(str(empty), "w") as c:  # a video container without a single frame
+        s = c.add_stream("libx264", rate=30)
+        s.width, s.height, s.pix_fmt = 64, 64, "yuv420p"
+        c.start_encoding()
     thin = tmp_path / "thin.png"
     write_image(thin, np.full((600, 2, 3), 100, np.uint8))  # no valid working size at this aspect
     cases = [
         (("--video", junk, "--ref", reference, "--models", models), "Cannot read"),
+        (("--video", empty, "--ref", reference, "--models", models), "has no video frames"),
         (("--video", video, "--ref", tmp_path / "nope.png", "--models", models), "Image not found"),
         (("--video", video, "--ref", reference, "--detector", wrong / "pose2d" / "vitpose_h_wholebody.onnx",
           "--models", models), "detector"),
