@@ -1,0 +1,145 @@
+"""Engine fast paths on the CPU: block swap gives the resident result, backend choice, fp8 matmul numerics.
+
+The GPU-only parts (cuDNN attention, CUDA streams of the swap, compiled blocks) are measured by benchmarks/step.py
+on an H100; here the same code runs through its CPU branches (torch's CPU _scaled_mm computes the fp8 path).
+"""
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+
+from wan_animate.engine.accel import (
+    AccelOptions,
+    BlockSwap,
+    accelerate,
+    choose_attention,
+    fp8_matmul,
+    quantize_transformer,
+    spread_indices,
+)
+from wan_animate.engine.forward import AnimateDiT
+from wan_loader import fp8 as fp8_weights
+from wan_loader.fp8 import FP8Linear
+
+
+def cosine(a: torch.Tensor, b: torch.Tensor) -> float:
+    return torch.nn.functional.cosine_similarity(a.double().flatten(), b.double().flatten(), dim=0).item()
+
+
+@pytest.fixture
+def restore_fp8_matmul():
+    yield
+    fp8_weights.set_fp8_matmul(None)
+
+
+def forward_inputs(dit: AnimateDiT, seed: int = 0):
+    g = torch.Generator().manual_seed(seed)
+    cfg = dit.config
+    frames, h, w = 3, 8, 8
+    latent = torch.randn(1, cfg.in_channels, frames, h, w, generator=g)
+    text = torch.randn(1, 512, cfg.text_dim, generator=g)
+    clip = torch.randn(1, 257, cfg.image_dim, generator=g)
+    face = torch.rand(1, 3, 4 * (frames - 1) - 3, cfg.motion_encoder_size, cfg.motion_encoder_size, generator=g) * 2 - 1
+    pose = torch.randn(1, cfg.latent_channels, frames - 1, h, w, generator=g)
+    context = dit.encode_context(text, clip)
+    return (latent, dit.time_embedding(torch.tensor([500.0]), context), context, dit.encode_motion(face),
+            dit.embed_pose(pose), dit.rotary(latent.shape))
+
+
+def run(transformer, block_runner=None, seed: int = 0) -> torch.Tensor:
+    dit = AnimateDiT(transformer, block_runner)
+    with torch.no_grad():
+        return dit(*forward_inputs(dit, seed))
+
+
+def test_block_swap_equals_resident(tiny):
+    model = copy.deepcopy(tiny.transformer).float()
+    expected = run(model)
+    swapped = copy.deepcopy(model)
+    swap = BlockSwap(swapped.blocks, [1, 3], "cpu")
+    runner = swap.runner()
+    for seed in (0, 1):  # a second pass starts the swap cycle over
+        torch.testing.assert_close(run(swapped, runner, seed), run(model, seed=seed), rtol=0, atol=0)
+    assert swap.slot_bytes == sum(t.numel() * t.element_size() for t in model.blocks[1].state_dict().values())
+    assert expected.shape[1] == model.config.out_channels
+
+
+def test_block_swap_every_block_and_accelerate(tiny):
+    model = copy.deepcopy(tiny.transformer).float()
+    expected = run(model)
+    swapped = copy.deepcopy(model)
+    fast = accelerate(swapped, "cpu", AccelOptions(blocks_on_cpu=len(model.blocks)))
+    assert fast.describe() == {"attention": "native", "fp8_matmul": "dequant", "compiled": False,
+                               "blocks_on_cpu": len(model.blocks)}
+    torch.testing.assert_close(run(swapped, fast.block_runner), expected, rtol=0, atol=0)
+
+
+def test_spread_indices():
+    assert spread_indices(40, 8) == [2, 7, 12, 17, 22, 27, 32, 37]
+    assert spread_indices(40, 0) == []
+    assert spread_indices(4, 4) == [0, 1, 2, 3]
+    with pytest.raises(ValueError, match="blocks_on_cpu=41"):
+        spread_indices(40, 41)
+
+
+def test_choose_attention(monkeypatch):
+    monkeypatch.delenv("WAN_ANIMATE_ATTENTION", raising=False)
+    assert choose_attention("cpu") == "native"
+    assert choose_attention("cpu", "cudnn") == "cudnn"
+    monkeypatch.setenv("WAN_ANIMATE_ATTENTION", "flash")
+    assert choose_attention("cpu") == "flash"
+    assert choose_attention("cpu", "efficient") == "efficient"  # the explicit argument wins over the environment
+    with pytest.raises(ValueError, match="attention='fast'"):
+        choose_attention("cpu", "fast")
+
+
+def test_accel_options_reject_bad_values():
+    with pytest.raises(ValueError, match="fp8_matmul='int8'"):
+        AccelOptions(fp8_matmul="int8").check()
+    with pytest.raises(ValueError, match="scaled_mm"):
+        accelerate(torch.nn.Module(), "cpu", AccelOptions(fp8_matmul="scaled_mm", attention="native"))
+
+
+def test_quantize_rows_roundtrip():
+    x = torch.randn(64, 128) * torch.logspace(-3, 2, 64)[:, None]
+    q, scale = fp8_matmul.quantize_rows(x)
+    assert q.dtype == torch.float8_e4m3fn and scale.shape == (64, 1)
+    assert (q.float().abs().amax(dim=1) == fp8_matmul.E4M3_MAX).all()  # every row uses the full fp8 range
+    assert cosine(q.float() * scale, x) > 0.999
+
+
+@pytest.mark.parametrize("per_channel", [True, False])
+def test_scaled_mm_matches_dequant_path(per_channel):
+    g = torch.Generator().manual_seed(0)
+    linear = torch.nn.Linear(128, 96).to(torch.bfloat16)
+    layer = FP8Linear(128, 96, per_channel=per_channel)
+    q, scale = fp8_weights.quantize_fp8(linear.weight.data, per_channel=per_channel)
+    layer.load_state_dict({"weight": q, "scale": scale, "bias": linear.bias.data})
+    x = torch.randn(2, 40, 128, generator=g).to(torch.bfloat16)
+    dequant = layer(x)
+    fast = fp8_matmul.scaled_mm_linear(x, layer.weight, layer.scale, layer.bias, torch.bfloat16)
+    assert fast.shape == dequant.shape == (2, 40, 96) and fast.dtype == torch.bfloat16
+    assert cosine(fast, dequant) > 0.999
+    assert cosine(fast, linear(x)) > 0.998
+
+
+def test_scaled_mm_falls_back_on_odd_sizes():
+    layer = FP8Linear(20, 12, per_channel=True)
+    layer.weight.data = torch.randn(12, 20).to(torch.float8_e4m3fn)
+    x = torch.randn(3, 20, dtype=torch.bfloat16)
+    torch.testing.assert_close(fp8_matmul.scaled_mm_linear(x, layer.weight, layer.scale, layer.bias, torch.bfloat16),
+                               layer(x))
+
+
+def test_fp8_transformer_close_to_bf16(tiny, restore_fp8_matmul):
+    model = copy.deepcopy(tiny.transformer).to(torch.bfloat16)
+    reference = run(model)
+    assert quantize_transformer(model) > 0
+    assert any(isinstance(m, FP8Linear) for m in model.blocks.modules())
+    dequant = run(model)
+    fp8_matmul.install()
+    fast = run(model)
+    assert cosine(dequant, reference) > 0.99
+    assert cosine(fast, reference) > 0.99

@@ -1,0 +1,101 @@
+"""Fast paths for the engine's DiT forward: attention kernel choice, fp8 tensor-core matmuls, compiled blocks,
+block swap. Everything plugs into AnimateDiT's seams; nothing here changes the model's maths beyond fp8 rounding.
+
+    from wan_animate.engine.accel import AccelOptions, accelerate
+    fast = accelerate(components.transformer, "cuda", AccelOptions(compile=True, blocks_on_cpu=8))
+    animate(components, inputs, options, block_runner=fast.block_runner)
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+
+from wan_loader.fp8 import FP8Linear
+
+from ..forward import BlockRunner, run_block
+from . import fp8_matmul
+from .attention import choose_attention, set_attention
+from .blockswap import BlockSwap, spread_indices
+from .compile import compile_blocks, set_cache_dir
+from .quantize import quantize_transformer
+
+FP8_MATMUL_CHOICES = ("auto", "scaled_mm", "dequant")
+
+
+@dataclass
+class AccelOptions:
+    attention: str = "auto"  # auto | cudnn | flash | efficient | math | native (env WAN_ANIMATE_ATTENTION)
+    fp8_matmul: str = "auto"  # auto: fp8 tensor cores when the weights are fp8 and the GPU has them | scaled_mm | dequant
+    compile: bool = False  # torch.compile the repeated blocks (first call ~1 min, cached on disk)
+    compile_cache_dir: str | None = None
+    blocks_on_cpu: int = 0  # block swap: this many blocks stay in pinned host memory, streamed in per step
+
+    def check(self) -> None:
+        if self.fp8_matmul not in FP8_MATMUL_CHOICES:
+            raise ValueError(f"fp8_matmul={self.fp8_matmul!r}: choose one of {', '.join(FP8_MATMUL_CHOICES)}.")
+        if self.blocks_on_cpu < 0:
+            raise ValueError(f"blocks_on_cpu={self.blocks_on_cpu}: must be >= 0.")
+
+
+@dataclass
+class FastPath:
+    """What `accelerate` chose; pass `block_runner` to AnimateDiT / animate()."""
+
+    attention: str
+    fp8_matmul: str
+    compiled: bool
+    swap: BlockSwap | None
+    block_runner: BlockRunner = field(default=run_block)
+
+    def describe(self) -> dict:
+        return {"attention": self.attention, "fp8_matmul": self.fp8_matmul, "compiled": self.compiled,
+                "blocks_on_cpu": len(self.swap.indices) if self.swap else 0}
+
+
+def has_fp8_linears(model: torch.nn.Module) -> bool:
+    return any(isinstance(m, FP8Linear) for m in model.modules())
+
+
+def choose_fp8_matmul(model: torch.nn.Module, device, choice: str) -> str:
+    if choice == "auto":
+        return "scaled_mm" if has_fp8_linears(model) and fp8_matmul.supports_scaled_mm(device) else "dequant"
+    if choice == "scaled_mm" and not fp8_matmul.supports_scaled_mm(device):
+        raise ValueError(f"fp8_matmul='scaled_mm' needs a CUDA GPU of compute capability >= 8.9; {device} is not.")
+    return choice
+
+
+def accelerate(transformer, device, options: AccelOptions | None = None) -> FastPath:
+    """Configure `transformer` (diffusers WanAnimateTransformer3DModel) for `device` and return the block runner.
+
+    Moves the transformer to `device`, except the blocks chosen for block swap, which go to pinned host memory.
+    The fp8 matmul choice is process-wide (wan_loader.fp8's seam).
+    """
+    options = options or AccelOptions()
+    options.check()
+    device = torch.device(device)
+    matmul = choose_fp8_matmul(transformer, device, options.fp8_matmul)
+    attention = set_attention(transformer, choose_attention(device, options.attention))
+    fp8_matmul.install(matmul == "scaled_mm")
+    swap = None
+    if options.blocks_on_cpu:
+        indices = spread_indices(len(transformer.blocks), options.blocks_on_cpu)
+        for name, child in transformer.named_children():
+            if name != "blocks":
+                child.to(device)
+        for name, param in transformer.named_parameters(recurse=False):
+            param.data = param.data.to(device)
+        swap = BlockSwap(transformer.blocks, indices, device)
+    else:
+        transformer.to(device)
+    compiled = False
+    if options.compile:
+        set_cache_dir(options.compile_cache_dir)
+        compile_blocks(transformer.blocks)
+        compiled = True
+    runner = swap.runner() if swap else run_block
+    return FastPath(attention, matmul, compiled, swap, runner)
+
+
+__all__ = ["AccelOptions", "FastPath", "accelerate", "choose_attention", "set_attention", "BlockSwap",
+           "spread_indices", "compile_blocks", "quantize_transformer", "fp8_matmul"]
