@@ -75,14 +75,18 @@ class Worker:
                     log.info("job %s cancelled: interrupting ComfyUI prompt %s", job.get("id"), prompt_id)
                     await self._interrupt(client, prompt_id)
                     raise
-                except ComfyUnreachable as e:
+                except (ComfyUnreachable, aiohttp.ClientConnectionError) as e:
                     died = await self.process.explain_death(client)
-                    raise died or WorkerError("comfyui_unreachable", str(e)) from None
+                    raise died or WorkerError("comfyui_unreachable", f"Lost ComfyUI at {self.settings.comfy_url}: "
+                                              f"{e}") from None
             result["seconds"] = round(time.monotonic() - started, 3)
             return result
         except WorkerError as e:
             log.warning("job %s failed: [%s] %s", job.get("id"), e.code, e.message.splitlines()[0][:300])
             return e.to_result()
+        except (aiohttp.ClientError, OSError, ValueError) as e:  # a bug or an unexpected answer: still one sentence
+            log.exception("job %s failed unexpectedly", job.get("id"))
+            return WorkerError("internal_error", f"The worker failed unexpectedly: {type(e).__name__}: {e}").to_result()
 
     async def _interrupt(self, client: ComfyClient, prompt_id: str) -> None:
         try:
