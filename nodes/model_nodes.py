@@ -16,7 +16,7 @@ FROM_MODEL = "(from the model)"
 HUB_PREFIX = "hub: "
 DEFAULT_HUB_ID = "Wan-AI/Wan2.2-Animate-14B-Diffusers"
 PRECISIONS = ["bf16", "fp16", "fp8_e4m3fn", "fp32"]
-MEMORY_MODES = ["gpu", "offload_idle", "sequential_offload"]
+MEMORY_MODES = ["gpu", "offload_idle"]
 
 
 @dataclass
@@ -119,7 +119,7 @@ class WanAnimateModelLoader:
                 "text_encoder": (part("text_encoders")[0], {"default": FROM_MODEL, "tooltip": "umT5-XXL file from models/text_encoders (bf16 or fp8 scaled)."}),
                 "clip_vision": (part("clip_vision")[0], {"default": FROM_MODEL, "tooltip": "CLIP ViT-H/14 file from models/clip_vision (clip_vision_h)."}),
                 "precision": (PRECISIONS, {"default": "bf16", "tooltip": "How the transformer weights are kept in memory. fp8_e4m3fn halves memory (computation stays bf16)."}),
-                "memory": (MEMORY_MODES, {"default": "offload_idle", "tooltip": "gpu: everything stays on the GPU (fastest, most VRAM). offload_idle: text/image encoders and VAE leave the GPU when not in use. sequential_offload: transformer blocks stream from CPU RAM (lowest VRAM, slowest)."}),
+                "memory": (MEMORY_MODES, {"default": "offload_idle", "tooltip": "gpu: loaded straight onto the GPU and kept there (fastest, most VRAM). offload_idle: kept in CPU RAM and moved to the GPU for each run, back afterwards (frees VRAM between runs)."}),
             },
             "optional": {
                 "hub_id": ("STRING", {"default": "", "tooltip": "Hugging Face repo id (or local path) to load instead of the dropdown, e.g. Wan-AI/Wan2.2-Animate-14B-Diffusers. Honors HF_HOME and HF_HUB_OFFLINE."}),

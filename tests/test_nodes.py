@@ -19,6 +19,8 @@ OUR_NODES = {
         ["IMAGE", "IMAGE", "IMAGE", "IMAGE", "MASK", "FLOAT", "INT", "INT", "INT"],
     ),
     "WanAnimateSampler": ("Wan Animate Sampler", ["IMAGE", "VIDEO", "FLOAT"]),
+    "WanAnimateTextEncode": ("Wan Animate Text Encode (for core nodes)", ["CONDITIONING"]),
+    "WanAnimateClipVisionEncode": ("Wan Animate CLIP Vision Encode (for core nodes)", ["CLIP_VISION_OUTPUT"]),
 }
 
 
@@ -50,6 +52,12 @@ def test_preprocess_outputs_match_core_wan_animate_inputs(object_info):
     core = object_info["WanAnimateToVideo"]["input"]["optional"]
     for name in ("pose_video", "face_video", "background_video", "character_mask"):
         assert produced[name] == core[name][0], name
+
+
+def test_encode_nodes_feed_core_wan_animate(object_info):
+    core = object_info["WanAnimateToVideo"]["input"]
+    assert object_info["WanAnimateTextEncode"]["output"] == [core["required"]["positive"][0]]
+    assert object_info["WanAnimateClipVisionEncode"]["output"] == [core["optional"]["clip_vision_output"][0]]
 
 
 def test_detection_folder_lists_onnx_models(comfy_server):
