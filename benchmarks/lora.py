@@ -39,8 +39,9 @@ def build(size: str, blocks: int, device: str, dtype: torch.dtype):
     from wan_loader.tiny import TINY_TRANSFORMER_CONFIG
 
     config = {**(REAL if size == "real" else {**TINY_TRANSFORMER_CONFIG, "added_kv_proj_dim": 16}), "num_layers": blocks}
-    # diffusers puts a face adapter after every n-th block: keep at least one in a model of few blocks
-    config["inject_face_latents_blocks"] = min(config["inject_face_latents_blocks"], blocks)
+    # diffusers puts num_layers // n face adapters after every n-th block; n must divide the block count
+    n = config["inject_face_latents_blocks"]
+    config["inject_face_latents_blocks"] = n if blocks % n == 0 else blocks
     torch.manual_seed(0)
     return WanAnimateTransformer3DModel(**config).eval().to(device=device, dtype=dtype), config
 
