@@ -36,7 +36,8 @@ def loras(base, tmp_path_factory):
     g = torch.Generator().manual_seed(7)
     extras = {name: torch.randn(p.shape, generator=g) * 0.05 for name, p in base.named_parameters()
               if name.startswith("blocks.") and name.endswith((
-                  "to_q.bias", "ffn.net.2.bias", "norm2.weight", "norm_added_k.weight", "2.scale_shift_table"))}
+                  "to_q.bias", "ffn.net.2.bias", "norm2.weight", "norm_added_k.weight", "2.scale_shift_table",
+                  "1.attn2.to_v.weight"))}  # the last: a full-weight `.diff` on a Linear (hooked at run time)
     factors = random_factors(base, block_linears(base) + ["proj_out", "patch_embedding"], 8, seed=8)
     distill = load_lora(write_kijai(d / "lightx2v_rank8.safetensors", factors, extras))
     relight = load_lora(write_official_relight_ckpt(d / "relighting_lora.ckpt",
