@@ -1,0 +1,292 @@
+"""Seconds per denoising step: ours vs stock diffusers vs ComfyUI native, same random full-size weights, one process.
+
+    python benchmarks/step.py --res 480p,720p --out benchmarks/results/step_h100.json          # on an H100
+    python benchmarks/step.py --res 480p --models ours --memory-cap-gib 22 --blocks-on-cpu 8    # low-memory run
+    python benchmarks/step.py --size tiny --device cpu --out /tmp/step.json                    # smoke test
+
+Weights: one deterministic random tensor per diffusers key (benchmarks/common.RandomWeights), generated on the
+device, loaded in turn into
+- diffusers: WanAnimateTransformer3DModel in bf16 (fp32 where diffusers keeps fp32), default attention; one step
+  = one `forward` (which re-encodes the face video, text and CLIP every call);
+- comfy: ComfyUI's comfy.ldm.wan.model_animate.AnimateWanModel (from $COMFYUI_DIR, the carried .comfy_src or
+  /opt/ComfyUI), bf16, the same tensors through wan_loader's diffusers->ComfyUI key map; one step = one forward;
+- ours: the engine's AnimateDiT over the same diffusers model with its linears in fp8 (e4m3, per-channel scales),
+  fp8 tensor-core GEMMs, the fastest attention kernel and (unless --no-compile) compiled blocks; one step = the
+  step's time embedding + forward (per-segment work - face motion, pose embedding, context - is done once per
+  segment by the engine and not counted, as in a real job).
+Each model is freed before the next is built. Reported: median seconds per step, ratio of the faster competitor's
+time to ours, TFLOP/s (1.71 PF / 6.60 PF per forward), peak allocated GPU memory, cosine similarity of each output
+to the diffusers bf16 output on the same inputs. --memory-cap-gib then re-runs ours under
+torch.cuda.set_per_process_memory_fraction with --blocks-on-cpu blocks swapped.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from common import (  # noqa: E402
+    GIB,
+    KNOWN_FLOPS,
+    RESOLUTIONS,
+    RandomWeights,
+    build_diffusers,
+    cosine,
+    environment,
+    free,
+    import_comfy,
+    median,
+    peak_gib,
+    reset_peak,
+    time_calls,
+    transformer_config,
+    write_json,
+)
+
+GOALS = {"480p": 1.8, "720p": 1.7, "cosine": 0.99}
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--size", choices=["full", "tiny"], default="full")
+    p.add_argument("--device", default="cuda")
+    p.add_argument("--res", default="480p,720p", help="comma list of 480p, 720p (tiny: ignored)")
+    p.add_argument("--frames", type=int, default=77)
+    p.add_argument("--models", default="diffusers,comfy,ours")
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--warmup", type=int, default=1)
+    p.add_argument("--attention", default="auto", help="ours: auto | cudnn | flash | efficient | math | native")
+    p.add_argument("--no-compile", action="store_true", help="ours: eager blocks")
+    p.add_argument("--eager-too", action="store_true", help="ours: also time fp8 eager (before compiling)")
+    p.add_argument("--memory-cap-gib", type=float, default=None, help="then run ours under this GPU memory cap")
+    p.add_argument("--blocks-on-cpu", default="0", help="comma list: block swap counts for the capped runs")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", default=None)
+    return p.parse_args(argv)
+
+
+def forward_flops(cfg: dict, tokens: int, context: int = 512 + 257) -> float:
+    """Matmul + attention FLOPs of one forward (the known full-size figures where they apply)."""
+    if cfg["num_layers"] == 40 and tokens in KNOWN_FLOPS:
+        return KNOWN_FLOPS[tokens]
+    d, f = cfg["num_attention_heads"] * cfg["attention_head_dim"], cfg["ffn_dim"]
+    per_block = 2 * tokens * (6 * d * d + 2 * d * f) + 4 * tokens * tokens * d + 4 * tokens * context * d
+    return cfg["num_layers"] * per_block
+
+
+class Inputs:
+    """Random inputs of one step at one resolution (batch 1, one reference frame + `frames` video frames)."""
+
+    def __init__(self, cfg: dict, height: int, width: int, frames: int, device, seed: int):
+        g = torch.Generator().manual_seed(seed + 17)
+        latent_frames = (frames - 1) // 4 + 1
+        h, w = height // 8, width // 8
+        size = cfg["motion_encoder_size"]
+        bf16 = torch.bfloat16
+        self.latent = torch.randn(1, cfg["in_channels"], latent_frames + 1, h, w, generator=g).to(device, bf16)
+        self.pose = torch.randn(1, cfg["latent_channels"], latent_frames, h, w, generator=g).to(device, bf16)
+        self.face = (torch.rand(1, 3, frames, size, size, generator=g) * 2 - 1).to(device, bf16)
+        self.text = torch.randn(1, 512, cfg["text_dim"], generator=g).to(device, bf16)
+        self.clip = torch.randn(1, 257, cfg["image_dim"], generator=g).to(device, bf16)
+        self.timestep = torch.tensor([700.0], device=device)
+        p = cfg["patch_size"]
+        self.tokens = (latent_frames + 1) // p[0] * (h // p[1]) * (w // p[2])
+
+
+def run_diffusers(model, x: Inputs):
+    return model(hidden_states=x.latent, timestep=x.timestep, encoder_hidden_states=x.text,
+                 encoder_hidden_states_image=x.clip, pose_hidden_states=x.pose, face_pixel_values=x.face,
+                 return_dict=False)[0]
+
+
+def build_comfy(cfg: dict, weights: RandomWeights, device):
+    import comfy.ops
+    from comfy.ldm.wan.model_animate import AnimateWanModel
+
+    from wan_loader.configs import build_empty
+    from wan_loader.keymaps import execute
+    from wan_loader.keymaps.transformer import plan_diffusers_to_comfy
+
+    meta = build_empty("transformer", cfg)
+    shapes = {k: tuple(v.shape) for k, v in meta.state_dict().items()}
+    dtypes = {k: torch.float32 if k.endswith(("scale_shift_table",)) else None for k in shapes}
+    del meta
+    model = AnimateWanModel(in_dim=cfg["in_channels"], dim=cfg["num_attention_heads"] * cfg["attention_head_dim"],
+                            ffn_dim=cfg["ffn_dim"], freq_dim=cfg["freq_dim"], text_dim=cfg["text_dim"],
+                            out_dim=cfg["out_channels"], num_heads=cfg["num_attention_heads"],
+                            num_layers=cfg["num_layers"], device=device, dtype=torch.bfloat16,
+                            operations=comfy.ops.disable_weight_init)
+    params = model.state_dict()
+    plan = plan_diffusers_to_comfy(shapes)
+    with torch.no_grad():
+        for key, tensor in execute(plan, lambda k: weights(k, shapes[k], dtypes[k])):
+            if key in params:
+                params[key].copy_(tensor.reshape(params[key].shape))
+    return model.eval()
+
+
+def run_comfy(model, x: Inputs):
+    return model(x.latent, x.timestep, x.text, clip_fea=x.clip, pose_latents=x.pose, face_pixel_values=x.face)
+
+
+class Ours:
+    """The engine's per-step work over an fp8 copy of the diffusers model."""
+
+    def __init__(self, cfg, weights, device, args):
+        from wan_animate.engine.accel import quantize_transformer
+        self.model = build_diffusers(cfg, weights, device)
+        self.layers = quantize_transformer(self.model)
+        free(device)
+        self.device, self.args = device, args
+        self.fast = None
+
+    def accelerate(self, compile: bool, blocks_on_cpu: int = 0):
+        from wan_animate.engine import AnimateDiT
+        from wan_animate.engine.accel import AccelOptions, accelerate
+        self.fast = accelerate(self.model, self.device, AccelOptions(attention=self.args.attention, compile=compile,
+                                                                     blocks_on_cpu=blocks_on_cpu))
+        self.dit = AnimateDiT(self.model, self.fast.block_runner)
+        return self.fast.describe()
+
+    def prepare(self, x: Inputs):
+        dit = self.dit
+        self.context = dit.encode_context(x.text, x.clip)
+        self.motion = dit.encode_motion(x.face)
+        self.pose = dit.embed_pose(x.pose)
+        self.rotary = dit.rotary(x.latent.shape)
+
+    def step(self, x: Inputs):
+        embedding = self.dit.time_embedding(x.timestep, self.context)
+        return self.dit(x.latent, embedding, self.context, self.motion, self.pose, self.rotary)
+
+
+def measure(name: str, fn, x: Inputs, args, cfg, device, warmup: int | None = None) -> tuple[dict, torch.Tensor]:
+    reset_peak(device)
+    began = time.perf_counter()
+    with torch.no_grad():
+        times, out = time_calls(fn, device, args.warmup if warmup is None else warmup, args.repeats)
+    seconds = median(times)
+    row = {"model": name, "seconds": round(seconds, 4), "times": [round(t, 4) for t in times],
+           "tflops": round(forward_flops(cfg, x.tokens) / seconds / 1e12, 1), "peak_gib": peak_gib(device),
+           "wall_seconds": round(time.perf_counter() - began, 1)}
+    print(f"  {name:<28} {seconds:8.3f} s/step  {row['tflops']:7.1f} TFLOP/s  peak {row['peak_gib']} GiB", flush=True)
+    return row, out.float().cpu()
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    device = torch.device(args.device)
+    cfg = transformer_config(args.size)
+    resolutions = ["tiny"] if args.size == "tiny" else args.res.split(",")
+    frames = 9 if args.size == "tiny" else args.frames
+    weights = RandomWeights(device, args.seed)
+    models = args.models.split(",")
+    report = {"benchmark": "DiT step", "size": args.size, "frames": frames, "environment": environment(device),
+              "goals": GOALS, "results": {r: {"rows": []} for r in resolutions}, "notes": []}
+    inputs = {r: Inputs(cfg, *RESOLUTIONS[r], frames, device, args.seed) for r in resolutions}
+    reference: dict[str, torch.Tensor] = {}
+
+    def record(res, row, out):
+        if res in reference:
+            row["cosine_vs_diffusers_bf16"] = round(cosine(out, reference[res]), 5)
+        report["results"][res]["rows"].append(row)
+        write_json(args.out, report)
+
+    if "diffusers" in models:
+        print("diffusers (bf16, default attention)", flush=True)
+        model = build_diffusers(cfg, weights, device)
+        for res in resolutions:
+            row, out = measure("diffusers", lambda: run_diffusers(model, inputs[res]), inputs[res], args, cfg, device)
+            reference[res] = out
+            record(res, row, out)
+        del model
+        free(device)
+
+    if "comfy" in models:
+        try:
+            where = import_comfy(device)
+            if cfg["num_attention_heads"] * cfg["attention_head_dim"] != 5120:
+                raise ValueError("ComfyUI's AnimateWanModel hard-codes the 14B face/motion encoder sizes")
+        except (ImportError, ValueError) as error:
+            report["notes"].append(f"comfy skipped: {error}")
+            print(f"comfy skipped: {error}", flush=True)
+        else:
+            print(f"comfy native AnimateWanModel ({where})", flush=True)
+            model = build_comfy(cfg, weights, device)
+            for res in resolutions:
+                record(res, *measure("comfy", lambda: run_comfy(model, inputs[res]), inputs[res], args, cfg, device))
+            del model
+            free(device)
+
+    if "ours" in models:
+        print("ours (fp8 + fast attention + compiled blocks)", flush=True)
+        ours = Ours(cfg, weights, device, args)
+        variants = []
+        if args.eager_too or args.no_compile:
+            variants.append(("ours fp8 eager", False))
+        if not args.no_compile:
+            variants.append(("ours", True))
+        for name, compile in variants:
+            setup = ours.accelerate(compile)
+            for res in resolutions:
+                ours.prepare(inputs[res])
+                began = time.perf_counter()
+                with torch.no_grad():
+                    ours.step(inputs[res])  # first call: compile (timed separately)
+                first = time.perf_counter() - began
+                row, out = measure(name, lambda: ours.step(inputs[res]), inputs[res], args, cfg, device, warmup=0)
+                row.update(setup=setup, first_call_seconds=round(first, 1))
+                record(res, row, out)
+        if args.memory_cap_gib and device.type == "cuda":
+            free(device)
+            total = torch.cuda.get_device_properties(device).total_memory
+            torch.cuda.set_per_process_memory_fraction(min(1.0, args.memory_cap_gib * GIB / total), device)
+            for count in sorted(int(c) for c in args.blocks_on_cpu.split(",")):
+                setup = ours.accelerate(not args.no_compile, count)
+                free(device)
+                for res in resolutions:
+                    name = f"ours, cap {args.memory_cap_gib:g} GiB, {count} blocks on CPU"
+                    try:
+                        ours.prepare(inputs[res])
+                        with torch.no_grad():
+                            ours.step(inputs[res])
+                        row, out = measure(name, lambda: ours.step(inputs[res]), inputs[res], args, cfg, device,
+                                           warmup=0)
+                    except torch.OutOfMemoryError as error:
+                        report["notes"].append(f"{res} {name}: out of memory ({str(error).splitlines()[0]})")
+                        print(f"  {name}: out of memory", flush=True)
+                        free(device)
+                        continue
+                    row.update(setup=setup, memory_cap_gib=args.memory_cap_gib,
+                               max_reserved_gib=round(torch.cuda.max_memory_reserved(device) / GIB, 2))
+                    record(res, row, out)
+        del ours
+        free(device)
+
+    summarize(report)
+    write_json(args.out, report)
+    return 0
+
+
+def summarize(report: dict) -> None:
+    print("\n| res | model | s/step | vs best competitor | TFLOP/s | peak GiB | cosine vs bf16 |")
+    print("|---|---|---|---|---|---|---|")
+    for res, result in report["results"].items():
+        rows = result["rows"]
+        competitors = [r["seconds"] for r in rows if r["model"] in ("diffusers", "comfy")]
+        best = min(competitors) if competitors else None
+        result["best_competitor_seconds"] = best
+        for r in rows:
+            if best:
+                r["speedup_vs_best_competitor"] = round(best / r["seconds"], 3)
+            print(f"| {res} | {r['model']} | {r['seconds']:.3f} | {r.get('speedup_vs_best_competitor', '-')} | "
+                  f"{r['tflops']} | {r['peak_gib']} | {r.get('cosine_vs_diffusers_bf16', '-')} |")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,23 @@
+"""benchmarks/step.py smoke run on CPU with the tiny model: every model that can run here runs and agrees."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def test_step_benchmark_tiny_cpu(tmp_path):
+    out = tmp_path / "step.json"
+    subprocess.run([sys.executable, str(REPO / "benchmarks" / "step.py"), "--size", "tiny", "--device", "cpu",
+                    "--repeats", "1", "--no-compile", "--out", str(out)], check=True, timeout=600)
+    report = json.loads(out.read_text())
+    rows = {r["model"]: r for r in report["results"]["tiny"]["rows"]}
+    assert set(rows) == {"diffusers", "ours fp8 eager"}
+    assert rows["diffusers"]["cosine_vs_diffusers_bf16"] == 1.0
+    assert rows["ours fp8 eager"]["cosine_vs_diffusers_bf16"] > 0.99  # fp8 weights vs the bf16 reference
+    assert rows["ours fp8 eager"]["setup"]["fp8_matmul"] == "dequant"  # no fp8 tensor cores on a CPU
+    assert all(r["seconds"] > 0 for r in rows.values())
+    assert any("comfy skipped" in n for n in report["notes"])  # ComfyUI's model only exists at full size
