@@ -219,3 +219,12 @@ def test_parse_lora_spec():
     assert parse_lora_spec(r"C:\loras\x.safetensors") == (r"C:\loras\x.safetensors", 1.0)
     with pytest.raises(LoraError):
         parse_lora_spec(" ")
+
+
+def test_loaded_loras_are_reused_until_the_file_changes(model, tmp_path):
+    path = write_comfyui(tmp_path / "l.safetensors", random_factors(model, ["blocks.0.attn1.to_q"], 4), alpha=None)
+    first = load_lora(path)
+    assert load_lora(path) is first and load_lora(str(path)) is first
+    assert load_lora(path, cache=False) is not first
+    write_comfyui(path, random_factors(model, ["blocks.0.attn1.to_q", "blocks.0.attn1.to_k"], 4, seed=3), alpha=None)
+    assert len(load_lora(path).low_rank) == 2

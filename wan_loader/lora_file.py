@@ -8,6 +8,7 @@ import json
 import logging
 import os
 import re
+from collections import OrderedDict
 from dataclasses import dataclass, field
 
 import torch
@@ -80,20 +81,40 @@ class LoraWeights:
                 f"{len(self.diffs)} full deltas, {self.naming} names")
 
 
-def load_lora(path: str | os.PathLike, name: str | None = None) -> LoraWeights:
-    """Read a LoRA file (.safetensors, or .ckpt/.pt/.pth saved by torch, `{"state_dict": ...}` unwrapped)."""
+# The last few LoRAs read, by file identity: jobs that reuse a LoRA (ComfyUI re-runs, serverless workers) skip the read.
+_CACHE: OrderedDict[tuple, LoraWeights] = OrderedDict()
+CACHE_SIZE = 4
+
+
+def load_lora(path: str | os.PathLike, name: str | None = None, cache: bool = True) -> LoraWeights:
+    """Read a LoRA file (.safetensors, or .ckpt/.pt/.pth saved by torch, `{"state_dict": ...}` unwrapped).
+
+    With cache, the last CACHE_SIZE files read are kept (treat the result as read-only); a file changed on disk
+    (size or modification time) is read again.
+    """
     from .readers import open_file
 
     path = str(path)
     try:
-        source = open_file(path)
+        st = os.stat(path)
     except FileNotFoundError:
         raise LoraError(f"LoRA file not found: {path}") from None
+    key = (os.path.realpath(path), st.st_size, st.st_mtime_ns, name)
+    if cache and key in _CACHE:
+        _CACHE.move_to_end(key)
+        return _CACHE[key]
+    try:
+        source = open_file(path)
     except WanLoaderError as e:  # truncated / corrupt: the reader's message names the file and the fix
         raise LoraFormatError(f"LoRA {e}") from None
     names = source.keys()  # a TensorSource, read one tensor at a time
     state_dict = {k: source.get(k) for k in names}
-    return lora_from_state_dict(state_dict, name or path, getattr(source, "metadata", {}) or {})
+    lora = lora_from_state_dict(state_dict, name or path, getattr(source, "metadata", {}) or {})
+    if cache:
+        _CACHE[key] = lora
+        while len(_CACHE) > CACHE_SIZE:
+            _CACHE.popitem(last=False)
+    return lora
 
 
 def lora_from_state_dict(state_dict: dict[str, torch.Tensor], name: str = "<state dict>",
