@@ -2,8 +2,9 @@
 # A throwaway Docker daemon from Debian's packages (for the opt-in image build test on machines without Docker).
 #   eval "$(bash local_dockerd.sh start)"   starts it and prints the PATH/DOCKER_HOST/DOCKER_BUILDKIT to use
 #   bash local_dockerd.sh stop
-# State lives in $DOCKERD_ROOT (default /tmp/wan-dockerd). vfs storage, no iptables, no bridge: slow, but needs
-# nothing beyond a root shell; builds and runs use --network host. Debian 12's docker.io is 20.10, whose own CLI
+# State lives in $DOCKERD_ROOT (default /tmp/wan-dockerd). overlay2 storage (DOCKERD_STORAGE_DRIVER=vfs where
+# overlay mounts are not allowed; vfs copies every layer in full: the worker image then needs ~80 GB), no iptables,
+# no bridge; builds and runs use --network host. Debian 12's docker.io is 20.10, whose own CLI
 # builds with BuildKit (cache mounts) without the buildx plugin, so its CLI is put first on PATH.
 set -euo pipefail
 ROOT=${DOCKERD_ROOT:-/tmp/wan-dockerd}
@@ -15,7 +16,7 @@ case "${1:-start}" in
       (cd "$ROOT/debs" && apt-get download docker.io containerd runc tini >&2)
       for deb in "$ROOT"/debs/*.deb; do dpkg -x "$deb" "$ROOT/pkg"; done
     fi
-    PATH="$BIN:$PATH" nohup dockerd --storage-driver=vfs --iptables=false --bridge=none \
+    PATH="$BIN:$PATH" nohup dockerd --storage-driver="${DOCKERD_STORAGE_DRIVER:-overlay2}" --iptables=false --bridge=none \
       --data-root "$ROOT/data" --exec-root "$ROOT/exec" --pidfile "$ROOT/dockerd.pid" \
       -H "unix://$ROOT/docker.sock" > "$ROOT/dockerd.log" 2>&1 &
     for _ in $(seq 60); do
