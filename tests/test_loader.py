@@ -148,16 +148,30 @@ def test_key_map_agrees_with_diffusers_single_file_conversion(tiny, written):
 
 
 def run_cli(*args, env=None):
+    """`python -m wan_loader ...` in a real subprocess (slow: only where the entry point itself is under test)."""
     return subprocess.run([sys.executable, "-m", "wan_loader", *map(str, args)], cwd=REPO, capture_output=True,
                           text=True, env={**os.environ, "PYTHONPATH": str(REPO), **(env or {})}, timeout=300)
 
 
+def cli(capsys, *args) -> tuple[int, str]:
+    """The same command line, in process (cli.main), returning (exit code, stdout)."""
+    from wan_loader.cli import main
+
+    code = main([str(a) for a in args])
+    return code, capsys.readouterr().out
+
+
 @pytest.mark.parametrize("name,layout", [("diffusers", "diffusers"), ("original", "original"), ("comfy", "comfy"),
                                          ("comfy_fp8_e4m3fn", "comfy")])
-def test_inspect_json(written, name, layout):
-    r = run_cli("inspect", written / name, "--json")
-    assert r.returncode == 0, r.stderr
-    info = json.loads(r.stdout)
+def test_inspect_json(written, name, layout, capsys):
+    if name == "original":
+        r = run_cli("inspect", written / name, "--json")
+        assert r.returncode == 0, r.stderr
+        out = r.stdout
+    else:
+        code, out = cli(capsys, "inspect", written / name, "--json")
+        assert code == 0
+    info = json.loads(out)
     assert info["layout"] == layout and info["is_animate"] is True
     assert set(info["found"]) >= {"transformer", "vae", "text_encoder", "tokenizer", "image_encoder"}
     assert info["parameters"] > 300_000 and info["dtype"] in ("fp32", "bf16", "fp8_e4m3fn")
@@ -169,12 +183,16 @@ def test_inspect_single_file_reports_missing(written):
     assert info["found"] == ["transformer"] and "vae" in info["missing"] and info["layout"] == "comfy"
 
 
-def test_convert_to_diffusers_loads_with_plain_from_pretrained(tiny, written, tmp_path):
+def test_convert_to_diffusers_loads_with_plain_from_pretrained(tiny, written, tmp_path, capsys):
     from diffusers import AutoencoderKLWan, WanAnimatePipeline, WanAnimateTransformer3DModel
     from transformers import CLIPVisionModel, UMT5EncoderModel
 
-    r = run_cli("convert", written / "comfy_fp8_e4m3fn", tmp_path / "fp8_to_diff", "--to", "diffusers")
-    assert r.returncode == 0, r.stderr
+    code, _ = cli(capsys, "convert", written / "comfy_fp8_e4m3fn", tmp_path / "fp8_to_diff", "--to", "diffusers")
+    assert code == 0
+    assert inspect(tmp_path / "fp8_to_diff")["components"]["transformer"]["dtype"] == "bf16"
+    fp8_back = WanAnimateTransformer3DModel.from_pretrained(tmp_path / "fp8_to_diff", subfolder="transformer")
+    want = tiny.transformer.blocks[0].attn1.to_q.weight
+    assert torch.allclose(fp8_back.blocks[0].attn1.to_q.weight.float(), want, rtol=0.15, atol=want.abs().max().item() / 64)
     convert(written / "comfy", tmp_path / "d", to="diffusers")
     d = tmp_path / "d"
     parts = {"transformer": WanAnimateTransformer3DModel.from_pretrained(d, subfolder="transformer"),
@@ -193,7 +211,7 @@ def test_convert_to_diffusers_loads_with_plain_from_pretrained(tiny, written, tm
     assert all(torch.equal(back.state_dict()[k], v) for k, v in tiny.transformer.state_dict().items())
 
 
-def test_hub_repo_id_from_local_cache_offline(tiny, written, tmp_path, monkeypatch):
+def test_hub_repo_id_from_local_cache_offline(tiny, written, tmp_path, monkeypatch, capsys):
     """A pre-populated Hugging Face cache stands in for the Hub (no network here)."""
     import shutil
 
@@ -208,13 +226,15 @@ def test_hub_repo_id_from_local_cache_offline(tiny, written, tmp_path, monkeypat
     out = load_components("Wan-AI/Wan2.2-Animate-14B-Diffusers", components=["transformer", "tokenizer"],
                           weight_dtype="fp32")
     assert torch.equal(out.transformer.proj_out.weight, tiny.transformer.proj_out.weight)
-    r = run_cli("download", "Wan-AI/Wan2.2-Animate-14B-Diffusers",
-                env={"HF_HOME": str(tmp_path / "hf"), "HF_HUB_OFFLINE": "1"})
-    assert r.returncode == 0 and rev in r.stdout, r.stderr
+    code, out = cli(capsys, "download", "Wan-AI/Wan2.2-Animate-14B-Diffusers")
+    assert code == 0 and rev in out
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "empty"))
+    with pytest.raises(FileNotFoundError, match="HF_HUB_OFFLINE"):
+        load_components("Wan-AI/Wan2.2-Animate-14B-Diffusers", components=["transformer"])
 
 
-def test_tiny_cli_writes_loadable_layout(tmp_path):
-    r = run_cli("tiny", tmp_path / "t", "--layout", "original", "--dtype", "bf16")
-    assert r.returncode == 0, r.stderr
+def test_tiny_cli_writes_loadable_layout(tmp_path, capsys):
+    code, _ = cli(capsys, "tiny", tmp_path / "t", "--layout", "original", "--dtype", "bf16")
+    assert code == 0
     out = load_components(tmp_path / "t", components=["transformer", "text_encoder", "tokenizer"])
     assert out.transformer.blocks[0].attn1.to_q.weight.dtype == torch.bfloat16
