@@ -115,6 +115,7 @@ class WanAnimatePreprocess:
                 "track_start_frame": ("INT", {"default": 0, "min": 0, "max": 1000000, "tooltip": "For track: the frame where person_index is picked before being followed both ways."}),
                 "fill": (list(FILL_MODES), {"default": "interpolate", "tooltip": "Frames where the person is not found: interpolate between neighbours or hold the last pose (counted in the log)."}),
                 "retarget": ("BOOLEAN", {"default": False, "tooltip": "Animate mode: rescale each limb of the driving pose to the reference character's proportions (official per-limb ratios)."}),
+                "check_reference": ("BOOLEAN", {"default": True, "tooltip": "Stop with a clear error when no person is detected in the reference image. Turn off for characters the detector cannot see (animals, stylised figures)."}),
                 "smoothing": ("FLOAT", {"default": 0.0, "min": 0.0, "max": 1.0, "step": 0.05, "tooltip": "Temporal smoothing of keypoints and face boxes (one-euro): 0 off, 1 strongest. Removes jitter without lagging on fast motion."}),
                 "mask_dilation": ("INT", {"default": DILATION_ITERATIONS, "min": 0, "max": 20, "tooltip": "Replace mode: dilation passes on the character mask (official 3, kernel 7). 0 uses the mask as it is."}),
             },
@@ -124,7 +125,7 @@ class WanAnimatePreprocess:
         }
 
     def run(self, pose_model, video, reference_image, mode, resolution_area, fps, target_fps, person, person_index,
-            track_start_frame, fill, retarget, smoothing, mask_dilation, character_mask=None):
+            track_start_frame, fill, retarget, check_reference, smoothing, mask_dilation, character_mask=None):
         from wan_animate.preprocess.pipeline import PreprocessOptions, preprocess
 
         frames = image_to_frames(video, "video")
@@ -134,7 +135,7 @@ class WanAnimatePreprocess:
         options = PreprocessOptions(
             mode=mode, target_fps=target_fps or None, resolution_area=resolution_area, person=person,
             person_index=person_index, track_start_frame=track_start_frame, fill=fill, retarget=retarget,
-            smoothing=smoothing, mask_iterations=mask_dilation,
+            check_reference=check_reference, smoothing=smoothing, mask_iterations=mask_dilation,
         )
         options.validate()
         raise_if_interrupted()

@@ -80,3 +80,70 @@ def test_workflow_runs_headless_to_mp4(comfy_server, assets, name):
     frames, (width, height) = mp4_frames_and_size(comfy_server.output_path(videos[0]))
     assert (width, height) == assets.expected_size
     assert frames == expected_frames(name)
+
+
+def _node_id(prompt: dict, class_type: str) -> str:
+    return next(i for i, n in prompt.items() if n["class_type"] == class_type)
+
+
+@pytest.mark.slow
+def test_replace_takes_a_mask_from_any_segmenter(comfy_server, assets):
+    """A MASK made by a core node (ImageToMask on the driving frames) goes into the preprocess node's character_mask."""
+    prompt = shrink(json.loads((API_DIR / "wan_animate_replace.json").read_text()), "wan_animate_replace")
+    frames = [_node_id(prompt, "GetVideoComponents"), 0]
+    prompt["900"] = {"class_type": "ImageToMask", "inputs": {"image": frames, "channel": "red"}}
+    prompt[_node_id(prompt, "WanAnimatePreprocess")]["inputs"]["character_mask"] = ["900", 0]
+    entry = comfy_server.run(prompt, timeout=900)
+    assert entry["status"]["status_str"] == "success", json.dumps(entry["status"]["messages"], indent=1)[-4000:]
+
+
+def test_video_without_a_person_fails_with_a_readable_error(comfy_server, assets):
+    from wan_animate.preprocess.synthetic_models import planted_detector
+
+    planted_detector(comfy_server.base_dir / "models" / "detection" / "finds_nobody.onnx", [])
+    prompt = shrink(json.loads((API_DIR / "wan_animate_animate.json").read_text()), "wan_animate_animate")
+    prompt[_node_id(prompt, "WanAnimatePoseModelLoader")]["inputs"]["detector"] = "finds_nobody.onnx"
+    prompt[_node_id(prompt, "WanAnimatePreprocess")]["inputs"]["check_reference"] = False
+    entry = comfy_server.run(prompt, timeout=300)
+    errors = [m[1] for m in entry["status"]["messages"] if m[0] == "execution_error"]
+    assert entry["status"]["status_str"] == "error" and len(errors) == 1
+    assert errors[0]["node_type"] == "WanAnimatePreprocess"
+    message = errors[0]["exception_message"]
+    assert message.startswith("No person found in any of the 13 frames of the driving video"), message
+
+
+@pytest.mark.slow
+def test_sampler_reports_progress_and_stops_on_interrupt(comfy_server, assets):
+    """The green bar: 'progress' messages from the sampler node over the websocket; Stop (POST /interrupt) ends the
+    run between steps with execution_interrupted, and the next run still works."""
+    import uuid
+
+    import websocket
+
+    prompt = shrink(json.loads((API_DIR / "wan_animate_animate.json").read_text()), "wan_animate_animate")
+    sampler = _node_id(prompt, "WanAnimateSampler")
+    prompt[sampler]["inputs"].update(steps=50, seed=123)  # long enough to be stopped midway
+    client_id = uuid.uuid4().hex
+    ws = websocket.create_connection(f"ws://127.0.0.1:{comfy_server.port}/ws?clientId={client_id}", timeout=300)
+    try:
+        status, body = comfy_server.queue(prompt, client_id)
+        assert status == 200, body
+        progress, interrupted = [], False
+        while not interrupted:
+            raw = ws.recv()
+            if not isinstance(raw, str):
+                continue
+            message = json.loads(raw)
+            data = message.get("data", {})
+            if message["type"] == "progress" and data.get("node") == sampler:
+                progress.append((data["value"], data["max"]))
+                if len(progress) == 2:
+                    comfy_server.post_json("/interrupt", {})
+            elif message["type"] == "execution_interrupted":
+                interrupted = True
+                assert data["node_id"] == sampler
+            elif message["type"] == "execution_success" and data.get("prompt_id") == body["prompt_id"]:
+                pytest.fail("the run finished although Stop was pressed")
+        assert progress[0][0] < progress[0][1] and progress[1][0] > progress[0][0]
+    finally:
+        ws.close()
