@@ -238,3 +238,64 @@ def test_tiny_cli_writes_loadable_layout(tmp_path, capsys):
     assert code == 0
     out = load_components(tmp_path / "t", components=["transformer", "text_encoder", "tokenizer"])
     assert out.transformer.blocks[0].attn1.to_q.weight.dtype == torch.bfloat16
+
+
+def test_staged_ring_with_tiny_chunks_is_bit_exact(written, monkeypatch):
+    """The GPU path's pinned ring (read -> staging slot -> copy -> callback), run on the CPU with 1000-byte chunks
+    so tensors span many slots and slots are reused many times."""
+    import functools
+
+    from wan_loader import stream
+
+    for name, dtype in (("comfy_prefixed", "fp32"), ("comfy_fp8_e4m3fn", "fp8_e4m3fn")):
+        path = next((written / name / "diffusion_models").glob("*.safetensors"))
+        want = load_transformer(path, weight_dtype=dtype, compute_dtype="fp32").state_dict()
+        with monkeypatch.context() as m:
+            m.setattr(stream, "Stager", functools.partial(stream.Stager, chunk_bytes=1000, buffers=3, threads=2,
+                                                          staged=True))
+            got = load_transformer(path, weight_dtype=dtype, compute_dtype="fp32").state_dict()
+        assert set(got) == set(want)
+        assert all(torch.equal(got[k].reshape(-1).view(torch.uint8), want[k].reshape(-1).view(torch.uint8))
+                   for k in want), name
+
+
+def test_full_size_animate_detected_and_config_inferred_from_shapes():
+    from wan_loader.configs import ANIMATE_14B_CONFIG, build_empty, infer_transformer_config
+    from wan_loader.detect import identify
+    from wan_loader.keymaps import transformer as tmap
+    from wan_loader.readers import TensorSource
+
+    model = build_empty("transformer", ANIMATE_14B_CONFIG)
+    shapes = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    assert 17.2e9 < sum(p.numel() for p in model.parameters()) < 17.4e9
+    fake = {k: torch.empty(s, device="meta") for k, s in shapes.items()}
+    original = {t: tuple(r.build(fake.__getitem__).shape) for t, r in tmap.plan_diffusers_to_original(shapes).items()}
+    assert original["face_adapter.fuser_blocks.7.linear1_kv.weight"] == (10240, 5120)
+    assert original["motion_encoder.enc.net_app.convs.8.weight"] == (512, 512, 4, 4)
+    assert original["blocks.39.cross_attn.k_img.weight"] == (5120, 5120)
+
+    class Src(TensorSource):
+        files, metadata = ["wan2.2_animate_14B_bf16.safetensors"], {}
+
+        def __init__(self, s):
+            self.s = s
+
+        def keys(self):
+            return list(self.s)
+
+        def shape(self, k):
+            return self.s[k]
+
+        def dtype(self, k):
+            return torch.bfloat16
+
+    found = identify(Src({"model.diffusion_model." + k: v for k, v in original.items()}))
+    assert found.is_animate_part and found.layout == "comfy" and found.prefix == "model.diffusion_model."
+    ofake = {k: torch.empty(s, device="meta") for k, s in original.items()}
+    back = {t: tuple(r.build(ofake.__getitem__).shape) for t, r in tmap.plan_original_to_diffusers(original).items()}
+    assert back == shapes
+    assert infer_transformer_config(back) == {**ANIMATE_14B_CONFIG, "patch_size": (1, 2, 2)}
+    # an I2V-A14B expert (no Animate parts, in_dim 36, no CLIP projection) is named as such
+    i2v = {k: v for k, v in original.items() if not k.startswith(("face_", "motion_", "pose_", "img_emb"))}
+    other = identify(Src(i2v))
+    assert not other.is_animate_part and "I2V-A14B" in other.model

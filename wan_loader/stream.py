@@ -45,15 +45,16 @@ class Stager:
     """Reads byte ranges of safetensors files into device tensors, overlapping reads and host->device copies."""
 
     def __init__(self, device: torch.device, chunk_bytes: int = CHUNK_BYTES, buffers: int = STAGING_BUFFERS,
-                 threads: int = READ_THREADS):
+                 threads: int = READ_THREADS, staged: bool | None = None):
         self.device = device
         self.cuda = device.type == "cuda"
+        self.staged = self.cuda if staged is None else staged  # CPU targets read straight into the parameter
         self.chunk = chunk_bytes
         self.nbuf = max(2, buffers)
         self.pool = ThreadPoolExecutor(max(1, threads), thread_name_prefix="wan_loader_read")
         self.pending: deque = deque()
-        self.buffers = [torch.empty(self.chunk, dtype=torch.uint8, pin_memory=True) for _ in range(self.nbuf)] \
-            if self.cuda else []
+        self.buffers = [torch.empty(self.chunk, dtype=torch.uint8, pin_memory=self.cuda) for _ in range(self.nbuf)] \
+            if self.staged else []
         self.events: list = [None] * self.nbuf
         self.slot = 0
         self.bytes = 0
@@ -83,7 +84,7 @@ class Stager:
     def _piece(self, file, pos, size, dest_slice, then):
         if len(self.pending) >= self.nbuf:
             self._complete(self.pending.popleft())
-        if self.cuda:
+        if self.staged:
             slot = self.slot
             self.slot = (self.slot + 1) % self.nbuf
             if self.events[slot] is not None:
@@ -99,10 +100,11 @@ class Stager:
         fut, slot, size, dest_slice, then = item
         fut.result()
         if slot is not None:
-            dest_slice.copy_(self.buffers[slot][:size], non_blocking=True)
-            ev = torch.cuda.Event()
-            ev.record()
-            self.events[slot] = ev
+            dest_slice.copy_(self.buffers[slot][:size], non_blocking=self.cuda)
+            if self.cuda:
+                ev = torch.cuda.Event()
+                ev.record()
+                self.events[slot] = ev
         if then:
             then()
 
