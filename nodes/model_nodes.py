@@ -127,6 +127,7 @@ class WanAnimateModelLoader:
         }
 
     def load(self, model, vae, text_encoder, clip_vision, precision, memory, hub_id=""):
+        from wan_loader.errors import WanLoaderError
         from wan_loader.load import load_components
 
         source = resolve_model(model, hub_id)
@@ -140,10 +141,15 @@ class WanAnimateModelLoader:
         parts["tokenizer"] = tokenizer_beside(parts["text_encoder"])
         free_comfy_models()
         device = torch_device()
-        components = load_components(
-            source, device=device if memory == "gpu" else "cpu", weight_dtype=precision,
-            files={k: v for k, v in parts.items() if v}, progress=NodeProgress(),
-        )
+        try:
+            components = load_components(
+                source, device=device if memory == "gpu" else "cpu", weight_dtype=precision,
+                files={k: v for k, v in parts.items() if v}, progress=NodeProgress(),
+            )
+        except WanLoaderError as error:
+            picked = hub_id.strip() or model
+            raise WanLoaderError(f"Could not load '{picked}' (model) with vae '{vae}', text_encoder '{text_encoder}', "
+                                 f"clip_vision '{clip_vision}':\n{error}") from error
         return (WanAnimateModel(components, device, precision, memory, dict(components.sources)),)
 
 

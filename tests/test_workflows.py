@@ -147,3 +147,17 @@ def test_sampler_reports_progress_and_stops_on_interrupt(comfy_server, assets):
         assert progress[0][0] < progress[0][1] and progress[1][0] > progress[0][0]
     finally:
         ws.close()
+
+
+def test_wrong_model_file_fails_with_a_readable_error(comfy_server, assets):
+    """A Wan2.1 VAE picked as the diffusion model: the loader says what the file is and what to use instead."""
+    models = comfy_server.base_dir / "models"
+    (models / "diffusion_models" / "not_an_animate_model.safetensors").write_bytes(
+        (models / "vae" / "wan_2.1_vae.safetensors").read_bytes())
+    prompt = shrink(json.loads((API_DIR / "wan_animate_animate.json").read_text()), "wan_animate_animate")
+    prompt[_node_id(prompt, "WanAnimateModelLoader")]["inputs"]["model"] = "not_an_animate_model.safetensors"
+    entry = comfy_server.run(prompt, timeout=300)
+    errors = [m[1] for m in entry["status"]["messages"] if m[0] == "execution_error"]
+    assert entry["status"]["status_str"] == "error" and errors[0]["node_type"] == "WanAnimateModelLoader"
+    message = errors[0]["exception_message"]
+    assert "not_an_animate_model.safetensors" in message and "Wan2.2-Animate" in message, message

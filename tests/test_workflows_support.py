@@ -165,13 +165,18 @@ def write_core_tiny_models(models_dir: Path, work: Path) -> None:
 
 
 def install_workflow_assets(base_dir: Path, work: Path) -> WorkflowAssets:
+    """Inputs and models for the shipped workflows, once per ComfyUI base directory (the test modules share one)."""
     base_dir = Path(base_dir)
+    marker = base_dir / "models" / ".wan_workflow_assets"
+    if marker.exists():
+        return WorkflowAssets(expected_size=(SIZE, SIZE), driving_frames=DRIVING_FRAMES)
     write_reference(base_dir / "input" / REFERENCE)
     write_driving_video(base_dir / "input" / DRIVING)
     write_detection_models(base_dir / "models" / "detection")
     write_tiny_models(base_dir / "models", Path(work))
     write_full_size_vae(base_dir / "models" / "vae" / FULL_SIZE_VAE)
     write_core_tiny_models(base_dir / "models", Path(work))
+    marker.write_text("installed by tests/test_workflows_support.py\n")
     return WorkflowAssets(expected_size=(SIZE, SIZE), driving_frames=DRIVING_FRAMES)
 
 
@@ -185,7 +190,7 @@ def cpu_overrides(name: str) -> dict[str, dict]:
         preprocess["target_fps"] = CORE_FPS
     return {
         "WanAnimatePreprocess": preprocess,
-        "WanAnimateSampler": {"steps": 2, "segment_length": 9 if name == "wan_animate_long_video" else 13},
+        "WanAnimateSampler": {"steps": 1, "segment_length": 9 if name == "wan_animate_long_video" else 13},
         "WanAnimateModelLoader": {"precision": "fp32"},
         "KSampler": {"steps": 1},
     }
