@@ -41,8 +41,13 @@ def peak_rss_gb() -> float:
 
 
 def transformer_config(size: str) -> dict:
+    """full: the real 14B config. small: the real architecture (512-px motion encoder, 1024-wide face encoder, CLIP
+    projection) with a narrow DiT, so all three loaders work on a CPU. tiny: the test model (ours only)."""
     from wan_loader.configs import ANIMATE_14B_CONFIG
     from wan_loader.tiny import TINY_TRANSFORMER_CONFIG
+    if size == "small":
+        return {**ANIMATE_14B_CONFIG, "num_attention_heads": 1, "attention_head_dim": 128, "ffn_dim": 256,
+                "num_layers": 5, "text_dim": 64, "added_kv_proj_dim": 128}
     return dict(ANIMATE_14B_CONFIG) if size == "full" else dict(TINY_TRANSFORMER_CONFIG)
 
 
@@ -125,7 +130,7 @@ def load_comfy(path, device, config_dir):
     try:
         from comfy.ldm.wan.model_animate import AnimateWanModel
         dim = cfg["num_attention_heads"] * cfg["attention_head_dim"]
-        if dim != 5120:
+        if cfg["motion_encoder_size"] != 512 or cfg["face_encoder_hidden_dim"] != 1024:
             raise ValueError("ComfyUI's AnimateWanModel hard-codes the 14B motion/face encoder sizes")
         model = AnimateWanModel(in_dim=cfg["in_channels"], dim=dim, ffn_dim=cfg["ffn_dim"], freq_dim=cfg["freq_dim"],
                                 text_dim=cfg["text_dim"], out_dim=cfg["out_channels"],
@@ -196,7 +201,7 @@ def run_worker(name, path, device, config_dir, timeout):
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--size", choices=["full", "tiny"], default="full")
+    p.add_argument("--size", choices=["full", "small", "tiny"], default="full")
     p.add_argument("--device", default="cuda")
     p.add_argument("--file", default=None, help="checkpoint path (default: $TMPDIR/wan_animate_<size>_bf16.safetensors)")
     p.add_argument("--config-dir", default=None)
