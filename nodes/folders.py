@@ -13,6 +13,7 @@ import folder_paths
 # folder name -> file extensions listed in the node dropdowns
 MODEL_FOLDERS: dict[str, set[str]] = {
     "detection": {".onnx"},
+    "insightface": {".onnx"},  # face detector packs (buffalo_l/, models/buffalo_l/, ...), as other packs keep them
 }
 
 

@@ -21,6 +21,7 @@ from .progress import NodeProgress, raise_if_interrupted
 
 _log = logging.getLogger("wan_animate.nodes")
 POSE_MODEL_TYPE = "WANANIMATE_POSE_MODEL"
+FACE_DETECTOR_TYPE = "WANANIMATE_FACE_DETECTOR"
 DEVICES = ["auto", "cuda", "cpu"]
 MODES = ("animate", "replace")
 
@@ -75,6 +76,53 @@ class WanAnimatePoseModelLoader:
         )
 
 
+def face_detector_packs() -> list[str]:
+    """Sub-folders of the insightface model folders holding .onnx files (buffalo_l, antelopev2, ...)."""
+    import os
+
+    packs = []
+    for root in folder_paths_for("insightface"):
+        for base in (root, os.path.join(root, "models")):
+            if os.path.isdir(base):
+                packs += [os.path.relpath(os.path.join(base, d), root) for d in sorted(os.listdir(base))
+                          if os.path.isdir(os.path.join(base, d)) and any(f.endswith(".onnx") for f in os.listdir(os.path.join(base, d)))]
+    return packs
+
+
+class WanAnimateFaceDetectorLoader:
+    DESCRIPTION = (
+        "Loads an insightface face detector (SCRFD, e.g. buffalo_l's det_10g.onnx) from models/insightface. Given to "
+        "Wan Animate Preprocess, it places the face crop on frames where the pose model's face landmarks are weak. "
+        "Needs `pip install insightface`."
+    )
+    CATEGORY = CATEGORY
+    RETURN_TYPES = (FACE_DETECTOR_TYPE,)
+    RETURN_NAMES = ("face_detector",)
+    OUTPUT_TOOLTIPS = ("For Wan Animate Preprocess' face_detector input.",)
+    FUNCTION = "load"
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {
+            "required": {
+                "pack": (face_detector_packs(), {"tooltip": "A model pack folder in models/insightface (or models/insightface/models) with a detection .onnx."}),
+                "threshold": ("FLOAT", {"default": 0.5, "min": 0.05, "max": 0.99, "step": 0.05, "tooltip": "Minimum face score."}),
+                "device": (["cpu", "cuda"], {"default": "cpu", "tooltip": "onnxruntime provider for the detector."}),
+            }
+        }
+
+    def load(self, pack, threshold, device):
+        import os
+
+        from wan_animate.preprocess.face_detector import InsightFaceDetector
+
+        root = next((r for r in folder_paths_for("insightface") if os.path.isdir(os.path.join(r, pack))), None)
+        if root is None:
+            raise FileNotFoundError(f"face detector pack '{pack}' is no longer in models/insightface.")
+        providers = ["CUDAExecutionProvider", "CPUExecutionProvider"] if device == "cuda" else ["CPUExecutionProvider"]
+        return (InsightFaceDetector(os.path.join(root, pack), det_thresh=threshold, providers=providers),)
+
+
 class WanAnimatePreprocess:
     DESCRIPTION = (
         "Turns a driving video into what Wan2.2-Animate needs, by the official recipe: skeleton video, RGB 512x512 "
@@ -121,11 +169,12 @@ class WanAnimatePreprocess:
             },
             "optional": {
                 "character_mask": ("MASK", {"tooltip": "Replace mode: your own per-frame mask from any segmenter (SAM2, ...), 1 on the character; one per frame or one for all. Without it the mask comes from the pose."}),
+                "face_detector": (FACE_DETECTOR_TYPE, {"tooltip": "Optional, from Load Wan Animate Face Detector: places face crops where the pose's face landmarks are weak."}),
             },
         }
 
     def run(self, pose_model, video, reference_image, mode, resolution_area, fps, target_fps, person, person_index,
-            track_start_frame, fill, retarget, check_reference, smoothing, mask_dilation, character_mask=None):
+            track_start_frame, fill, retarget, check_reference, smoothing, mask_dilation, character_mask=None, face_detector=None):
         from wan_animate.preprocess.pipeline import PreprocessOptions, preprocess
 
         frames = image_to_frames(video, "video")
@@ -141,7 +190,7 @@ class WanAnimatePreprocess:
         raise_if_interrupted()
         result = preprocess(
             pose_model, frames, image_to_frames(reference_image[:1], "reference_image")[0], fps=fps, mask=mask,
-            options=options, progress=NodeProgress(),
+            face_detector=face_detector, options=options, progress=NodeProgress(),
         )
         if result.missing_frames:
             _log.warning("Wan Animate Preprocess: person not found in %d of %d frames (%d interpolated, %d held)",
@@ -164,5 +213,6 @@ class WanAnimatePreprocess:
 
 NODES = {
     "WanAnimatePoseModelLoader": (WanAnimatePoseModelLoader, "Load Wan Animate Pose Models"),
+    "WanAnimateFaceDetectorLoader": (WanAnimateFaceDetectorLoader, "Load Wan Animate Face Detector"),
     "WanAnimatePreprocess": (WanAnimatePreprocess, "Wan Animate Preprocess"),
 }

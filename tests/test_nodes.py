@@ -14,6 +14,7 @@ OUR_NODES = {
     "WanAnimateModelLoader": ("Load Wan Animate Model", ["WANANIMATE_MODEL"]),
     "WanAnimateLoraSelect": ("Wan Animate LoRA", ["WANANIMATE_LORAS"]),
     "WanAnimatePoseModelLoader": ("Load Wan Animate Pose Models", ["WANANIMATE_POSE_MODEL"]),
+    "WanAnimateFaceDetectorLoader": ("Load Wan Animate Face Detector", ["WANANIMATE_FACE_DETECTOR"]),
     "WanAnimatePreprocess": (
         "Wan Animate Preprocess",
         ["IMAGE", "IMAGE", "IMAGE", "IMAGE", "MASK", "FLOAT", "INT", "INT", "INT"],
