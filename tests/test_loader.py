@@ -299,3 +299,16 @@ def test_full_size_animate_detected_and_config_inferred_from_shapes():
     i2v = {k: v for k, v in original.items() if not k.startswith(("face_", "motion_", "pose_", "img_emb"))}
     other = identify(Src(i2v))
     assert not other.is_animate_part and "I2V-A14B" in other.model
+
+
+def test_fp8_text_encoder_close_to_full_precision(tiny, written):
+    out = load_components(written / "comfy_fp8_e4m3fn", components=["text_encoder", "tokenizer"],
+                          weight_dtype="fp8_e4m3fn", compute_dtype="fp32")
+    enc = out.text_encoder
+    assert isinstance(enc.encoder.block[0].layer[0].SelfAttention.q, FP8Linear)
+    assert not isinstance(enc.encoder.block[0].layer[1].DenseReluDense.wo, FP8Linear)
+    ids = tiny.tokenizer(["a woman dancing"], return_tensors="pt").input_ids
+    with torch.no_grad():
+        ref = tiny.text_encoder(ids).last_hidden_state
+        got = enc(ids).last_hidden_state
+    assert (got - ref).abs().mean() / ref.abs().mean() < 0.1  # fp8 e4m3 rounding, per-tensor scales

@@ -33,6 +33,8 @@ DTYPES = {"bf16": torch.bfloat16, "bfloat16": torch.bfloat16, "fp16": torch.floa
           "fp32": torch.float32, "float32": torch.float32, **FP8_DTYPES}
 KEYMAPS = {"transformer": transformer_map, "vae": vae_map, "text_encoder": t5_map, "image_encoder": clip_map}
 FP8_PREFIXES = {"transformer": ("blocks.", "face_adapter."), "text_encoder": ("encoder.block.",)}
+# transformers' T5 FFN casts its input to `wo.weight.dtype` before `wo`: an fp8 `wo` would round activations to fp8
+FP8_EXCLUDE_SUFFIXES = (".DenseReluDense.wo",)
 
 
 def parse_dtype(dtype) -> torch.dtype:
@@ -99,7 +101,8 @@ def load_part(res: Resolved, component: str, device="cpu", weight_dtype=torch.bf
     wdt, cdt = _dtypes_for(component, weight_dtype, compute_dtype, parse_dtype(vae_dtype) if vae_dtype else None)
     model = build_empty(component, config)
     if is_fp8(wdt) and component in FP8_PREFIXES:
-        replace_linears(model, fp8_linear_names(model, FP8_PREFIXES[component]), wdt, cdt, per_channel)
+        names = [n for n in fp8_linear_names(model, FP8_PREFIXES[component]) if not n.endswith(FP8_EXCLUDE_SUFFIXES)]
+        replace_linears(model, names, wdt, cdt, per_channel)
     stats = load_into(model, plan, part.view, device, wdt, cdt, per_channel, component,
                       ignorable=ignorable_keys(component, part).__contains__)
     if hasattr(model, "tie_weights"):

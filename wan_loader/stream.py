@@ -283,9 +283,9 @@ def _load_one(stager: Stager, view, recipe, slot, current, final, fp8_target, pe
         values = {}
         scales = []
         for k in srcs:
-            s = scale_of(k)
-            scales.append(s)
             t = fetched[k]
+            s = scale_of(k)
+            scales.append(s if t.dtype == final else None)  # a scale is only reusable for the same fp8 format
             values[k] = dequantize(t, s, torch.float32) if is_fp8(t.dtype) else t
         value = recipe.build(values.__getitem__)
         if fp8_target:
