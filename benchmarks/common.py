@@ -73,6 +73,30 @@ def build_diffusers(config: dict, weights: RandomWeights, device):
     return model.to(device).eval()
 
 
+def build_fp8(config: dict, weights: RandomWeights, device):
+    """The same model with its block/face-block linears in fp8 (e4m3, per-channel scales), built without ever
+    holding the bf16 weights of more than one tensor."""
+    from wan_loader.configs import build_empty
+    from wan_loader.fp8 import FP8Linear, fp8_linear_names, quantize_fp8, replace_linears
+    model = build_empty("transformer", config)
+    replace_linears(model, fp8_linear_names(model), torch.float8_e4m3fn, torch.bfloat16, per_channel=True)
+    fp8_weights = {f"{n}.weight" for n, m in model.named_modules() if isinstance(m, FP8Linear)}
+    state = {}
+    for key, meta in model.state_dict().items():
+        if key.endswith(".scale") and key[:-5] + "weight" in fp8_weights:
+            continue
+        if key in fp8_weights:
+            state[key], state[key[:-6] + "scale"] = quantize_fp8(weights(key, tuple(meta.shape)), per_channel=True)
+        else:
+            state[key] = weights(key, tuple(meta.shape), torch.float32 if keep_fp32(key, model) else None)
+    model.load_state_dict(state, assign=True)
+    return model.to(device).eval()
+
+
+def allocated_gib(device) -> float | None:
+    return round(torch.cuda.memory_allocated(device) / GIB, 2) if torch.device(device).type == "cuda" else None
+
+
 def sync(device) -> None:
     if torch.device(device).type == "cuda":
         torch.cuda.synchronize(device)

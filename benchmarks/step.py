@@ -35,7 +35,9 @@ from common import (  # noqa: E402
     KNOWN_FLOPS,
     RESOLUTIONS,
     RandomWeights,
+    allocated_gib,
     build_diffusers,
+    build_fp8,
     cosine,
     environment,
     free,
@@ -60,7 +62,9 @@ def parse_args(argv=None):
     p.add_argument("--models", default="diffusers,comfy,ours")
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--warmup", type=int, default=1)
-    p.add_argument("--attention", default="auto", help="ours: auto | cudnn | flash | efficient | math | native")
+    p.add_argument("--attention", default="auto",
+                   help="ours, comma list: auto | fp8 | cudnn | flash | efficient | math | native")
+    p.add_argument("--profile", action="store_true", help="write a kernel table of one step of ours (CUDA)")
     p.add_argument("--no-compile", action="store_true", help="ours: eager blocks")
     p.add_argument("--eager-too", action="store_true", help="ours: also time fp8 eager (before compiling)")
     p.add_argument("--memory-cap-gib", type=float, default=None, help="then run ours under this GPU memory cap")
@@ -138,17 +142,16 @@ class Ours:
     """The engine's per-step work over an fp8 copy of the diffusers model."""
 
     def __init__(self, cfg, weights, device, args):
-        from wan_animate.engine.accel import quantize_transformer
-        self.model = build_diffusers(cfg, weights, device)
-        self.layers = quantize_transformer(self.model)
-        free(device)
+        self.model = build_fp8(cfg, weights, device)
         self.device, self.args = device, args
         self.fast = None
 
-    def accelerate(self, compile: bool, blocks_on_cpu: int = 0):
+    def accelerate(self, compile: bool, attention: str, blocks_on_cpu: int = 0):
         from wan_animate.engine import AnimateDiT
         from wan_animate.engine.accel import AccelOptions, accelerate
-        self.fast = accelerate(self.model, self.device, AccelOptions(attention=self.args.attention, compile=compile,
+        from wan_animate.engine.accel.processors import reset_self_attention
+        reset_self_attention(self.model.blocks)
+        self.fast = accelerate(self.model, self.device, AccelOptions(attention=attention, compile=compile,
                                                                      blocks_on_cpu=blocks_on_cpu))
         self.dit = AnimateDiT(self.model, self.fast.block_runner)
         return self.fast.describe()
@@ -226,13 +229,15 @@ def main(argv=None) -> int:
     if "ours" in models:
         print("ours (fp8 + fast attention + compiled blocks)", flush=True)
         ours = Ours(cfg, weights, device, args)
+        report["ours_weights_gib"] = allocated_gib(device)
+        attentions = args.attention.split(",")
         variants = []
         if args.eager_too or args.no_compile:
-            variants.append(("ours fp8 eager", False))
+            variants.append(("ours fp8 eager", False, attentions[0]))
         if not args.no_compile:
-            variants.append(("ours", True))
-        for name, compile in variants:
-            setup = ours.accelerate(compile)
+            variants += [("ours" if len(attentions) == 1 else f"ours ({a})", True, a) for a in attentions]
+        for name, compile, attention in variants:
+            setup = ours.accelerate(compile, attention)
             for res in resolutions:
                 ours.prepare(inputs[res])
                 began = time.perf_counter()
@@ -242,12 +247,14 @@ def main(argv=None) -> int:
                 row, out = measure(name, lambda: ours.step(inputs[res]), inputs[res], args, cfg, device, warmup=0)
                 row.update(setup=setup, first_call_seconds=round(first, 1))
                 record(res, row, out)
+                if args.profile and device.type == "cuda" and args.out:
+                    profile(lambda: ours.step(inputs[res]), Path(args.out).with_suffix(f".{res}.{attention}.prof.txt"))
         if args.memory_cap_gib and device.type == "cuda":
             free(device)
             total = torch.cuda.get_device_properties(device).total_memory
             torch.cuda.set_per_process_memory_fraction(min(1.0, args.memory_cap_gib * GIB / total), device)
             for count in sorted(int(c) for c in args.blocks_on_cpu.split(",")):
-                setup = ours.accelerate(not args.no_compile, count)
+                setup = ours.accelerate(not args.no_compile, attentions[-1], count)
                 free(device)
                 for res in resolutions:
                     name = f"ours, cap {args.memory_cap_gib:g} GiB, {count} blocks on CPU"
@@ -271,6 +278,16 @@ def main(argv=None) -> int:
     summarize(report)
     write_json(args.out, report)
     return 0
+
+
+def profile(fn, path: Path) -> None:
+    """The CUDA kernels of one call, by total time (what to fuse next)."""
+    from torch.profiler import ProfilerActivity
+    from torch.profiler import profile as torch_profile
+    with torch.no_grad(), torch_profile(activities=[ProfilerActivity.CUDA]) as prof:
+        fn()
+        torch.cuda.synchronize()
+    path.write_text(prof.key_averages().table(sort_by="cuda_time_total", row_limit=40, max_name_column_width=90))
 
 
 def summarize(report: dict) -> None:

@@ -128,6 +128,7 @@ def test_scaled_mm_matches_dequant_path(per_channel):
 def test_scaled_mm_falls_back_on_odd_sizes():
     layer = FP8Linear(20, 12, per_channel=True)
     layer.weight.data = torch.randn(12, 20).to(torch.float8_e4m3fn)
+    layer.bias.data = torch.randn(12).to(torch.bfloat16)
     x = torch.randn(3, 20, dtype=torch.bfloat16)
     torch.testing.assert_close(fp8_matmul.scaled_mm_linear(x, layer.weight, layer.scale, layer.bias, torch.bfloat16),
                                layer(x))
@@ -143,3 +144,29 @@ def test_fp8_transformer_close_to_bf16(tiny, restore_fp8_matmul):
     fast = run(model)
     assert cosine(dequant, reference) > 0.99
     assert cosine(fast, reference) > 0.99
+
+
+def test_self_attention_processor_matches_diffusers(tiny):
+    from wan_animate.engine.accel.processors import install_self_attention, reset_self_attention, sdpa_kernel
+    model = copy.deepcopy(tiny.transformer).float()
+    expected = run(model)
+    install_self_attention(model.blocks, sdpa_kernel)
+    torch.testing.assert_close(run(model), expected, rtol=1e-5, atol=1e-5)
+    reset_self_attention(model.blocks)
+    assert type(model.blocks[0].attn1.processor).__name__ == "WanAttnProcessor"
+
+
+def test_fp8_attention_quantisation_keeps_attention():
+    """The fp8 kernel's operands (block-scaled Q/K, smoothed K, per-channel V), dequantised, give back attention."""
+    from wan_animate.engine.accel import fp8_attention as fa
+    from wan_animate.engine.accel.processors import sdpa_kernel
+    g = torch.Generator().manual_seed(0)
+    q, k, v = (torch.randn(1, 300, 2, 64, generator=g) for _ in "qkv")
+    k = k + 2.0  # a shared offset, removed by smoothing
+    q8, k8, v8, q_scale, k_scale, v_scale = fa.quantize_qkv(q, k, v, 64 ** -0.5)
+    assert q8.shape == (1, 2, 384, 64) and v8.shape == (1, 2, 64, 384) and q_scale.shape == (1, 2, 3)
+    deq = lambda x, s: (x.float().reshape(1, 2, 3, fa.BLOCK, 64) * s[..., None, None]).reshape(1, 2, 384, 64)
+    scores = deq(q8, q_scale) @ deq(k8, k_scale).transpose(-1, -2) / torch.log2(torch.tensor(torch.e))
+    scores[..., 300:] = float("-inf")
+    out = torch.softmax(scores, -1) @ (v8.float() * v_scale[..., None]).transpose(-1, -2)
+    assert cosine(out[:, :, :300].transpose(1, 2), sdpa_kernel(q, k, v)) > 0.99

@@ -25,7 +25,7 @@ FP8_MATMUL_CHOICES = ("auto", "scaled_mm", "dequant")
 
 @dataclass
 class AccelOptions:
-    attention: str = "auto"  # auto | cudnn | flash | efficient | math | native (env WAN_ANIMATE_ATTENTION)
+    attention: str = "auto"  # auto | fp8 | cudnn | flash | efficient | math | native (env WAN_ANIMATE_ATTENTION)
     fp8_matmul: str = "auto"  # auto: fp8 tensor cores when the weights are fp8 and the GPU has them | scaled_mm | dequant
     compile: bool = False  # torch.compile the repeated blocks (first call ~1 min, cached on disk)
     compile_cache_dir: str | None = None
@@ -75,7 +75,7 @@ def accelerate(transformer, device, options: AccelOptions | None = None) -> Fast
     options.check()
     device = torch.device(device)
     matmul = choose_fp8_matmul(transformer, device, options.fp8_matmul)
-    attention = set_attention(transformer, choose_attention(device, options.attention))
+    attention = set_attention(transformer, choose_attention(device, options.attention), device)
     fp8_matmul.install(matmul == "scaled_mm")
     swap = None
     if options.blocks_on_cpu:

@@ -18,7 +18,8 @@ BACKENDS = {  # our name -> diffusers AttentionBackendName value
     "math": "_native_math",
     "native": "native",
 }
-CHOICES = ("auto", *BACKENDS)
+FP8 = "fp8"  # self-attention through the Triton fp8 kernel (fp8_attention.py), cross-attention through cuDNN/FLASH
+CHOICES = ("auto", FP8, *BACKENDS)
 
 
 def choose_attention(device: torch.device | str, override: str | None = None) -> str:
@@ -26,8 +27,11 @@ def choose_attention(device: torch.device | str, override: str | None = None) ->
     name = (override or os.environ.get(ENV_VAR) or "auto").lower()
     if name not in CHOICES:
         raise ValueError(f"attention={name!r}: choose one of {', '.join(CHOICES)} (or unset ${ENV_VAR}).")
-    if name != "auto":
-        return name
+    return name if name != "auto" else fastest_sdpa(device)
+
+
+def fastest_sdpa(device: torch.device | str) -> str:
+    """The fastest of torch's SDPA kernels on `device` (measured order on Hopper: cuDNN, FLASH, efficient)."""
     device = torch.device(device)
     if device.type != "cuda" or not torch.cuda.is_available():
         return "native"
@@ -40,9 +44,17 @@ def choose_attention(device: torch.device | str, override: str | None = None) ->
     return "efficient"
 
 
-def set_attention(transformer, name: str) -> str:
-    """Route all attention of a diffusers transformer through backend `name` (see BACKENDS); returns it."""
+def set_attention(transformer, name: str, device: torch.device | str | None = None) -> str:
+    """Route all attention of a diffusers transformer through backend `name` (BACKENDS or "fp8"); returns it."""
+    if name == FP8:
+        from . import fp8_attention
+        from .processors import install_self_attention
+        if device is not None and not fp8_attention.available(device):
+            raise ValueError(f"attention='fp8' needs Triton and a GPU with fp8 tensor cores; {device} has not.")
+        transformer.set_attention_backend(BACKENDS[fastest_sdpa(device or "cuda")])
+        install_self_attention(transformer.blocks, fp8_attention.fp8_attention)
+        return name
     if name not in BACKENDS:
-        raise ValueError(f"attention backend {name!r}: choose one of {', '.join(BACKENDS)}.")
+        raise ValueError(f"attention backend {name!r}: choose one of {', '.join(CHOICES)}.")
     transformer.set_attention_backend(BACKENDS[name])
     return name

@@ -1,0 +1,79 @@
+"""Self-attention kernels at the Wan step's sizes: torch SDPA (cuDNN, FLASH) vs the Triton fp8 kernel.
+
+    python benchmarks/attention.py --out benchmarks/results/attention_h100.json
+
+40 heads x 128, one sequence of 32760 (480p) / 75600 (720p) tokens, random q/k/v (k with a shared offset, as
+real keys have). Reports ms, TFLOP/s (4 * S^2 * heads * dim) and cosine / relative error vs an fp32 reference
+computed over 4 heads.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import cosine, environment, write_json  # noqa: E402
+
+from wan_animate.engine.accel import fp8_attention  # noqa: E402
+
+
+def sdpa(backend):
+    from torch.nn.attention import sdpa_kernel
+
+    def run(q, k, v):
+        with sdpa_kernel(backend):
+            return torch.nn.functional.scaled_dot_product_attention(
+                q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)).transpose(1, 2)
+    return run
+
+
+def bench(fn, reps: int = 10) -> float:
+    import triton.testing
+    return triton.testing.do_bench(fn, warmup=50, rep=reps * 60, return_mode="median")
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--tokens", default="32760,75600")
+    p.add_argument("--configs", default="8:3,8:2,4:3", help="num_warps:num_stages variants of the fp8 kernel")
+    p.add_argument("--out", default=None)
+    args = p.parse_args(argv)
+    from torch.nn.attention import SDPBackend
+    kernels = {"cudnn": sdpa(SDPBackend.CUDNN_ATTENTION), "flash": sdpa(SDPBackend.FLASH_ATTENTION)}
+    for cfg in args.configs.split(","):
+        w, s = (int(x) for x in cfg.split(":"))
+        kernels[f"fp8 w{w} s{s}"] = lambda q, k, v, w=w, s=s: fp8_attention.fp8_attention(q, k, v, num_warps=w,
+                                                                                           num_stages=s)
+    report = {"benchmark": "self-attention kernels", "environment": environment("cuda"), "rows": []}
+    for tokens in (int(t) for t in args.tokens.split(",")):
+        g = torch.Generator("cuda").manual_seed(tokens)
+        q, k, v = (torch.randn(1, tokens, 40, 128, generator=g, device="cuda", dtype=torch.bfloat16) for _ in "qkv")
+        k = k + 0.5 * torch.randn(1, 1, 40, 128, generator=g, device="cuda", dtype=torch.bfloat16)
+        ref = sdpa(SDPBackend.MATH)(q[:, :, :4].float(), k[:, :, :4].float(), v[:, :, :4].float())
+        flops = 4 * tokens * tokens * 40 * 128
+        pre = fp8_attention.quantize_qkv(q, k, v, 128 ** -0.5)
+        buf = torch.empty_like(q)
+        kernels["fp8 kernel only (w8 s3)"] = lambda q, k, v: (fp8_attention.launch(pre, buf, tokens), buf)[1]
+        for name, fn in kernels.items():
+            try:
+                out = fn(q, k, v)
+                ms = bench(lambda: fn(q, k, v))
+            except Exception as error:  # a kernel config that does not compile/launch on this GPU
+                print(f"{tokens} {name}: failed: {error}", flush=True)
+                report["rows"].append({"tokens": tokens, "kernel": name, "error": str(error)[:300]})
+                continue
+            part = out[:, :, :4].float()
+            row = {"tokens": tokens, "kernel": name, "ms": round(ms, 2), "tflops": round(flops / ms / 1e9, 1),
+                   "cosine": round(cosine(part, ref), 5),
+                   "rel_err": round(((part - ref).norm() / ref.norm()).item(), 5)}
+            print(row, flush=True)
+            report["rows"].append(row)
+            write_json(args.out, report)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
