@@ -112,3 +112,33 @@ def test_failed_load_releases_everything(comfy, tmp_path, monkeypatch):
         load_components(folder)
     # the corrupt VAE is rejected while resolving, before anything is placed on the device
     assert released == []
+
+
+def test_tokenizer_from_comfy_spiece_model_then_missing(comfy, tmp_path, monkeypatch):
+    """ComfyUI keeps umT5's SentencePiece model inside the text-encoder file; without it and without any tokenizer
+    folder or HF cache copy, the error says where it looked."""
+    import io
+
+    import sentencepiece as spm
+
+    folder = tmp_path / "models"
+    shutil.copytree(comfy, folder)
+    shutil.rmtree(folder / "text_encoders" / "umt5_tokenizer")
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "empty_hf"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(MissingComponentError, match="google/umt5-xxl") as e:
+        load_components(folder, components=["tokenizer"])
+    assert "spiece_model" in str(e.value)
+
+    model = io.BytesIO()
+    spm.SentencePieceTrainer.train(sentence_iterator=iter(["a man dancing", "the woman walks"] * 50),
+                                   model_writer=model, vocab_size=25, hard_vocab_limit=False, minloglevel=2)
+    te = next((folder / "text_encoders").glob("*.safetensors"))
+    sd = load_file(te)
+    sd["spiece_model"] = torch.frombuffer(bytearray(model.getvalue()), dtype=torch.uint8)
+    save_file(sd, te)
+    out = load_components(folder, components=["text_encoder", "tokenizer"], weight_dtype="fp32")
+    assert out.sources["tokenizer"].startswith("spiece_model in")
+    sp = spm.SentencePieceProcessor(model_proto=model.getvalue())
+    assert out.tokenizer.vocab_size == sp.get_piece_size()
+    assert out.tokenizer("a man dancing").input_ids[:-1] == sp.encode("a man dancing")

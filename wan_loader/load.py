@@ -14,9 +14,6 @@ its text-encoder files; the Hugging Face cache (or Hub) copy of google/umt5-xxl.
 """
 from __future__ import annotations
 
-import os
-import tempfile
-
 import torch
 
 from .components import COMPONENT_NAMES, WanAnimateComponents
@@ -121,12 +118,11 @@ def load_tokenizer(res: Resolved):
             tried.append(f"{d} ({type(e).__name__})")
     text = res.parts.get("text_encoder")
     if text is not None and "spiece_model" in text.view:
-        data = text.view.get("spiece_model").numpy().tobytes()
-        with tempfile.TemporaryDirectory() as tmp:
-            path = os.path.join(tmp, "spiece.model")
-            with open(path, "wb") as f:
-                f.write(data)
-            return T5Tokenizer(vocab_file=path, extra_ids=0), f"spiece_model in {text.files[0]}"
+        import sentencepiece
+
+        sp = sentencepiece.SentencePieceProcessor(model_proto=text.view.get("spiece_model").numpy().tobytes())
+        vocab = [(sp.id_to_piece(i), sp.get_score(i)) for i in range(sp.get_piece_size())]
+        return T5Tokenizer(vocab=vocab, extra_ids=0), f"spiece_model in {text.files[0]}"
     tried.append("no spiece_model tensor in the text-encoder file")
     try:
         from .hub import UMT5_TOKENIZER_REPO, download
