@@ -135,3 +135,25 @@ def test_missing_required_input_is_named(comfy_server):
     assert status == 400
     errors = _errors(body, "3")
     assert any(e["type"] == "required_input_missing" and e["extra_info"]["input_name"] == "pose_video" for e in errors)
+
+
+@pytest.mark.slow
+def test_extra_model_paths_yaml_detection_folder_is_kept(comfyui_source, tmp_path):
+    """A real server started with extra_model_paths.yaml that defines `detection`: the dropdown lists the models of
+    both that folder and models/detection (registration merged, nothing overwritten)."""
+    from tests.comfyui_server import ComfyServer
+
+    shared = tmp_path / "shared_models"
+    (shared / "det").mkdir(parents=True)
+    (shared / "det" / "from_yaml.onnx").write_bytes(b"x")
+    yaml = tmp_path / "extra_model_paths.yaml"
+    yaml.write_text(f"team:\n    base_path: {shared}\n    detection: det/\n")
+    server = ComfyServer(tmp_path / "base", comfyui_source, extra_args=["--extra-model-paths-config", str(yaml)])
+    (server.base_dir / "models" / "detection" / "from_models_dir.onnx").write_bytes(b"x")
+    server.start()
+    try:
+        info = server.get_json("/object_info/WanAnimatePoseModelLoader")["WanAnimatePoseModelLoader"]
+    finally:
+        server.stop()
+    choices = info["input"]["required"]["detector"][0]
+    assert {"from_yaml.onnx", "from_models_dir.onnx"} <= set(choices), choices
