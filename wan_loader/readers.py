@@ -173,7 +173,7 @@ class SafetensorsFile(TensorSource):
 class TorchFile(TensorSource):
     """A pickled state dict (.pth/.pt/.ckpt/.bin), memory-mapped and loaded with weights_only=True."""
 
-    def __init__(self, path: str | os.PathLike):
+    def __init__(self, path: str | os.PathLike, allow_unmapped: bool = True):
         self.path = str(path)
         self.files = [self.path]
         self.metadata = {}
@@ -183,6 +183,9 @@ class TorchFile(TensorSource):
             if "mmap" not in str(e) and "zip" not in str(e).lower():
                 raise CorruptFileError(f"{self.path}: cannot be read as a PyTorch checkpoint ({e}). "
                                        "It is truncated or corrupt: download it again.") from None
+            if not allow_unmapped:
+                raise LegacyCheckpointError(f"{self.path}: legacy pickle checkpoint (cannot be memory-mapped); not "
+                                            "read while scanning a folder. Pass it explicitly to load it.") from None
             try:  # legacy (non-zip) serialization cannot be memory-mapped
                 obj = torch.load(self.path, map_location="cpu", weights_only=True)
             except Exception as e2:
@@ -318,15 +321,21 @@ def _is_scale_key(key: str) -> bool:
     return key == SCALED_FP8_MARKER or last in WEIGHT_SCALE_SUFFIXES or last in AUX_SCALE_SUFFIXES
 
 
-def open_file(path: str | os.PathLike) -> TensorSource:
-    """Open one weights file by its contents (safetensors magic vs. zip/pickle), not its extension."""
+class LegacyCheckpointError(CorruptFileError):
+    """An old-style pickle checkpoint: readable only by loading it whole."""
+
+
+def open_file(path: str | os.PathLike, allow_unmapped: bool = True) -> TensorSource:
+    """Open one weights file by its contents (safetensors magic vs. zip/pickle), not its extension.
+
+    allow_unmapped=False refuses legacy (non-zip) pickles, which torch can only load whole into memory."""
     path = str(path)
     if not os.path.isfile(path):
         raise FileNotFoundError(f"{path}: no such file")
     with open(path, "rb") as f:
         head = f.read(8)
     if head[:2] == b"PK" or head[:1] == b"\x80":
-        return TorchFile(path)
+        return TorchFile(path, allow_unmapped)
     return SafetensorsFile(path)
 
 

@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .detect import Identified, identify
-from .errors import CorruptFileError, WrongModelError
-from .readers import MergedSource, open_file, open_index, weight_files
+from .errors import WrongModelError
+from .readers import LegacyCheckpointError, MergedSource, open_file, open_index, weight_files
 
 WEIGHT_COMPONENTS = ("transformer", "vae", "text_encoder", "image_encoder")
 TOKENIZER_FILES = ("spiece.model", "tokenizer.json", "tokenizer_config.json")
@@ -139,9 +139,10 @@ def _scan_diffusers(root: Path, res: Resolved, index: dict) -> None:
 
 def _add_file(path: Path, res: Resolved, wanted: str | None, layout: str | None = None) -> None:
     try:
-        src = open_file(path)
-    except CorruptFileError:
-        raise
+        src = open_file(path, allow_unmapped=wanted is not None)
+    except LegacyCheckpointError as e:
+        res.others.append((str(path), str(e), "unknown"))
+        return
     _add_source(src, res, wanted, layout)
 
 
