@@ -65,6 +65,12 @@ def resolve_model(choice: str, hub_id: str) -> str:
     return full_path("diffusion_models", choice)
 
 
+def is_repo_id(text: str) -> bool:
+    """'owner/name' (not a path): what to fetch from the Hub; anything else goes to the loader as a path."""
+    parts = text.split("/")
+    return len(parts) == 2 and all(parts) and not text.startswith((".", "~")) and "\\" not in text
+
+
 def download_with_progress(repo_id: str) -> str:
     """Fetch the loader's files of a Hub repo with the download shown on the node; the loader's own download
     (same files, same cache, offline mode honoured) gives the readable error when this fails."""
@@ -131,7 +137,7 @@ class WanAnimateModelLoader:
         from wan_loader.load import load_components
 
         source = resolve_model(model, hub_id)
-        if not os.path.exists(source):
+        if not os.path.exists(source) and is_repo_id(source):
             source = download_with_progress(source)
         parts = {
             "vae": resolve_part("vae", vae),

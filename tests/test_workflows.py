@@ -161,3 +161,18 @@ def test_wrong_model_file_fails_with_a_readable_error(comfy_server, assets):
     assert entry["status"]["status_str"] == "error" and errors[0]["node_type"] == "WanAnimateModelLoader"
     message = errors[0]["exception_message"]
     assert "not_an_animate_model.safetensors" in message and "Wan2.2-Animate" in message, message
+
+
+@pytest.mark.parametrize("hub_id, words", [
+    ("Wan-AI/Wan2.2-Animate-14B-Diffusers", "offline mode (HF_HUB_OFFLINE=1)"),
+    ("/no/such/model/folder", "no such file or folder"),
+])
+def test_hub_id_or_path_that_cannot_be_had_fails_readably(comfy_server, assets, hub_id, words):
+    """The server runs offline (as tests must): a Hub id not in the cache, or a path that does not exist, is named
+    in a readable error from the model loader node."""
+    prompt = shrink(json.loads((API_DIR / "wan_animate_animate.json").read_text()), "wan_animate_animate")
+    prompt[_node_id(prompt, "WanAnimateModelLoader")]["inputs"]["hub_id"] = hub_id
+    entry = comfy_server.run(prompt, timeout=300)
+    errors = [m[1] for m in entry["status"]["messages"] if m[0] == "execution_error"]
+    assert errors and errors[0]["node_type"] == "WanAnimateModelLoader", entry["status"]
+    assert hub_id in errors[0]["exception_message"] and words in errors[0]["exception_message"], errors[0]["exception_message"]
