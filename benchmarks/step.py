@@ -69,6 +69,7 @@ def parse_args(argv=None):
     p.add_argument("--eager-too", action="store_true", help="ours: also time fp8 eager (before compiling)")
     p.add_argument("--memory-cap-gib", type=float, default=None, help="then run ours under this GPU memory cap")
     p.add_argument("--blocks-on-cpu", default="0", help="comma list: block swap counts for the capped runs")
+    p.add_argument("--cap-res", default="480p", help="resolutions of the capped runs")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default=None)
     return p.parse_args(argv)
@@ -241,8 +242,14 @@ def main(argv=None) -> int:
             for res in resolutions:
                 ours.prepare(inputs[res])
                 began = time.perf_counter()
-                with torch.no_grad():
-                    ours.step(inputs[res])  # first call: compile (timed separately)
+                try:
+                    with torch.no_grad():
+                        ours.step(inputs[res])  # first call: compile (timed separately)
+                except Exception as error:  # e.g. a kernel that does not build on this GPU: report, go on
+                    report["notes"].append(f"{res} {name} failed: {type(error).__name__}: {str(error)[:400]}")
+                    print(f"  {name}: failed: {error}", flush=True)
+                    free(device)
+                    continue
                 first = time.perf_counter() - began
                 row, out = measure(name, lambda: ours.step(inputs[res]), inputs[res], args, cfg, device, warmup=0)
                 row.update(setup=setup, first_call_seconds=round(first, 1))
@@ -252,11 +259,12 @@ def main(argv=None) -> int:
         if args.memory_cap_gib and device.type == "cuda":
             free(device)
             total = torch.cuda.get_device_properties(device).total_memory
-            torch.cuda.set_per_process_memory_fraction(min(1.0, args.memory_cap_gib * GIB / total), device)
+            torch.cuda.set_per_process_memory_fraction(min(1.0, args.memory_cap_gib * GIB / total),
+                                                       torch.cuda.current_device())
             for count in sorted(int(c) for c in args.blocks_on_cpu.split(",")):
                 setup = ours.accelerate(not args.no_compile, attentions[-1], count)
                 free(device)
-                for res in resolutions:
+                for res in args.cap_res.split(",") if args.size == "full" else resolutions:
                     name = f"ours, cap {args.memory_cap_gib:g} GiB, {count} blocks on CPU"
                     try:
                         ours.prepare(inputs[res])
@@ -287,7 +295,14 @@ def profile(fn, path: Path) -> None:
     with torch.no_grad(), torch_profile(activities=[ProfilerActivity.CUDA]) as prof:
         fn()
         torch.cuda.synchronize()
-    path.write_text(prof.key_averages().table(sort_by="cuda_time_total", row_limit=40, max_name_column_width=90))
+    text = prof.key_averages().table(sort_by="cuda_time_total", row_limit=40, max_name_column_width=90)
+    with torch.no_grad(), torch_profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA],
+                                        profile_memory=True) as prof:
+        fn()
+        torch.cuda.synchronize()
+    text += "\n" + prof.key_averages().table(sort_by="self_cuda_memory_usage", row_limit=25,
+                                              max_name_column_width=90)
+    path.write_text(text)
 
 
 def summarize(report: dict) -> None:

@@ -26,6 +26,7 @@ except ImportError:  # the CPU-only installs; `available()` says so
 E4M3 = torch.float8_e4m3fn
 E4M3_MAX = 448.0
 BLOCK = 128  # token block of the scales = BLOCK_M = BLOCK_N of the kernel
+FAST_EXP = True  # softmax exponentials through ex2.approx.f16x2 (PTX; the interpreter needs False)
 
 
 def available(device=None) -> bool:
@@ -67,9 +68,17 @@ def quantize_qkv(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, sm_scale: fl
 if triton is not None:
 
     @triton.jit
+    def _exp2_fast(x):
+        """2^x for x <= 0 through the half-precision MUFU path (two values per instruction; P is cast to e4m3
+        right after, so fp16's precision is more than enough)."""
+        return tl.inline_asm_elementwise("ex2.approx.f16x2 $0, $1;", "=r,r", [x.to(tl.float16)],
+                                         dtype=tl.float16, is_pure=True, pack=2)
+
+    @triton.jit
     def _fp8_attention_kernel(Q, K, VT, QS, KS, VS, Out, H, S_Q, S_K, S_K_PAD,
                               stride_ob, stride_os, stride_oh,
-                              HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr):
+                              HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+                              FAST_EXP: tl.constexpr):
         start_m = tl.program_id(0)
         bh = tl.program_id(1)
         s_q_pad = tl.num_programs(0) * BLOCK_M
@@ -86,16 +95,24 @@ if triton is not None:
         acc = tl.zeros([BLOCK_M, HEAD_DIM], tl.float32)
         for start_n in range(0, S_K_PAD, BLOCK_N):
             k = tl.load(k_base + (start_n + offs_n)[:, None] * HEAD_DIM + offs_d[None, :])
-            k_scale = tl.load(ks_base + start_n // BLOCK_N)
-            qk = tl.dot(q, tl.trans(k)) * (q_scale * k_scale)
+            scale = q_scale * tl.load(ks_base + start_n // BLOCK_N)
+            qk = tl.dot(q, tl.trans(k))
             if start_n + BLOCK_N > S_K:
                 qk = tl.where((start_n + offs_n)[None, :] < S_K, qk, float("-inf"))
-            m_new = tl.maximum(m_i, tl.max(qk, 1))
-            p = tl.math.exp2(qk - m_new[:, None])
+            m_new = tl.maximum(m_i, tl.max(qk, 1) * scale)
+            s = qk * scale - m_new[:, None]
+            if FAST_EXP:
+                p16 = _exp2_fast(s)
+                l_new = tl.sum(p16.to(tl.float32), 1)
+                p8 = p16.to(tl.float8e4nv)
+            else:
+                p = tl.math.exp2(s)
+                l_new = tl.sum(p, 1)
+                p8 = p.to(tl.float8e4nv)
             alpha = tl.math.exp2(m_i - m_new)
-            l_i = l_i * alpha + tl.sum(p, 1)
+            l_i = l_i * alpha + l_new
             vt = tl.load(v_base + offs_d[:, None] * S_K_PAD + (start_n + offs_n)[None, :])
-            acc = acc * alpha[:, None] + tl.dot(p.to(tl.float8e4nv), tl.trans(vt))
+            acc = acc * alpha[:, None] + tl.dot(p8, tl.trans(vt))
             m_i = m_new
         v_scale = tl.load(VS + bh * HEAD_DIM + offs_d)
         out = acc / l_i[:, None] * v_scale[None, :]
@@ -105,8 +122,8 @@ if triton is not None:
         tl.store(o_ptrs, out.to(Out.dtype.element_ty), mask=offs_m[:, None] < S_Q)
 
 
-def fp8_attention(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
-                  scale: float | None = None, num_warps: int = 8, num_stages: int = 3) -> torch.Tensor:
+def fp8_attention(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, scale: float | None = None,
+                  num_warps: int = 8, num_stages: int = 3, fast_exp: bool | None = None) -> torch.Tensor:
     """softmax(q k^T * scale) v for (B, S, H, D) bf16/fp16 tensors, computed in fp8; returns (B, S_q, H, D)."""
     if triton is None:
         raise RuntimeError("fp8 attention needs Triton (pip install triton) and a CUDA GPU")
@@ -116,15 +133,17 @@ def fp8_attention(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
         raise ValueError(f"fp8 attention supports head dims 64 and 128, not {d}")
     scale = scale if scale is not None else d ** -0.5
     out = torch.empty_like(query)
-    launch(quantize_qkv(query, key, value, scale), out, s_k, num_warps, num_stages)
+    launch(quantize_qkv(query, key, value, scale), out, s_k, num_warps, num_stages, fast_exp)
     return out
 
 
-def launch(quantized, out: torch.Tensor, s_k: int, num_warps: int = 8, num_stages: int = 3) -> None:
+def launch(quantized, out: torch.Tensor, s_k: int, num_warps: int = 8, num_stages: int = 3,
+           fast_exp: bool | None = None) -> None:
     """Run the kernel on `quantize_qkv`'s result for `s_k` real (unpadded) keys, writing `out` (B, S_q, H, D)."""
     q8, k8, v8, q_scale, k_scale, v_scale = quantized
     b, s_q, h, d = out.shape
     grid = (q8.shape[2] // BLOCK, b * h)
     _fp8_attention_kernel[grid](q8, k8, v8, q_scale, k_scale, v_scale, out, h, s_q, s_k, k8.shape[2],
                                 out.stride(0), out.stride(1), out.stride(2),
-                                HEAD_DIM=d, BLOCK_M=BLOCK, BLOCK_N=BLOCK, num_warps=num_warps, num_stages=num_stages)
+                                HEAD_DIM=d, BLOCK_M=BLOCK, BLOCK_N=BLOCK, FAST_EXP=FAST_EXP if fast_exp is None else fast_exp,
+                                num_warps=num_warps, num_stages=num_stages)
