@@ -312,3 +312,19 @@ def test_fp8_text_encoder_close_to_full_precision(tiny, written):
         ref = tiny.text_encoder(ids).last_hidden_state
         got = enc(ids).last_hidden_state
     assert (got - ref).abs().mean() / ref.abs().mean() < 0.1  # fp8 e4m3 rounding, per-tensor scales
+
+
+def test_original_release_with_several_shards(tiny, tmp_path):
+    """Like Wan-AI's 4-shard release: shards + index + config.json, loaded through the index."""
+    from wan_loader.writers import Written, layout_tensors, weights_from_module, write_sharded
+
+    w = weights_from_module("transformer", tiny.transformer)
+    write_sharded(tmp_path, "diffusion_pytorch_model", layout_tensors(w, "original", torch.float32), Written(),
+                  shard_bytes=50_000)
+    shards = sorted(tmp_path.glob("diffusion_pytorch_model-*.safetensors"))
+    assert len(shards) >= 3 and (tmp_path / "diffusion_pytorch_model.safetensors.index.json").is_file()
+    from wan_loader.configs import original_config_json
+    (tmp_path / "config.json").write_text(json.dumps(original_config_json(w.config)))
+    assert inspect(tmp_path)["layout"] == "original"
+    model = load_transformer(tmp_path, weight_dtype="fp32")
+    assert all(torch.equal(model.state_dict()[k], v) for k, v in tiny.transformer.state_dict().items())
