@@ -328,3 +328,21 @@ def test_original_release_with_several_shards(tiny, tmp_path):
     assert inspect(tmp_path)["layout"] == "original"
     model = load_transformer(tmp_path, weight_dtype="fp32")
     assert all(torch.equal(model.state_dict()[k], v) for k, v in tiny.transformer.state_dict().items())
+
+
+def test_progress_and_device_memory_check(written, monkeypatch):
+    calls = []
+    load_transformer(written / "original", weight_dtype="fp32", progress=lambda d, t: calls.append((d, t)))
+    assert calls and calls[-1][0] == calls[-1][1] > 100_000
+
+    from wan_loader import stream
+    from wan_loader.configs import TINY_TRANSFORMER_CONFIG, build_empty
+    from wan_loader.errors import WanLoaderError
+
+    # no GPU here: mem_get_info stands in for a GPU with 1 kB free
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device=None: (1024, 80 * 1024 ** 3))
+    model = build_empty("transformer", TINY_TRANSFORMER_CONFIG)
+    with pytest.raises(WanLoaderError, match="fp8_e4m3fn"):
+        stream.check_device_memory(model, set(), torch.bfloat16, torch.bfloat16, torch.device("cuda", 0),
+                                   stream.SafetensorsFile(next((written / "comfy" / "diffusion_models").glob("*"))),
+                                   "transformer")

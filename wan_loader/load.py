@@ -87,7 +87,7 @@ def _dtypes_for(component: str, weight_dtype: torch.dtype, compute_dtype: torch.
 
 
 def load_part(res: Resolved, component: str, device="cpu", weight_dtype=torch.bfloat16, compute_dtype=None,
-              per_channel: bool = False, vae_dtype=None) -> tuple[torch.nn.Module, LoadStats]:
+              per_channel: bool = False, vae_dtype=None, progress=None) -> tuple[torch.nn.Module, LoadStats]:
     """One weights component from a resolved source, as its diffusers/transformers module."""
     weight_dtype = parse_dtype(weight_dtype)
     compute_dtype = parse_dtype(compute_dtype) if compute_dtype else (
@@ -101,7 +101,7 @@ def load_part(res: Resolved, component: str, device="cpu", weight_dtype=torch.bf
         names = [n for n in fp8_linear_names(model, FP8_PREFIXES[component]) if not n.endswith(FP8_EXCLUDE_SUFFIXES)]
         replace_linears(model, names, wdt, cdt, per_channel)
     stats = load_into(model, plan, part.view, device, wdt, cdt, per_channel, component,
-                      ignorable=ignorable_keys(component, part).__contains__)
+                      ignorable=ignorable_keys(component, part).__contains__, progress=progress)
     if hasattr(model, "tie_weights"):
         model.tie_weights()
     return model.eval().requires_grad_(False), stats
@@ -169,7 +169,7 @@ def load_components(source=None, components=None, device="cpu", weight_dtype="bf
     """Load the Wan2.2-Animate components from any supported source. See the module docstring.
 
     `dtype` is an alias of weight_dtype; component paths may also be given as keywords (vae=..., text_encoder=...).
-    `progress(done, total)` is called after each component.
+    `progress(done, total)`: per weights component, bytes read so far of that component (a new total = a new part).
     """
     if dtype is not None:
         weight_dtype = dtype
@@ -182,11 +182,11 @@ def load_components(source=None, components=None, device="cpu", weight_dtype="bf
     check_components(res, wanted)
     out = WanAnimateComponents()
     loaded: list[torch.nn.Module] = []
-    total = len(wanted)
     try:
-        for i, name in enumerate(wanted):
+        for name in wanted:
             if name in KEYMAPS:
-                model, stats = load_part(res, name, device, weight_dtype, compute_dtype, per_channel, vae_dtype)
+                model, stats = load_part(res, name, device, weight_dtype, compute_dtype, per_channel, vae_dtype,
+                                         progress)
                 loaded.append(model)
                 setattr(out, name, model)
                 out.sources[name] = f"{res.parts[name].model}, {res.parts[name].layout} layout: " + \
@@ -198,8 +198,6 @@ def load_components(source=None, components=None, device="cpu", weight_dtype="bf
                 if size is None and "image_encoder" in res.parts:
                     size = res.configs.get("image_encoder", {}).get("image_size")
                 out.image_processor, out.sources["image_processor"] = load_image_processor(res, size)
-            if progress is not None:
-                progress(i + 1, total)
     except BaseException:
         for model in loaded:
             release(model)
@@ -208,11 +206,11 @@ def load_components(source=None, components=None, device="cpu", weight_dtype="bf
 
 
 def load_transformer(source, device="cpu", weight_dtype="bf16", compute_dtype=None, per_channel: bool = False,
-                     files: dict | None = None):
+                     files: dict | None = None, progress=None):
     """Only the WanAnimateTransformer3DModel (any layout), e.g. for benchmarks and tools."""
     res = resolve(source, files)
     check_components(res, ["transformer"])
-    model, _ = load_part(res, "transformer", device, weight_dtype, compute_dtype, per_channel)
+    model, _ = load_part(res, "transformer", device, weight_dtype, compute_dtype, per_channel, progress=progress)
     return model
 
 

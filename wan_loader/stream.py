@@ -57,7 +57,8 @@ class Stager:
             if self.staged else []
         self.events: list = [None] * self.nbuf
         self.slot = 0
-        self.bytes = 0
+        self.bytes = 0          # read through byte ranges (safetensors)
+        self.extra_bytes = 0    # read through torch.load'ed (memory-mapped) tensors
 
     def close(self) -> None:
         self.drain()
@@ -198,14 +199,20 @@ def check_plan(model: nn.Module, plan: Plan, view: TensorSource, component: str,
 
 def load_into(model: nn.Module, plan: Plan, view: TensorSource, device: torch.device | str,
               weight_dtype: torch.dtype, compute_dtype: torch.dtype, per_channel: bool = False,
-              component: str = "model", ignorable=lambda k: False) -> LoadStats:
-    """Fill the meta-device `model` from `view` through `plan`, on `device`. See the module docstring."""
+              component: str = "model", ignorable=lambda k: False, progress=None) -> LoadStats:
+    """Fill the meta-device `model` from `view` through `plan`, on `device`. See the module docstring.
+
+    progress(done_bytes, total_bytes) is called about every 256 MB read."""
     device = torch.device(device)
     if device.type == "cuda" and device.index is None:
         device = torch.device("cuda", torch.cuda.current_device())
     check_plan(model, plan, view, component, ignorable)
     slots = _slots(model)
     keep32 = fp32_keys(model, weight_dtype)
+    if device.type == "cuda":
+        check_device_memory(model, keep32, weight_dtype, compute_dtype, device, view, component)
+    total = sum(view.nbytes(k) for r in plan.values() for k in r.sources)
+    reported = 0
     scale_of = getattr(view, "scale", lambda k: None)
     t0 = time.perf_counter()
     stats = LoadStats()
@@ -240,6 +247,10 @@ def load_into(model: nn.Module, plan: Plan, view: TensorSource, device: torch.de
                 final = compute_dtype if is_fp8(weight_dtype) else weight_dtype
             stats.tensors += 1
             _load_one(stager, view, recipe, slot, current, final, fp8_target, per_channel, device, scale_of)
+            done = stager.bytes + stager.extra_bytes
+            if progress is not None and done - reported >= 256 * 1024 * 1024:
+                reported = done
+                progress(min(done, total), total)
         stager.drain()
         for mod in model.modules():  # non-persistent buffers (rope tables, blur kernels) were built on the CPU
             for name, b in list(mod._buffers.items()):
@@ -251,15 +262,37 @@ def load_into(model: nn.Module, plan: Plan, view: TensorSource, device: torch.de
                                  f"{left[:3]}. This is a bug in the key map: please report it.")
         if device.type == "cuda":
             torch.cuda.synchronize(device)
+        if progress is not None:
+            progress(total, total)
     except BaseException:
         stager.pool.shutdown(wait=True, cancel_futures=True)
         stager.pending.clear()
         release(model)
         raise
     stager.close()
-    stats.bytes_read = stager.bytes + getattr(stager, "extra_bytes", 0)
+    stats.bytes_read = stager.bytes + stager.extra_bytes
     stats.seconds = time.perf_counter() - t0
     return stats
+
+
+def check_device_memory(model, keep32, weight_dtype, compute_dtype, device, view, component) -> None:
+    """Refuse up front when the weights cannot fit in the device's free memory (instead of failing half-way)."""
+    need = 0
+    for name, p in model.state_dict(keep_vars=True).items():
+        if isinstance(p, torch.Tensor) and p.device.type == "meta":
+            if is_fp8(p.dtype) or not p.dtype.is_floating_point:
+                size = p.dtype.itemsize
+            elif name in keep32:
+                size = 4
+            else:
+                size = (compute_dtype if is_fp8(weight_dtype) else weight_dtype).itemsize
+            need += p.numel() * size
+    free, _ = torch.cuda.mem_get_info(device)
+    if need > free:
+        raise WanLoaderError(
+            f"{view.describe()}: the {component} needs {need / 1e9:.1f} GB on {device} but only {free / 1e9:.1f} GB "
+            "is free. Load it with weight_dtype='fp8_e4m3fn' (half the memory), free the GPU (other models), or "
+            "load to the CPU and offload.")
 
 
 def _load_one(stager: Stager, view, recipe, slot, current, final, fp8_target, per_channel, device, scale_of):
@@ -319,7 +352,7 @@ def _load_one(stager: Stager, view, recipe, slot, current, final, fp8_target, pe
             stager.read(br[0], br[1], br[2], t, then=lambda k=k: arrived(k))
         else:
             fetched[k] = view.get(k).to(device)
-            stager.extra_bytes = getattr(stager, "extra_bytes", 0) + view.nbytes(k)
+            stager.extra_bytes += view.nbytes(k)
             arrived(k)
 
 
