@@ -145,3 +145,49 @@ def test_tokenizer_from_comfy_spiece_model_then_missing(comfy, tmp_path, monkeyp
     sp = spm.SentencePieceProcessor(model_proto=model.getvalue())
     assert out.tokenizer.vocab_size == sp.get_piece_size()
     assert out.tokenizer("a man dancing").input_ids[:-1] == sp.encode("a man dancing")
+
+
+class ShapesSource:
+    """Only names and shapes (what detection reads); stands in for a header-only view of a real file."""
+
+    def __new__(cls, shapes):
+        from wan_loader.readers import TensorSource
+
+        class _Src(TensorSource):
+            files, metadata = ["<file>"], {}
+
+            def keys(self):
+                return list(shapes)
+
+            def shape(self, k):
+                return shapes[k]
+
+            def dtype(self, k):
+                return torch.bfloat16
+        return _Src()
+
+
+def _wan(in_dim=16, dim=5120, **extra):
+    keys = {"patch_embedding.weight": (dim, in_dim, 1, 2, 2), "head.modulation": (1, 2, dim),
+            "head.head.weight": (64, dim), "blocks.0.self_attn.q.weight": (dim, dim), "blocks.0.ffn.0.weight": (8, dim)}
+    keys.update(extra)
+    return keys
+
+
+@pytest.mark.parametrize("shapes,expected", [
+    (_wan(), "T2V"),
+    (_wan(in_dim=36, **{"img_emb.proj.0.weight": (1280,)}), "Wan2.1 I2V 14B"),
+    (_wan(in_dim=36, **{"img_emb.proj.0.weight": (1280,), "img_emb.emb_pos": (1, 514, 1280)}), "FLF2V"),
+    (_wan(in_dim=36), "I2V-A14B"),
+    (_wan(in_dim=48, dim=3072), "TI2V-5B"),
+    (_wan(**{"vace_patch_embedding.weight": (5120, 96, 1, 2, 2)}), "VACE"),
+    (_wan(dim=1536), "1.3B"),
+    ({"blocks.0.self_attn.q.lora_A.weight": (32, 5120), "blocks.0.self_attn.q.lora_B.weight": (5120, 32)}, "LoRA"),
+    ({"double_blocks.0.img_attn.qkv.weight": (9216, 3072)}, "FLUX"),
+    ({"encoder.block.0.layer.0.SelfAttention.q.weight": (4096, 4096), "shared.weight": (32128, 4096)}, "T5"),
+])
+def test_other_models_are_named(shapes, expected):
+    from wan_loader.detect import identify
+
+    found = identify(ShapesSource(shapes))
+    assert not found.is_animate_part and expected in found.model
