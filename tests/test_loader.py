@@ -346,3 +346,25 @@ def test_progress_and_device_memory_check(written, monkeypatch):
         stream.check_device_memory(model, set(), torch.bfloat16, torch.bfloat16, torch.device("cuda", 0),
                                    stream.SafetensorsFile(next((written / "comfy" / "diffusion_models").glob("*"))),
                                    "transformer")
+
+
+def test_download_patterns_fetch_only_what_is_needed():
+    from wan_loader.hub import DIFFUSERS_REPO, ORIGINAL_REPO, allow_patterns
+
+    pats = allow_patterns(DIFFUSERS_REPO, ["transformer"])
+    assert "transformer/*" in pats and "model_index.json" in pats and "vae/*" not in pats
+    pats = allow_patterns(DIFFUSERS_REPO, ["text_encoder"])
+    assert "tokenizer/*" in pats and "transformer/*" not in pats
+    pats = allow_patterns(ORIGINAL_REPO)
+    assert "Wan2.1_VAE.pth" in pats and "google/umt5-xxl/*" in pats
+    assert not any("process_checkpoint" in p or "relighting" in p for p in pats)
+
+
+def test_convert_original_to_comfy_fp8(tiny, written, tmp_path):
+    convert(written / "original", tmp_path / "c", to="comfy", dtype="fp8_e4m3fn")
+    info = inspect(tmp_path / "c")
+    assert info["is_animate"] and info["components"]["transformer"]["scaled_fp8"]
+    out = load_components(tmp_path / "c", weight_dtype="fp8_e4m3fn", compute_dtype="fp32")
+    assert isinstance(out.transformer.blocks[3].attn2.to_v, FP8Linear)
+    ref = forward(tiny.transformer)
+    assert (forward(out.transformer) - ref).abs().mean() / ref.abs().mean() < 0.05
