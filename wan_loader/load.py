@@ -178,7 +178,7 @@ def load_components(source=None, components=None, device="cpu", weight_dtype="bf
     if unknown:
         raise TypeError(f"unknown component(s) {sorted(unknown)}; known: {', '.join(COMPONENT_NAMES)}")
     wanted = list(components or COMPONENT_NAMES)
-    res = resolve(source, files)
+    res = resolve(source, files, wanted)
     check_components(res, wanted)
     out = WanAnimateComponents()
     loaded: list[torch.nn.Module] = []
@@ -208,7 +208,7 @@ def load_components(source=None, components=None, device="cpu", weight_dtype="bf
 def load_transformer(source, device="cpu", weight_dtype="bf16", compute_dtype=None, per_channel: bool = False,
                      files: dict | None = None, progress=None):
     """Only the WanAnimateTransformer3DModel (any layout), e.g. for benchmarks and tools."""
-    res = resolve(source, files)
+    res = resolve(source, files, ["transformer"])
     check_components(res, ["transformer"])
     model, _ = load_part(res, "transformer", device, weight_dtype, compute_dtype, per_channel, progress=progress)
     return model

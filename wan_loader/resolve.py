@@ -49,8 +49,10 @@ def _is_umt5_tokenizer_dir(d: Path) -> bool:
     return "T5" in cls or (d / "spiece.model").is_file() or not cls
 
 
-def resolve(source, files: dict[str, str] | None = None) -> Resolved:
-    """Find the components in `source` (folder / file / Hub id / dict) and in the explicit `files`."""
+def resolve(source, files: dict[str, str] | None = None, components=None) -> Resolved:
+    """Find the components in `source` (folder / file / Hub id / dict) and in the explicit `files`.
+
+    A Hub repo id is fetched (or found in the HF cache) with only the files `components` need."""
     res = Resolved()
     explicit = dict(files or {})
     if isinstance(source, dict):
@@ -61,7 +63,7 @@ def resolve(source, files: dict[str, str] | None = None) -> Resolved:
         if not path.exists() and _looks_like_repo_id(str(source)):
             from .hub import download
             res.looked.append(f"Hugging Face Hub repo {source}")
-            path = Path(download(str(source)))
+            path = Path(download(str(source), components=components))
         if path.is_dir():
             _scan_folder(path, res)
         elif path.is_file():
