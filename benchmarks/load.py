@@ -10,6 +10,10 @@ AnimateWanModel, from COMFYUI_DIR; a plain state-dict load into same-shaped para
 and diffusers' (WanAnimateTransformer3DModel.from_single_file with a local config, then .to(device)); plus a raw
 sequential read of the file. Warm = page cache filled; cold = caches dropped (/proc/sys/vm/drop_caches, else
 posix_fadvise DONTNEED). Prints a table and writes JSON to --out.
+
+The full run takes several minutes (the file is written once, ~35 GB on disk, and kept for later runs; diffusers'
+path needs ~40 GB of host RAM). Where a runner limits one command's time, split it: `--modes warm` then
+`--modes cold` (and/or `--loaders ours,comfy` / `--loaders diffusers`), each with its own --out.
 """
 from __future__ import annotations
 
