@@ -105,6 +105,7 @@ class WanAnimateSampler:
         animate(
             model.components, inputs, options, loras=[(lora.path, lora.strength) for lora in loras],
             device=model.device, sink=sink, progress=NodeProgress(), cancel=raise_if_interrupted,
+            block_runner=model.block_runner,
         )
         images = sink.result()
         return (images, image_to_video(images, fps), float(fps))
