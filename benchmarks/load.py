@@ -207,7 +207,7 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--size", choices=["full", "small", "tiny"], default="full")
     p.add_argument("--device", default="cuda")
-    p.add_argument("--file", default=None, help="checkpoint path (default: $TMPDIR/wan_animate_<size>_bf16.safetensors)")
+    p.add_argument("--file", default=None, help="checkpoint (default: $TMPDIR/wan_animate_<size>_bf16.safetensors)")
     p.add_argument("--config-dir", default=None)
     p.add_argument("--loaders", default="ours,comfy,diffusers")
     p.add_argument("--modes", default="warm,cold")

@@ -192,7 +192,8 @@ def test_convert_to_diffusers_loads_with_plain_from_pretrained(tiny, written, tm
     assert inspect(tmp_path / "fp8_to_diff")["components"]["transformer"]["dtype"] == "bf16"
     fp8_back = WanAnimateTransformer3DModel.from_pretrained(tmp_path / "fp8_to_diff", subfolder="transformer")
     want = tiny.transformer.blocks[0].attn1.to_q.weight
-    assert torch.allclose(fp8_back.blocks[0].attn1.to_q.weight.float(), want, rtol=0.15, atol=want.abs().max().item() / 64)
+    got = fp8_back.blocks[0].attn1.to_q.weight.float()
+    assert torch.allclose(got, want, rtol=0.15, atol=want.abs().max().item() / 64)
     convert(written / "comfy", tmp_path / "d", to="diffusers")
     d = tmp_path / "d"
     parts = {"transformer": WanAnimateTransformer3DModel.from_pretrained(d, subfolder="transformer"),
@@ -336,7 +337,8 @@ def test_progress_and_device_memory_check(written, monkeypatch):
     assert calls and calls[-1][0] == calls[-1][1] > 100_000
 
     from wan_loader import stream
-    from wan_loader.configs import TINY_TRANSFORMER_CONFIG, build_empty
+    from wan_loader.configs import build_empty
+    from wan_loader.tiny import TINY_TRANSFORMER_CONFIG
     from wan_loader.errors import WanLoaderError
 
     # no GPU here: mem_get_info stands in for a GPU with 1 kB free

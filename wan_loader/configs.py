@@ -13,7 +13,7 @@ import torch
 from accelerate import init_empty_weights
 
 from .errors import ShapeMismatchError
-from .tiny import TINY_CLIP_CONFIG, TINY_TRANSFORMER_CONFIG, TINY_UMT5_CONFIG, TINY_VAE_CONFIG
+from .tiny import TINY_CLIP_CONFIG, TINY_UMT5_CONFIG, TINY_VAE_CONFIG
 
 UMT5_XXL_CONFIG = dict(vocab_size=256384, d_model=4096, d_kv=64, d_ff=10240, num_layers=24, num_heads=64,
                        relative_attention_num_buckets=32, relative_attention_max_distance=128,

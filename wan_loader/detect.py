@@ -71,7 +71,7 @@ def describe_wan_original(keys: set[str], view: View) -> tuple[str, bool]:
         flf = "img_emb.emb_pos" in keys
         return f"Wan2.1 {'FLF2V' if flf else 'I2V'} {size} (image to video)", False
     if in_dim == 36:
-        return f"Wan2.2 I2V-A14B expert (image to video, high- or low-noise)" if dim == 5120 else \
+        return "Wan2.2 I2V-A14B expert (image to video, high- or low-noise)" if dim == 5120 else \
             f"Wan I2V {size}", False
     if in_dim == 16:
         return f"Wan2.1 T2V {size} or Wan2.2 T2V-A14B expert (text to video)", False

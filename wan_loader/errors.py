@@ -34,10 +34,12 @@ class ShapeMismatchError(WanLoaderError):
 
 def missing_component_message(missing: list[str], found: dict[str, str], looked: list[str]) -> str:
     lines = [f"Missing Wan2.2-Animate component(s): {', '.join(missing)}."]
-    lines.append("Found: " + ("; ".join(f"{k} ({v})" for k, v in found.items()) if found else "nothing usable."))
+    found_text = "; ".join(f"{k} ({v})" for k, v in found.items()) if found else "nothing usable."
+    lines.append("Found: " + found_text)
     lines.append("Looked in: " + ("; ".join(looked) if looked else "(nowhere)"))
     lines.append(
-        "Put the missing files next to the others (any file name: the layout is read from the file contents), pass them "
+        "Put the missing files next to the others (any file name: the layout is read from the file contents), pass "
+        "them "
         "explicitly (files={component: path}), or download them with `python -m wan_loader download`."
     )
     return "\n".join(lines)

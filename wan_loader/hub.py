@@ -1,4 +1,4 @@
-"""Downloads from the Hugging Face Hub: only the files the loader needs, resumable, HF cache and offline mode honoured."""
+"""Downloads from the Hugging Face Hub: only the files the loader needs, resumable, HF cache and offline honoured."""
 from __future__ import annotations
 
 import os
@@ -66,7 +66,8 @@ def download(repo_id: str = DIFFUSERS_REPO, dir: str | None = None, components=N
         return snapshot_download(local_files_only=offline(), **kwargs)
     except LocalEntryNotFoundError as e:
         where = dir or cache_dir()
+        why = "offline mode (HF_HUB_OFFLINE=1) is on" if offline() else "the Hub is unreachable"
         raise FileNotFoundError(
-            f"{repo_id}: not in {where} and {'offline mode (HF_HUB_OFFLINE=1) is on' if offline() else 'the Hub is unreachable'} "
+            f"{repo_id}: not in {where} and {why} "
             f"({e}). Download it on a machine with internet (`python -m wan_loader download {repo_id} --dir DIR`) "
             "and pass that folder, or unset HF_HUB_OFFLINE.") from None

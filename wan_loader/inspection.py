@@ -59,8 +59,9 @@ def format_report(info: dict) -> str:
              f"  parameters: {_count(info['parameters'])}", "  components:"]
     for name, c in info["components"].items():
         if "model" in c:
-            lines.append(f"    {name:<15} {c['model']} [{c['layout']}, {c['dtype']}{', scaled fp8' if c['scaled_fp8'] else ''}"
-                         f", {_count(c['parameters'])}] {', '.join(c['files'])}")
+            scaled = ", scaled fp8" if c["scaled_fp8"] else ""
+            lines.append(f"    {name:<15} {c['model']} [{c['layout']}, {c['dtype']}{scaled}, "
+                         f"{_count(c['parameters'])}] {', '.join(c['files'])}")
         else:
             lines.append(f"    {name:<15} {', '.join(c['files'])}")
     lines.append("  missing:    " + (", ".join(info["missing"]) or "nothing"))

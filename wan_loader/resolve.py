@@ -104,7 +104,8 @@ def _scan_folder(root: Path, res: Resolved, wanted: str | None = None) -> None:
     cfg = _read_json(root / "config.json")
     if cfg and cfg.get("_class_name") == "WanAnimateModel":
         res.original_config = cfg
-    for d in sorted({f.parent for f in root.rglob("spiece.model")} | {f.parent for f in root.rglob("tokenizer_config.json")}):
+    candidates = {f.parent for name in ("spiece.model", "tokenizer_config.json") for f in root.rglob(name)}
+    for d in sorted(candidates):
         if _is_umt5_tokenizer_dir(d) and str(d) not in res.tokenizer_dirs:
             res.tokenizer_dirs.append(str(d))
     grouped: set[str] = set()
