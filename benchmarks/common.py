@@ -70,7 +70,7 @@ def build_diffusers(config: dict, weights: RandomWeights, device):
     from wan_loader.configs import build_empty
     model = build_empty("transformer", config)
     model.load_state_dict(weights.state_dict_for(model), assign=True)
-    return model.to(device).eval()
+    return model.to(device).eval().requires_grad_(False)
 
 
 def build_fp8(config: dict, weights: RandomWeights, device):
@@ -90,7 +90,7 @@ def build_fp8(config: dict, weights: RandomWeights, device):
         else:
             state[key] = weights(key, tuple(meta.shape), torch.float32 if keep_fp32(key, model) else None)
     model.load_state_dict(state, assign=True)
-    return model.to(device).eval()
+    return model.to(device).eval().requires_grad_(False)
 
 
 def allocated_gib(device) -> float | None:

@@ -157,6 +157,7 @@ class Ours:
         self.dit = AnimateDiT(self.model, self.fast.block_runner)
         return self.fast.describe()
 
+    @torch.no_grad()
     def prepare(self, x: Inputs):
         dit = self.dit
         self.context = dit.encode_context(x.text, x.clip)
