@@ -44,7 +44,14 @@ def peak_rss_gb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 ** 2
 
 
-def transformer_config(size: str) -> dict:
+def transformer_config(size: str, layers: int | None = None) -> dict:
+    cfg = _size_config(size)
+    if layers:
+        cfg["num_layers"] = layers
+    return cfg
+
+
+def _size_config(size: str) -> dict:
     """full: the real 14B config. small: the real architecture (512-px motion encoder, 1024-wide face encoder, CLIP
     projection) with a narrow DiT, so all three loaders work on a CPU. tiny: the test model (ours only)."""
     from wan_loader.configs import ANIMATE_14B_CONFIG
@@ -55,14 +62,14 @@ def transformer_config(size: str) -> dict:
     return dict(ANIMATE_14B_CONFIG) if size == "full" else dict(TINY_TRANSFORMER_CONFIG)
 
 
-def write_checkpoint(path: Path, size: str) -> None:
+def write_checkpoint(path: Path, size: str, layers: int | None = None) -> None:
     """One bf16 safetensors file in original/ComfyUI names, random values, streamed (bounded memory)."""
     import torch
     from wan_loader.configs import build_empty
     from wan_loader.keymaps import transformer as tmap
     from wan_loader.writers import write_safetensors
 
-    model = build_empty("transformer", transformer_config(size))
+    model = build_empty("transformer", transformer_config(size, layers))
     shapes = {k: tuple(v.shape) for k, v in model.state_dict().items()}
     plan = tmap.plan_diffusers_to_original(shapes)
     fake = {k: torch.empty(s, device="meta") for k, s in shapes.items()}
@@ -207,6 +214,7 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--size", choices=["full", "small", "tiny"], default="full")
     p.add_argument("--device", default="cuda")
+    p.add_argument("--layers", type=int, default=None, help="fewer DiT blocks (a quick full-width check), e.g. 5")
     p.add_argument("--file", default=None, help="checkpoint (default: $TMPDIR/wan_animate_<size>_bf16.safetensors)")
     p.add_argument("--config-dir", default=None)
     p.add_argument("--loaders", default="ours,comfy,diffusers")
@@ -220,15 +228,17 @@ def main(argv=None) -> int:
         return 0
 
     import tempfile
-    path = Path(args.file or Path(tempfile.gettempdir()) / f"wan_animate_{args.size}_bf16.safetensors")
+    name = f"wan_animate_{args.size}{f'_{args.layers}l' if args.layers else ''}_bf16.safetensors"
+    path = Path(args.file or Path(tempfile.gettempdir()) / name)
     config_dir = Path(args.config_dir or path.with_suffix(".config"))
     from wan_loader.writers import _save_config, Weights, Written
-    _save_config(Weights("transformer", {}, {}, None, transformer_config(args.size)), config_dir / "transformer",
+    _save_config(Weights("transformer", {}, {}, None, transformer_config(args.size, args.layers)),
+                 config_dir / "transformer",
                  Written())
     if not path.is_file():
         print(f"writing {path} ...", flush=True)
         t0 = time.perf_counter()
-        write_checkpoint(path, args.size)
+        write_checkpoint(path, args.size, args.layers)
         print(f"  {path.stat().st_size / 1e9:.2f} GB in {time.perf_counter() - t0:.0f} s", flush=True)
     size_gb = path.stat().st_size / 1e9
     results = {"file": str(path), "size_gb": size_gb, "device": args.device, "runs": []}

@@ -118,7 +118,7 @@ def infer_transformer_config(shapes: dict[str, tuple[int, ...]], hints: dict | N
         head_dim = inner // hints.get("num_heads", max(inner // 128, 1))
     cfg.update(attention_head_dim=head_dim, num_attention_heads=inner // head_dim)
     n_face = _layer_count(s, r"face_adapter\.(\d+)\.")
-    cfg["inject_face_latents_blocks"] = cfg["num_layers"] // n_face if n_face else cfg["num_layers"]
+    cfg["inject_face_latents_blocks"] = cfg["num_layers"] // n_face if n_face else cfg["num_layers"] + 1
     # motion encoder: size from the number of down-sampling res blocks, channels from their widths
     n_res = _layer_count(s, r"motion_encoder\.res_blocks\.(\d+)\.")
     log_size = n_res + 2
