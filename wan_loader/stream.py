@@ -277,9 +277,10 @@ def load_into(model: nn.Module, plan: Plan, view: TensorSource, device: torch.de
 
 def check_device_memory(model, keep32, weight_dtype, compute_dtype, device, view, component) -> None:
     """Refuse up front when the weights cannot fit in the device's free memory (instead of failing half-way)."""
-    need = 0
+    need, seen = 0, set()
     for name, p in model.state_dict(keep_vars=True).items():
-        if isinstance(p, torch.Tensor) and p.device.type == "meta":
+        if isinstance(p, torch.Tensor) and p.device.type == "meta" and id(p) not in seen:
+            seen.add(id(p))
             if is_fp8(p.dtype) or not p.dtype.is_floating_point:
                 size = p.dtype.itemsize
             elif name in keep32:
