@@ -81,6 +81,13 @@ def test_scaled_fp8_files_stay_fp8_without_round_trip(tiny, written, name, fp8):
         raw = f.get_tensor(prefix + "blocks.1.self_attn.q.weight")
         scale = f.get_tensor(prefix + "blocks.1.self_attn.q.scale_weight")
         assert f.get_tensor(prefix + "scaled_fp8").dtype == fp8
+        kv_raw = f.get_tensor(prefix + "face_adapter.fuser_blocks.0.linear1_kv.weight")
+        kv_scale = f.get_tensor(prefix + "face_adapter.fuser_blocks.0.linear1_kv.scale_weight")
+    to_k, to_v = model.face_adapter[0].to_k, model.face_adapter[0].to_v
+    half = kv_raw.shape[0] // 2
+    assert torch.equal(to_k.weight.view(torch.uint8), kv_raw[:half].view(torch.uint8))
+    assert torch.equal(to_v.weight.view(torch.uint8), kv_raw[half:].view(torch.uint8))
+    assert torch.equal(to_k.scale, kv_scale) and torch.equal(to_v.scale, kv_scale)
     assert torch.equal(layer.weight.view(torch.uint8), raw.view(torch.uint8))
     assert torch.equal(layer.scale, scale)
     # the fused face k/v projection is split, and keeps its exact fp8 values

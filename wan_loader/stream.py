@@ -323,14 +323,7 @@ def _load_one(stager: Stager, view, recipe, slot, current, final, fp8_target, pe
             values[k] = dequantize(t, s, torch.float32) if is_fp8(t.dtype) else t
         value = recipe.build(values.__getitem__)
         if fp8_target:
-            # sources that share one scale keep it, so re-quantizing reproduces their fp8 values exactly
-            inherited = scales[0] if all(s is not None for s in scales) and all(
-                s.numel() == scales[0].numel() and torch.equal(s, scales[0]) for s in scales) else None
-            if inherited is not None and inherited.numel() not in (1, value.shape[0]):
-                inherited = None
-            q, s = quantize_fp8(value, per_channel=per_channel, dtype=final,
-                                scale=inherited.reshape(-1) if inherited is not None and inherited.numel() > 1
-                                else (inherited.reshape(()) if inherited is not None else None))
+            q, s = quantize_fp8(value, per_channel=per_channel, dtype=final, scale=_shared_scale(scales, value))
             _place(slot, q.contiguous())
             _place_scale(slot, s, device)
         else:
@@ -355,6 +348,20 @@ def _load_one(stager: Stager, view, recipe, slot, current, final, fp8_target, pe
             fetched[k] = view.get(k).to(device)
             stager.extra_bytes += view.nbytes(k)
             arrived(k)
+
+
+def _shared_scale(scales: list, value: torch.Tensor) -> torch.Tensor | None:
+    """The one scale every source was stored with, when it fits the result (a scalar, or one per output row).
+
+    Re-quantizing with it reproduces the sources' fp8 values exactly (e.g. a fused k|v weight split in two)."""
+    if not scales or any(s is None for s in scales):
+        return None
+    first = scales[0].flatten()
+    if any(not torch.equal(s.flatten(), first) for s in scales):
+        return None
+    if first.numel() == 1:
+        return first.reshape(())
+    return first if first.numel() == value.shape[0] else None
 
 
 def _place_scale(slot, scale: torch.Tensor, device) -> None:
