@@ -14,7 +14,9 @@ def _inspect(args) -> int:
     from .inspection import format_report, inspect
     info = inspect(args.path)
     print(json.dumps(info, indent=2) if args.json else format_report(info))
-    return 3 if info["is_animate"] is False else 0  # 3: another model than Wan2.2-Animate
+    if info["is_animate"] is False:
+        return 3  # another model than Wan2.2-Animate
+    return 0 if info["found"] else 1  # 1: no weights found
 
 
 def _convert(args) -> int:

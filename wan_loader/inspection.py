@@ -39,7 +39,7 @@ def inspect(path, files: dict | None = None) -> dict:
     elif wrong:
         is_animate, model = False, wrong[0]["model"]
     else:
-        is_animate = bool(res.parts) and None
+        is_animate = None  # no transformer here: nothing to say either way
         model = "no transformer found" if res.parts else (others[0]["model"] if others else "no weights found")
     present = [c for c in COMPONENT_NAMES if c in components]
     return {

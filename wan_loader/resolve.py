@@ -67,6 +67,7 @@ def resolve(source, files: dict[str, str] | None = None, components=None) -> Res
         if path.is_dir():
             _scan_folder(path, res)
         elif path.is_file():
+            res.looked.append(str(path))
             _add_file(path, res, wanted=None)
         else:
             raise FileNotFoundError(f"{source}: no such file or folder (and not a Hugging Face repo id).")
