@@ -6,17 +6,24 @@ loaded by Load Wan Animate Model encodes, and the result is a core CONDITIONING 
 """
 from __future__ import annotations
 
+import contextlib
+
 import torch
 
 from .convert import image_to_frames
 from .model_nodes import CATEGORY, MODEL_TYPE
 
 
-def _on(module, device):
-    """Move a module to `device` for one call and report where it was (so offloaded encoders go back)."""
+@contextlib.contextmanager
+def used_on(model, module):
+    """`module` on the model's device for one call; back where it was afterwards unless the model lives on the GPU."""
     origin = next(module.parameters()).device
-    module.to(device)
-    return origin
+    module.to(model.device)
+    try:
+        yield module
+    finally:
+        if model.memory != "gpu":
+            module.to(origin)
 
 
 class WanAnimateTextEncode:
@@ -45,12 +52,8 @@ class WanAnimateTextEncode:
         components = model.components
         if components.text_encoder is None or components.tokenizer is None:
             raise ValueError("this Wan Animate model was loaded without its text encoder or tokenizer; pick a text_encoder in Load Wan Animate Model.")
-        origin = _on(components.text_encoder, model.device)
-        try:
-            embedding = encode_text(components.text_encoder, components.tokenizer, text, model.device)
-        finally:
-            if model.memory != "gpu":
-                components.text_encoder.to(origin)
+        with used_on(model, components.text_encoder) as encoder:
+            embedding = encode_text(encoder, components.tokenizer, text, model.device)
         return ([[embedding.float().cpu(), {}]],)
 
 
@@ -76,18 +79,15 @@ class WanAnimateClipVisionEncode:
 
     def encode(self, model, image):
         import comfy.clip_vision
+
         from wan_animate.engine.conditioning import encode_clip
 
         components = model.components
         if components.image_encoder is None or components.image_processor is None:
             raise ValueError("this Wan Animate model was loaded without its CLIP vision encoder; pick a clip_vision file in Load Wan Animate Model.")
         pixels = torch.from_numpy(image_to_frames(image[:1], "image")).permute(0, 3, 1, 2).float() / 127.5 - 1
-        origin = _on(components.image_encoder, model.device)
-        try:
-            hidden = encode_clip(components.image_encoder, components.image_processor, pixels.to(model.device))
-        finally:
-            if model.memory != "gpu":
-                components.image_encoder.to(origin)
+        with used_on(model, components.image_encoder) as encoder:
+            hidden = encode_clip(encoder, components.image_processor, pixels.to(model.device))
         output = comfy.clip_vision.Output()
         output["penultimate_hidden_states"] = hidden.float().cpu()
         return (output,)

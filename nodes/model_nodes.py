@@ -78,6 +78,7 @@ def download_with_progress(repo_id: str) -> str:
     """Fetch the loader's files of a Hub repo with the download shown on the node; the loader's own download
     (same files, same cache, offline mode honoured) gives the readable error when this fails."""
     from huggingface_hub import snapshot_download
+
     from wan_loader import hub
 
     try:
@@ -85,7 +86,7 @@ def download_with_progress(repo_id: str) -> str:
             repo_id, allow_patterns=hub.allow_patterns(repo_id), cache_dir=hub.cache_dir(),
             local_files_only=hub.offline(), tqdm_class=progress_tqdm(),
         )
-    except Exception:
+    except Exception:  # noqa: BLE001 - the loader's own download raises the readable error
         return hub.download(repo_id)
 
 
@@ -101,6 +102,10 @@ def tokenizer_beside(text_encoder: str | None) -> str | None:
         if any(os.path.isfile(os.path.join(folder, f)) for f in ("tokenizer.json", "spiece.model")):
             return folder
     return None
+
+
+def part_choices(folder: str) -> list[str]:
+    return [FROM_MODEL, *folder_paths.get_filename_list(folder)]
 
 
 def resolve_part(folder: str, choice: str) -> str | None:
@@ -120,13 +125,12 @@ class WanAnimateModelLoader:
 
     @classmethod
     def INPUT_TYPES(cls):
-        part = lambda folder: ([FROM_MODEL, *folder_paths.get_filename_list(folder)],)  # noqa: E731
         return {
             "required": {
                 "model": (model_choices(), {"tooltip": "The diffusion model: a file in models/diffusion_models, a folder in models/diffusers, or the Hub repo (downloaded into the Hugging Face cache)."}),
-                "vae": (part("vae")[0], {"default": FROM_MODEL, "tooltip": "Wan2.1 VAE file from models/vae; '(from the model)' uses the VAE inside a model folder or Hub repo."}),
-                "text_encoder": (part("text_encoders")[0], {"default": FROM_MODEL, "tooltip": "umT5-XXL file from models/text_encoders (bf16 or fp8 scaled)."}),
-                "clip_vision": (part("clip_vision")[0], {"default": FROM_MODEL, "tooltip": "CLIP ViT-H/14 file from models/clip_vision (clip_vision_h)."}),
+                "vae": (part_choices("vae"), {"default": FROM_MODEL, "tooltip": "Wan2.1 VAE file from models/vae; '(from the model)' uses the VAE inside a model folder or Hub repo."}),
+                "text_encoder": (part_choices("text_encoders"), {"default": FROM_MODEL, "tooltip": "umT5-XXL file from models/text_encoders (bf16 or fp8 scaled)."}),
+                "clip_vision": (part_choices("clip_vision"), {"default": FROM_MODEL, "tooltip": "CLIP ViT-H/14 file from models/clip_vision (clip_vision_h)."}),
                 "precision": (PRECISIONS, {"default": "bf16", "tooltip": "How the transformer weights are kept in memory. fp8_e4m3fn halves memory (computation stays bf16)."}),
                 "memory": (MEMORY_MODES, {"default": "offload_idle", "tooltip": "gpu: loaded straight onto the GPU and kept there (fastest, most VRAM). offload_idle: kept in CPU RAM and moved to the GPU for each run, back afterwards (frees VRAM between runs)."}),
             },

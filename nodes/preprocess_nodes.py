@@ -29,6 +29,7 @@ MODES = ("animate", "replace")
 def detection_choices(slot: str) -> list[str]:
     """Files in models/detection, then the known model names not there yet (picked: downloaded from the Hub)."""
     import folder_paths
+
     from wan_animate.preprocess.model_files import SLOT_FILES
 
     files = folder_paths.get_filename_list("detection")

@@ -1,13 +1,12 @@
 """Sampling: animate or replace any length of video in one node, frames out as IMAGE and as VIDEO with fps."""
 from __future__ import annotations
 
-from .convert import ImageBatchSink, image_to_frames, image_to_video, mask_to_array
-from .model_nodes import CATEGORY, LORAS_TYPE, MODEL_TYPE
-from .progress import NodeProgress, raise_if_interrupted
-
 from wan_animate.engine.options import COLOR_ANCHORS, LORA_MODES
 from wan_animate.engine.schedulers import SOLVERS
 
+from .convert import ImageBatchSink, image_to_frames, image_to_video, mask_to_array
+from .model_nodes import CATEGORY, LORAS_TYPE, MODEL_TYPE
+from .progress import NodeProgress, raise_if_interrupted
 
 
 class WanAnimateSampler:

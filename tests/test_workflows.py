@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import importlib.util
 import json
-from pathlib import Path
 
-import numpy as np
 import pytest
 
 from tests.comfyui_server import REPO_ROOT
 from tests.test_workflows_support import (
+    REFERENCE,
     expected_frames,
     install_workflow_assets,
     mp4_frames_and_size,
@@ -178,3 +177,23 @@ def test_hub_id_or_path_that_cannot_be_had_fails_readably(comfy_server, assets, 
     errors = [m[1] for m in entry["status"]["messages"] if m[0] == "execution_error"]
     assert errors and errors[0]["node_type"] == "WanAnimateModelLoader", entry["status"]
     assert hub_id in errors[0]["exception_message"] and words in errors[0]["exception_message"], errors[0]["exception_message"]
+
+
+def test_encode_nodes_give_core_types_from_the_loaded_model(comfy_server, assets):
+    """Text and reference encoded by the loaded model's own umT5 / CLIP (moved back off the device afterwards in
+    offload mode), received by a core node."""
+    api = shrink(json.loads((API_DIR / "wan_animate_animate.json").read_text()), "wan_animate_animate")
+    loader = api[_node_id(api, "WanAnimateModelLoader")]
+    loader["inputs"]["memory"] = "offload_idle"
+    prompt = {
+        "1": loader,
+        "2": {"class_type": "LoadImage", "inputs": {"image": REFERENCE}},
+        "3": {"class_type": "WanAnimateTextEncode", "inputs": {"model": ["1", 0], "text": "a person dancing"}},
+        "4": {"class_type": "WanAnimateClipVisionEncode", "inputs": {"model": ["1", 0], "image": ["2", 0]}},
+        "5": {"class_type": "PreviewAny", "inputs": {"source": ["3", 0]}},
+        "6": {"class_type": "PreviewAny", "inputs": {"source": ["4", 0]}},
+    }
+    entry = comfy_server.run(prompt, timeout=300)
+    assert entry["status"]["status_str"] == "success", json.dumps(entry["status"]["messages"], indent=1)[-4000:]
+    assert "tensor(" in entry["outputs"]["5"]["text"][0]
+    assert entry["outputs"]["6"]["text"][0]

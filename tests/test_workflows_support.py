@@ -8,8 +8,6 @@ from pathlib import Path
 
 import numpy as np
 
-from tests.comfyui_server import REPO_ROOT
-
 SIZE = 64  # square driving video and reference: every resolution rule keeps 64x64
 DRIVING_FRAMES = 13
 FPS = 30
@@ -60,7 +58,10 @@ def write_reference(path: Path, size: int = SIZE) -> None:
 
 
 def write_detection_models(folder: Path) -> None:
-    from wan_animate.preprocess.synthetic_models import planted_detector, planted_pose_model
+    from wan_animate.preprocess.synthetic_models import (
+        planted_detector,
+        planted_pose_model,
+    )
 
     folder.mkdir(parents=True, exist_ok=True)
     planted_detector(folder / "yolov10m.onnx", [[200, 100, 440, 600, 0.9, 0]])
@@ -103,6 +104,7 @@ def write_full_size_vae(path: Path) -> None:
     Built on the meta device and filled in place: seconds instead of the minute a normal init takes on 2 cores."""
     import torch
     from diffusers import AutoencoderKLWan
+
     from wan_loader.components import WanAnimateComponents
     from wan_loader.writers import write_components
 
@@ -130,10 +132,10 @@ def write_full_size_vae(path: Path) -> None:
 # fixes the rest (head size 128, text 4096, CLIP 1280, LIA motion encoder at 512, face encoder 4x1024, an adapter
 # every 5 blocks), so the core-native workflow gets these files; its encoders match them (umT5 d_model 4096, CLIP
 # hidden 1280).
-CORE_TINY_TRANSFORMER = dict(
-    num_attention_heads=1, attention_head_dim=128, text_dim=4096, freq_dim=256, ffn_dim=64, num_layers=5,
-    image_dim=1280, added_kv_proj_dim=128, rope_max_seq_len=1024,
-)
+CORE_TINY_TRANSFORMER = {
+    "num_attention_heads": 1, "attention_head_dim": 128, "text_dim": 4096, "freq_dim": 256, "ffn_dim": 64,
+    "num_layers": 5, "image_dim": 1280, "added_kv_proj_dim": 128, "rope_max_seq_len": 1024,
+}
 CORE_TINY_UNET = "core_tiny_wan_animate.safetensors"  # in diffusion_models/, for core's UNETLoader
 CORE_TINY_FOLDER = "core_tiny_wan_animate"  # the same model with its encoders, as a Diffusers folder in diffusers/
 
@@ -141,9 +143,21 @@ CORE_TINY_FOLDER = "core_tiny_wan_animate"  # the same model with its encoders, 
 def write_core_tiny_models(models_dir: Path, work: Path) -> None:
     import torch
     from diffusers import WanAnimateTransformer3DModel
-    from transformers import CLIPVisionConfig, CLIPVisionModel, UMT5Config, UMT5EncoderModel
+    from transformers import (
+        CLIPVisionConfig,
+        CLIPVisionModel,
+        UMT5Config,
+        UMT5EncoderModel,
+    )
+
     from wan_loader.components import WanAnimateComponents
-    from wan_loader.tiny import TINY_CLIP_CONFIG, TINY_UMT5_CONFIG, tiny_image_processor, tiny_tokenizer, tiny_vae
+    from wan_loader.tiny import (
+        TINY_CLIP_CONFIG,
+        TINY_UMT5_CONFIG,
+        tiny_image_processor,
+        tiny_tokenizer,
+        tiny_vae,
+    )
     from wan_loader.writers import write_components
 
     unet, folder = models_dir / "diffusion_models" / CORE_TINY_UNET, models_dir / "diffusers" / CORE_TINY_FOLDER
