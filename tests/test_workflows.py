@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import urllib.request
 
 import pytest
 
@@ -197,3 +198,12 @@ def test_encode_nodes_give_core_types_from_the_loaded_model(comfy_server, assets
     assert entry["status"]["status_str"] == "success", json.dumps(entry["status"]["messages"], indent=1)[-4000:]
     assert "tensor(" in entry["outputs"]["5"]["text"][0]
     assert entry["outputs"]["6"]["text"][0]
+
+
+def test_templates_listed_for_the_editor(comfy_server):
+    from tests.comfyui_server import CUSTOM_NODE_NAME
+
+    listed = comfy_server.get_json("/api/workflow_templates").get(CUSTOM_NODE_NAME, [])
+    assert set(WORKFLOWS) <= set(listed), listed
+    with urllib.request.urlopen(f"{comfy_server.url}/api/workflow_templates/{CUSTOM_NODE_NAME}/{WORKFLOWS[0]}.json") as r:
+        assert json.loads(r.read()) == json.loads((REPO_ROOT / "example_workflows" / f"{WORKFLOWS[0]}.json").read_text())
