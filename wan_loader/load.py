@@ -61,7 +61,8 @@ def ignorable_keys(component: str, part: Identified) -> set[str]:
 
 def component_config(component: str, part: Identified, plan: Plan, res: Resolved) -> dict:
     where = ", ".join(part.files)
-    if part.layout == "diffusers" and component in res.configs:
+    # a Diffusers folder's own config.json wins (its encoders carry transformers names, detected as "comfy" keys)
+    if component in res.configs and (part.layout == "diffusers" or component != "transformer"):
         cfg = dict(res.configs[component])
         cls = cfg.get("_class_name")
         if component == "transformer" and cls and cls != "WanAnimateTransformer3DModel":
