@@ -204,8 +204,18 @@ def load_into(model: nn.Module, plan: Plan, view: TensorSource, device: torch.de
 
     progress(done_bytes, total_bytes) is called about every 256 MB read."""
     device = torch.device(device)
-    if device.type == "cuda" and device.index is None:
+    if device.type != "cuda":
+        return _load_into(model, plan, view, device, weight_dtype, compute_dtype, per_channel, component, ignorable,
+                          progress)
+    if device.index is None:
         device = torch.device("cuda", torch.cuda.current_device())
+    with torch.cuda.device(device):  # copies, events and casts all on that GPU's current stream
+        return _load_into(model, plan, view, device, weight_dtype, compute_dtype, per_channel, component, ignorable,
+                          progress)
+
+
+def _load_into(model, plan, view, device, weight_dtype, compute_dtype, per_channel, component, ignorable,
+               progress) -> LoadStats:
     check_plan(model, plan, view, component, ignorable)
     slots = _slots(model)
     keep32 = fp32_keys(model, weight_dtype)
