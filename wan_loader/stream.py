@@ -53,12 +53,19 @@ class Stager:
         self.nbuf = max(2, buffers)
         self.pool = ThreadPoolExecutor(max(1, threads), thread_name_prefix="wan_loader_read")
         self.pending: deque = deque()
-        self.buffers = [torch.empty(self.chunk, dtype=torch.uint8, pin_memory=self.cuda) for _ in range(self.nbuf)] \
-            if self.staged else []
+        self.buffers = [self._buffer() for _ in range(self.nbuf)] if self.staged else []
         self.events: list = [None] * self.nbuf
         self.slot = 0
         self.bytes = 0          # read through byte ranges (safetensors)
         self.extra_bytes = 0    # read through torch.load'ed (memory-mapped) tensors
+
+    def _buffer(self) -> torch.Tensor:
+        if self.cuda:
+            try:
+                return torch.empty(self.chunk, dtype=torch.uint8, pin_memory=True)
+            except RuntimeError:  # pinned memory unavailable (container limits): slower, still correct
+                pass
+        return torch.empty(self.chunk, dtype=torch.uint8)
 
     def close(self) -> None:
         self.drain()
