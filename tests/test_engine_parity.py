@@ -18,23 +18,17 @@ import pytest
 import torch
 from PIL import Image
 
+from tests.engine_helpers import driving as make_driving
 from wan_animate.engine import AnimateDiT, AnimateInputs, AnimateOptions, animate
 from wan_animate.engine.conditioning import OFFICIAL_NEGATIVE_PROMPT, encode_clip, to_pixels
 from wan_animate.engine.schedulers import make_scheduler, official_sigmas
 from wan_animate.engine.segments import pingpong_index, plan_segments
 
-H, W, FACE = 64, 48, 16
+H, W, FACE = 32, 32, 16
 
 
 def driving(n: int, seed: int = 0) -> AnimateInputs:
-    rng = np.random.default_rng(seed)
-    return AnimateInputs(
-        reference=rng.integers(0, 256, (H, W, 3), dtype=np.uint8),
-        pose=rng.integers(0, 256, (n, H, W, 3), dtype=np.uint8),
-        face=rng.integers(0, 256, (n, FACE, FACE, 3), dtype=np.uint8),
-        background=rng.integers(0, 256, (n, H, W, 3), dtype=np.uint8),
-        mask=(rng.random((n, H, W)) > 0.5).astype(np.uint8) * 255,
-    )
+    return make_driving(n, H, W, FACE, seed)
 
 
 def official_schedule_unipc():
@@ -57,12 +51,12 @@ def test_matches_diffusers_pipeline(tiny, mode, guide_frames, guide_scale):
 
     # diffusers takes the guide frames from the segment output after dropping its guide frames, which breaks
     # when that is shorter than guide_frames (9-frame segments, 5 guide frames): use 13-frame segments there.
-    n, prompt, segment = 22, "a man dancing", 9 if guide_frames == 1 else 13
+    n, prompt, segment = 14, "a man dancing", 9 if guide_frames == 1 else 13
     inputs = driving(n)
-    options = AnimateOptions(mode=mode, prompt=prompt, steps=3, guide_scale=guide_scale, seed=7, segment_frames=segment,
+    options = AnimateOptions(mode=mode, prompt=prompt, steps=2, guide_scale=guide_scale, seed=7, segment_frames=segment,
                              guide_frames=guide_frames)
     ours = animate(tiny, inputs, options, device="cpu")
-    assert ours.segments >= 3
+    assert ours.segments == 2
 
     with torch.no_grad():
         clip = encode_clip(tiny.image_encoder, tiny.image_processor, to_pixels(inputs.reference[None])[:, :, 0])
@@ -78,7 +72,7 @@ def test_matches_diffusers_pipeline(tiny, mode, guide_frames, guide_scale):
         background_video=pil(inputs.background) if mode == "replace" else None,
         mask_video=pil(inputs.mask) if mode == "replace" else None,
         prompt=prompt, negative_prompt=OFFICIAL_NEGATIVE_PROMPT, height=H, width=W, segment_frame_length=segment,
-        num_inference_steps=3, mode=mode, prev_segment_conditioning_frames=guide_frames, guidance_scale=guide_scale,
+        num_inference_steps=2, mode=mode, prev_segment_conditioning_frames=guide_frames, guidance_scale=guide_scale,
         generator=torch.Generator().manual_seed(7), output_type="np",
     ).frames[0]
     theirs = np.round(theirs * 255).astype(np.int16)

@@ -57,6 +57,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--resolution-area", type=int, nargs=2, default=None, metavar=("W", "H"),
                         help="working size area (official 1280 720; --tiny: 96 64)")
     parser.add_argument("--retarget", action="store_true", help="animate mode: driving pose to the reference's body")
+    parser.add_argument("--no-reference-check", action="store_true",
+                        help="accept a reference in which no person is detected (non-human characters)")
     parser.add_argument("--mask", default=None, help="replace mode: your own character masks (video or folder)")
 
 
@@ -108,9 +110,9 @@ def _run(args: argparse.Namespace, work: Path) -> None:
 
     estimator = PoseEstimator(providers="cuda" if device.type == "cuda" else "cpu",
                               search_dirs=[p for p in (detection, models) if p], allow_download=not args.no_download)
-    check_reference_has_person(estimator, ref)
     pre_options = PreprocessOptions(mode=args.mode, target_fps=None if args.fps <= 0 else args.fps,
-                                    resolution_area=area[0] * area[1], retarget=args.retarget)
+                                    resolution_area=area[0] * area[1], retarget=args.retarget,
+                                    check_reference=not args.no_reference_check)
     pre_options.validate()
     began = time.perf_counter()
     inputs, fps = preprocess_to_disk(estimator, pre_options, video, ref, args.mask, work)
@@ -145,17 +147,6 @@ def _sources(args, work: Path):
         if not Path(path).exists():
             raise FileNotFoundError(f"{what} not found: {path}")
     return models, detection, Path(video), Path(ref), area or (1280, 720)
-
-
-def check_reference_has_person(estimator, ref: Path) -> None:
-    from ..preprocess.errors import NoPersonError
-    from ..preprocess.video_io import read_image
-
-    if not estimator.estimate_image(read_image(ref), full_frame_fallback=False).people:
-        raise NoPersonError(
-            f"No person found in the reference image {ref}. Wan2.2-Animate animates a character with a human body "
-            "layout: use an image that shows the character (ideally full body, facing the camera, not cropped)."
-        )
 
 
 def preprocess_to_disk(estimator, options, video: Path, ref: Path, mask, work: Path):

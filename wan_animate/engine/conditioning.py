@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import contextlib
 
-import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -21,9 +20,12 @@ OFFICIAL_NEGATIVE_PROMPT = (
 TEXT_LENGTH = 512
 
 
-def to_pixels(frames: np.ndarray) -> torch.Tensor:
-    """uint8 frames (T, H, W, 3) -> float (1, 3, T, H, W) in [-1, 1] (official `/ 127.5 - 1`)."""
-    return torch.from_numpy(np.ascontiguousarray(frames)).permute(3, 0, 1, 2).unsqueeze(0).float() / 127.5 - 1
+def to_pixels(frames: np.ndarray, device=None) -> torch.Tensor:
+    """uint8 frames (T, H, W, 3) -> float (1, 3, T, H, W) in [-1, 1] on `device` (official `/ 127.5 - 1`).
+
+    The frames travel as uint8 (4x less than float) and are converted on the device."""
+    frames = torch.from_numpy(np.ascontiguousarray(frames)).to(device)
+    return frames.permute(3, 0, 1, 2).unsqueeze(0).float() / 127.5 - 1
 
 
 def to_uint8(pixels: torch.Tensor) -> np.ndarray:
@@ -32,21 +34,11 @@ def to_uint8(pixels: torch.Tensor) -> np.ndarray:
     return frames.permute(1, 2, 3, 0).cpu().numpy()
 
 
-def letterbox(image: np.ndarray, height: int, width: int) -> np.ndarray:
-    """Fit `image` into height x width keeping its aspect ratio, centred on black (official `padding_resize`)."""
-    h, w = image.shape[:2]
-    if (h, w) == (height, width):
-        return image
-    out = np.zeros((height, width, 3), np.uint8)
-    if h / w > height / width:
-        new_w = int(height / h * w)
-        pad = (width - new_w) // 2
-        out[:, pad : pad + new_w] = cv2.resize(image, (new_w, height), interpolation=cv2.INTER_LINEAR)
-    else:
-        new_h = int(width / w * h)
-        pad = (height - new_h) // 2
-        out[pad : pad + new_h] = cv2.resize(image, (width, new_h), interpolation=cv2.INTER_LINEAR)
-    return out
+def fit_reference(image: np.ndarray, height: int, width: int) -> np.ndarray:
+    """The reference at the output size: letterboxed on black when it differs (official `padding_resize`)."""
+    from wan_animate.preprocess.resolution import letterbox
+
+    return image if image.shape[:2] == (height, width) else letterbox(image, height, width)
 
 
 def clean_prompt(text: str) -> str:

@@ -28,7 +28,7 @@ from .conditioning import (
     encode_clip,
     encode_text,
     frame_mask,
-    letterbox,
+    fit_reference,
     to_pixels,
     to_uint8,
 )
@@ -182,7 +182,7 @@ class _Job:
 
     def run(self) -> None:
         self.check_cancel(0, 0)
-        reference = to_pixels(letterbox(np.asarray(self.inputs.reference), self.height, self.width)[None])
+        reference = to_pixels(fit_reference(np.asarray(self.inputs.reference), self.height, self.width)[None])
         self.encode_prompts()
         with placed(self.c.image_encoder, self.device, restore=True):
             clip = encode_clip(self.c.image_encoder, self.c.image_processor, reference[:, :, 0].to(self.device))
@@ -226,7 +226,7 @@ class _Job:
         plan, known = self.plan, (0 if index == 0 else self.plan.guide_frames)
         shape = (plan.latent_frames, self.latent_h, self.latent_w)
         if self.o.mode == "replace":
-            video = to_pixels(gather(self.inputs.background, plan, index)).to(self.device)
+            video = to_pixels(gather(self.inputs.background, plan, index), self.device)
             character = torch.from_numpy(gather_mask(self.inputs.mask, plan, index, self.mask_scale)).to(self.device)
             pixel_mask = background_mask(character, self.latent_h, self.latent_w)
             mask = frame_mask(*shape, known, pixel_mask, device=self.device)
@@ -241,10 +241,10 @@ class _Job:
     def segment(self, index: int) -> None:
         plan, o, dit = self.plan, self.o, self.dit
         self.check_cancel(index, 0)
-        pose_latents = self.codec.encode(to_pixels(gather(self.inputs.pose, plan, index)).to(self.device))
+        pose_latents = self.codec.encode(to_pixels(gather(self.inputs.pose, plan, index), self.device))
         pose = dit.embed_pose(pose_latents)
         size = dit.config.motion_encoder_size
-        face = to_pixels(gather_face(self.inputs.face, plan, index, size)).to(self.device)
+        face = to_pixels(gather_face(self.inputs.face, plan, index, size), self.device)
         motion = dit.encode_motion(face, o.motion_encode_batch)
         cond = self.conditioning(index)
         del pose_latents, face

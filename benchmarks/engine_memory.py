@@ -1,0 +1,99 @@
+"""Peak memory of a whole animation job against the video length: it must stay flat (bounded by one segment).
+
+    python benchmarks/engine_memory.py --size 480x832 --frames 77,1000 --device cuda --out bench_engine_memory.json
+    python benchmarks/engine_memory.py --size 64x112 --frames 77,308 --steps 1                 # CPU smoke run
+
+Each frame count runs in its own process (so the peaks are its own) with the tiny random model (wan_loader.tiny) at
+the requested frame size, official 77-frame segments, lazily generated inputs (like a video reader: nothing held) and
+a sink that drops the frames. Reported per run: frames, segments, seconds, seconds per segment, peak process RSS
+(ru_maxrss), and on CUDA the peak allocated device memory. The model is tiny so the figures isolate what the
+engine itself holds (inputs, latents, activations of the VAE at full frame size, decoded frames), which is what would
+grow with the length if anything accumulated.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+
+class LazyFrames:
+    def __init__(self, n: int, shape: tuple[int, ...], seed: int):
+        self.n, self.shape, self.seed = n, shape, seed
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, i: int):
+        import numpy as np
+
+        return np.random.default_rng(self.seed + i).integers(0, 256, self.shape, dtype=np.uint8)
+
+
+class Discard:
+    def write(self, frames) -> None:
+        pass
+
+
+def one_run(height: int, width: int, frames: int, steps: int, device: str, mode: str) -> dict:
+    import numpy as np
+    import torch
+
+    from wan_animate.engine import AnimateInputs, AnimateOptions, animate
+    from wan_loader.tiny import TINY_FACE_SIZE, tiny_components
+
+    components = tiny_components()
+    face = (TINY_FACE_SIZE, TINY_FACE_SIZE, 3)
+    inputs = AnimateInputs(np.zeros((height, width, 3), np.uint8), LazyFrames(frames, (height, width, 3), 0),
+                           LazyFrames(frames, face, 10**6), LazyFrames(frames, (height, width, 3), 2 * 10**6),
+                           LazyFrames(frames, (height, width), 3 * 10**6))
+    if device.startswith("cuda"):
+        torch.cuda.reset_peak_memory_stats()
+    began = time.perf_counter()
+    result = animate(components, inputs, AnimateOptions(mode=mode, steps=steps), device=device, sink=Discard())
+    seconds = time.perf_counter() - began
+    out = {"frames": frames, "segments": result.segments, "seconds": round(seconds, 2),
+           "seconds_per_segment": round(seconds / result.segments, 2),
+           "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}
+    if device.startswith("cuda"):
+        out["peak_cuda_mib"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
+    return out
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--size", default="480x832", help="HxW of the frames (multiples of 16)")
+    parser.add_argument("--frames", default="77,1000", help="comma-separated frame counts")
+    parser.add_argument("--steps", type=int, default=2)
+    parser.add_argument("--mode", choices=("animate", "replace"), default="replace")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--out", default=None, help="write the results as JSON here")
+    parser.add_argument("--one", type=int, default=None, help=argparse.SUPPRESS)  # internal: a single run
+    args = parser.parse_args()
+    height, width = (int(v) for v in args.size.lower().split("x"))
+    if args.one is not None:
+        print(json.dumps(one_run(height, width, args.one, args.steps, args.device, args.mode)))
+        return 0
+    runs = []
+    for frames in (int(v) for v in args.frames.split(",")):
+        cmd = [sys.executable, __file__, "--size", args.size, "--steps", str(args.steps), "--mode", args.mode,
+               "--device", args.device, "--one", str(frames)]
+        line = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.strip().splitlines()[-1]
+        runs.append(json.loads(line))
+        print(json.dumps(runs[-1]), flush=True)
+    report = {"size": args.size, "steps": args.steps, "mode": args.mode, "device": args.device, "runs": runs}
+    if args.out:
+        Path(args.out).write_text(json.dumps(report, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
