@@ -10,11 +10,18 @@ import pytest
 import torch
 
 from tests.engine_helpers import driving as make_driving
-from wan_animate.engine import AnimateInputs, AnimateOptions, AnimationCancelled, EngineOutOfMemory, Mp4Writer, animate
+from wan_animate.engine import (
+    AnimateInputs,
+    AnimateOptions,
+    AnimationCancelled,
+    EngineOutOfMemory,
+    Mp4Writer,
+    animate,
+)
 from wan_animate.engine.segments import plan_segments
 
 H, W, FACE = 32, 32, 16
-FAST = dict(steps=2, segment_frames=9)
+FAST = {"steps": 2, "segment_frames": 9}
 
 
 def driving(n: int, seed: int = 0, face: int = FACE) -> AnimateInputs:
@@ -56,16 +63,15 @@ def test_progress_reports_every_step_of_every_segment(tiny):
     result = animate(tiny, driving(20), AnimateOptions(**FAST), progress=lambda done, total, **info: calls.append((done, total, info)))
     assert result.segments == 3
     assert [c[0] for c in calls] == list(range(1, 7)) and {c[1] for c in calls} == {6}
-    assert calls[2][2] == dict(step=1, steps=2, segment=2, segments=3)
+    assert calls[2][2] == {"step": 1, "steps": 2, "segment": 2, "segments": 3}
 
 
 def test_cancel_stops_inside_the_loop_and_leaves_no_file(tiny, tmp_path):
     seen = []
     out = tmp_path / "out.mp4"
-    with pytest.raises(AnimationCancelled, match="segment 2/3"):
-        with Mp4Writer(out, fps=30) as writer:
-            animate(tiny, driving(20), AnimateOptions(**FAST), sink=writer, progress=lambda d, t, **i: seen.append(d),
-                    cancel=lambda: len(seen) >= 3)
+    with pytest.raises(AnimationCancelled, match="segment 2/3"), Mp4Writer(out, fps=30) as writer:
+        animate(tiny, driving(20), AnimateOptions(**FAST), sink=writer, progress=lambda d, t, **i: seen.append(d),
+                cancel=lambda: len(seen) >= 3)
     assert seen == [1, 2, 3]
     assert list(tmp_path.iterdir()) == []
 
@@ -188,12 +194,12 @@ def test_memory_does_not_grow_with_video_length(tiny):
 @pytest.mark.parametrize(
     "change,message",
     [
-        (dict(pose=np.zeros((9, 40, 32, 3), np.uint8)), "multiples of 16"),
-        (dict(face=np.zeros((8, FACE, FACE, 3), np.uint8)), "differ in length.*pose 9, face 8"),
-        (dict(mask=np.zeros((7, H, W), np.uint8)), "mask 7"),
-        (dict(background=None), "background and mask"),
-        (dict(reference=np.zeros((H, W), np.uint8)), "reference"),
-        (dict(background=np.zeros((9, 16, 32, 3), np.uint8)), "background frames are 32x16"),
+        ({"pose": np.zeros((9, 40, 32, 3), np.uint8)}, "multiples of 16"),
+        ({"face": np.zeros((8, FACE, FACE, 3), np.uint8)}, "differ in length.*pose 9, face 8"),
+        ({"mask": np.zeros((7, H, W), np.uint8)}, "mask 7"),
+        ({"background": None}, "background and mask"),
+        ({"reference": np.zeros((H, W), np.uint8)}, "reference"),
+        ({"background": np.zeros((9, 16, 32, 3), np.uint8)}, "background frames are 32x16"),
     ],
 )
 def test_bad_inputs_are_named(tiny, change, message):
@@ -205,14 +211,14 @@ def test_bad_inputs_are_named(tiny, change, message):
 @pytest.mark.parametrize(
     "change,message",
     [
-        (dict(segment_frames=10), "4n\\+1.*9 or 13"),
-        (dict(guide_frames=3), "1 or 5"),
-        (dict(segment_frames=5, guide_frames=5), "exceed"),
-        (dict(solver="ddim"), "unipc"),
-        (dict(mode="swap"), "animate"),
-        (dict(color_anchor="lab"), "reference"),
+        ({"segment_frames": 10}, "4n\\+1.*9 or 13"),
+        ({"guide_frames": 3}, "1 or 5"),
+        ({"segment_frames": 5, "guide_frames": 5}, "exceed"),
+        ({"solver": "ddim"}, "unipc"),
+        ({"mode": "swap"}, "animate"),
+        ({"color_anchor": "lab"}, "reference"),
     ],
 )
 def test_bad_options_are_named(tiny, change, message):
     with pytest.raises(ValueError, match=message):
-        animate(tiny, driving(9), AnimateOptions(**(dict(steps=1) | change)))
+        animate(tiny, driving(9), AnimateOptions(**({"steps": 1} | change)))

@@ -20,7 +20,11 @@ from PIL import Image
 
 from tests.engine_helpers import driving as make_driving
 from wan_animate.engine import AnimateDiT, AnimateInputs, AnimateOptions, animate
-from wan_animate.engine.conditioning import OFFICIAL_NEGATIVE_PROMPT, encode_clip, to_pixels
+from wan_animate.engine.conditioning import (
+    OFFICIAL_NEGATIVE_PROMPT,
+    encode_clip,
+    to_pixels,
+)
 from wan_animate.engine.schedulers import make_scheduler, official_sigmas
 from wan_animate.engine.segments import pingpong_index, plan_segments
 
@@ -66,7 +70,7 @@ def test_matches_diffusers_pipeline(tiny, mode, guide_frames, guide_scale):
     )
     pipe.set_progress_bar_config(disable=True)
     pipe.encode_image = lambda image, device=None: clip  # the official CLIP preprocessing (see module docstring)
-    pil = lambda frames: [Image.fromarray(f) for f in frames]  # noqa: E731
+    pil = lambda frames: [Image.fromarray(f) for f in frames]
     theirs = pipe(
         image=Image.fromarray(inputs.reference), pose_video=pil(inputs.pose), face_video=pil(inputs.face),
         background_video=pil(inputs.background) if mode == "replace" else None,

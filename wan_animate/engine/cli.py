@@ -19,7 +19,7 @@ HELP = "Reference image + driving video -> animated video (preprocessing + Wan2.
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from .options import AnimateOptions, COLOR_ANCHORS, LORA_MODES
+    from .options import COLOR_ANCHORS, LORA_MODES, AnimateOptions
     from .schedulers import SOLVERS
 
     d = AnimateOptions()

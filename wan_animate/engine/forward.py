@@ -19,8 +19,8 @@ Seams for fast paths (the rest of the engine does not care which is used):
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import torch
 

@@ -6,8 +6,9 @@ are read, so a 1000-frame video never has to be in memory at once.
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 import cv2
 import numpy as np

@@ -13,8 +13,8 @@ import contextlib
 import gc
 import time
 import traceback
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Callable, Sequence
 
 import numpy as np
 import torch
@@ -27,8 +27,8 @@ from .conditioning import (
     background_mask,
     encode_clip,
     encode_text,
-    frame_mask,
     fit_reference,
+    frame_mask,
     to_pixels,
     to_uint8,
 )

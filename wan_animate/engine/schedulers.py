@@ -32,7 +32,11 @@ def official_sigmas(solver: str, steps: int, shift: float) -> np.ndarray:
 
 def make_scheduler(solver: str, steps: int, shift: float, device: torch.device | str | None = None):
     """A fresh scheduler set up for `steps` steps; returns (scheduler, timesteps)."""
-    from diffusers import DPMSolverMultistepScheduler, FlowMatchEulerDiscreteScheduler, UniPCMultistepScheduler
+    from diffusers import (
+        DPMSolverMultistepScheduler,
+        FlowMatchEulerDiscreteScheduler,
+        UniPCMultistepScheduler,
+    )
 
     if solver not in SOLVERS:
         raise ValueError(f"solver={solver!r}: choose one of {', '.join(SOLVERS)}.")
@@ -43,15 +47,15 @@ def make_scheduler(solver: str, steps: int, shift: float, device: torch.device |
         scheduler = FlowMatchEulerDiscreteScheduler(num_train_timesteps=NUM_TRAIN_TIMESTEPS, shift=1.0)
         scheduler.set_timesteps(sigmas=sigmas.tolist(), device=device)
         return scheduler, scheduler.timesteps
-    common = dict(
-        num_train_timesteps=NUM_TRAIN_TIMESTEPS,
-        prediction_type="flow_prediction",
-        use_flow_sigmas=True,
-        flow_shift=shift,
-        solver_order=2,
-        lower_order_final=True,
-        final_sigmas_type="zero",
-    )
+    common = {
+        "num_train_timesteps": NUM_TRAIN_TIMESTEPS,
+        "prediction_type": "flow_prediction",
+        "use_flow_sigmas": True,
+        "flow_shift": shift,
+        "solver_order": 2,
+        "lower_order_final": True,
+        "final_sigmas_type": "zero",
+    }
     if solver == "unipc":
         scheduler = UniPCMultistepScheduler(solver_type="bh2", **common)
     else:
