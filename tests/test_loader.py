@@ -377,3 +377,33 @@ def test_convert_original_to_comfy_fp8(tiny, written, tmp_path):
     assert isinstance(out.transformer.blocks[3].attn2.to_v, FP8Linear)
     ref = forward(tiny.transformer)
     assert (forward(out.transformer) - ref).abs().mean() / ref.abs().mean() < 0.05
+
+
+COMFY_KEYS_SCRIPT = r"""
+import json, sys, torch
+sys.path.insert(0, sys.argv[1]); sys.argv = [sys.argv[0], "--cpu"]
+import comfy.options; comfy.options.enable_args_parsing()
+import comfy.ops
+from comfy.ldm.wan.model_animate import AnimateWanModel
+m = AnimateWanModel(in_dim=36, dim=128, ffn_dim=256, freq_dim=256, text_dim=64, out_dim=16, num_heads=1, num_layers=5,
+                    device="meta", dtype=torch.bfloat16, operations=comfy.ops.disable_weight_init)
+print(json.dumps({k: list(v.shape) for k, v in m.state_dict().items()}))
+"""
+
+
+def test_comfy_layout_matches_comfyui_animate_model_exactly(comfyui_source):
+    """Our original/ComfyUI key map (real architecture: 512-px motion encoder, 1024-wide face encoder, CLIP
+    projection; narrow DiT) gives exactly the state dict of ComfyUI's own AnimateWanModel, names and shapes."""
+    from wan_loader.configs import ANIMATE_14B_CONFIG, build_empty
+    from wan_loader.keymaps import transformer as tmap
+
+    r = subprocess.run([sys.executable, "-c", COMFY_KEYS_SCRIPT, str(comfyui_source)], capture_output=True,
+                       text=True, timeout=300, cwd=str(comfyui_source))
+    assert r.returncode == 0, r.stderr[-2000:]
+    theirs = {k: tuple(v) for k, v in json.loads(r.stdout.strip().splitlines()[-1]).items()}
+    cfg = {**ANIMATE_14B_CONFIG, "num_attention_heads": 1, "attention_head_dim": 128, "ffn_dim": 256,
+           "num_layers": 5, "text_dim": 64, "added_kv_proj_dim": 128}
+    shapes = {k: tuple(v.shape) for k, v in build_empty("transformer", cfg).state_dict().items()}
+    fake = {k: torch.empty(s, device="meta") for k, s in shapes.items()}
+    ours = {k: tuple(r.build(fake.__getitem__).shape) for k, r in tmap.plan_diffusers_to_comfy(shapes).items()}
+    assert ours == theirs
