@@ -407,3 +407,26 @@ def test_comfy_layout_matches_comfyui_animate_model_exactly(comfyui_source):
     fake = {k: torch.empty(s, device="meta") for k, s in shapes.items()}
     ours = {k: tuple(r.build(fake.__getitem__).shape) for k, r in tmap.plan_diffusers_to_comfy(shapes).items()}
     assert ours == theirs
+
+
+def test_same_weights_as_diffusers_from_single_file(tmp_path):
+    """At the real architecture (narrow DiT), diffusers' own single-file conversion of our ComfyUI-layout file
+    gives exactly the weights our loader gives."""
+    from diffusers import WanAnimateTransformer3DModel
+
+    from wan_loader.configs import ANIMATE_14B_CONFIG
+    from wan_loader.writers import Written, _save_config, weights_from_module, write_component
+
+    cfg = {**ANIMATE_14B_CONFIG, "num_attention_heads": 1, "attention_head_dim": 128, "ffn_dim": 256,
+           "num_layers": 5, "text_dim": 64, "added_kv_proj_dim": 128}
+    torch.manual_seed(0)
+    model = WanAnimateTransformer3DModel(**cfg).to(torch.bfloat16)
+    w = weights_from_module("transformer", model)
+    path = write_component(w, tmp_path, "comfy", torch.bfloat16, Written(), prefix="model.diffusion_model.")[0]
+    _save_config(w, tmp_path / "cfg" / "transformer", Written())
+    theirs = WanAnimateTransformer3DModel.from_single_file(str(path), config=str(tmp_path / "cfg"),
+                                                           subfolder="transformer", torch_dtype=torch.bfloat16)
+    ours = load_transformer(path, weight_dtype="bf16")
+    a, b = ours.state_dict(), theirs.state_dict()
+    assert set(a) == set(b)
+    assert all(torch.equal(a[k], b[k]) for k in a)
