@@ -114,15 +114,20 @@ def test_unipc_schedule_is_official_and_differs_from_diffusers_default():
     assert dpm.sigmas[0] == 1.0  # official get_sampling_sigmas starts at 1
 
 
-def test_split_forward_equals_diffusers_forward(tiny):
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_split_forward_equals_diffusers_forward(dtype):
+    from wan_loader.tiny import tiny_transformer
+
+    model = tiny_transformer().to(dtype)
     g = torch.Generator().manual_seed(0)
     x, pose = torch.randn(1, 36, 3, 8, 8, generator=g), torch.randn(1, 16, 2, 8, 8, generator=g)
     face = torch.rand(1, 3, 5, FACE, FACE, generator=g) * 2 - 1
     text, clip, t = torch.randn(1, 12, 32, generator=g), torch.randn(1, 5, 24, generator=g), torch.tensor([900])
-    dit = AnimateDiT(tiny.transformer)
+    dit = AnimateDiT(model)
     with torch.no_grad():
-        reference = tiny.transformer(hidden_states=x, timestep=t, encoder_hidden_states=text, encoder_hidden_states_image=clip,
-                                     pose_hidden_states=pose, face_pixel_values=face, return_dict=False)[0]
+        reference = model(hidden_states=x.to(dtype), timestep=t, encoder_hidden_states=text.to(dtype),
+                          encoder_hidden_states_image=clip.to(dtype), pose_hidden_states=pose.to(dtype),
+                          face_pixel_values=face.to(dtype), return_dict=False)[0]
         context = dit.encode_context(text, clip)
         ours = dit(x, dit.time_embedding(t, context), context, dit.encode_motion(face), dit.embed_pose(pose), dit.rotary(x.shape))
     assert torch.equal(ours, reference)

@@ -49,7 +49,9 @@ class AnimateDiT:
 
     @property
     def dtype(self) -> torch.dtype:
-        return self.model.patch_embedding.weight.dtype
+        """Compute dtype of the blocks (an fp8-weight linear reports the dtype it computes in)."""
+        linear = self.model.blocks[0].attn1.to_q
+        return getattr(linear, "compute_dtype", None) or linear.weight.dtype
 
     @property
     def device(self) -> torch.device:
@@ -74,7 +76,8 @@ class AnimateDiT:
 
     def embed_pose(self, pose_latents: torch.Tensor) -> torch.Tensor:
         """Pose latents (B, 16, T, h, w) -> patch embeddings added to latent frames 1..T."""
-        return self.model.pose_patch_embedding(pose_latents.to(self.dtype))
+        conv = self.model.pose_patch_embedding
+        return conv(pose_latents.to(conv.weight.dtype)).to(self.dtype)
 
     def rotary(self, latent_input_shape: torch.Size) -> tuple[torch.Tensor, torch.Tensor]:
         """Rotary tables for a (B, C, T, h, w) latent input; depend on the shape only."""
@@ -102,7 +105,7 @@ class AnimateDiT:
         model = self.model
         b, _, frames, height, width = latent_input.shape
         p_t, p_h, p_w = self.config.patch_size
-        hidden = model.patch_embedding(latent_input.to(self.dtype))
+        hidden = model.patch_embedding(latent_input.to(model.patch_embedding.weight.dtype)).to(self.dtype)
         hidden[:, :, 1:] = hidden[:, :, 1:] + pose
         hidden = hidden.flatten(2).transpose(1, 2).contiguous()
 
