@@ -32,16 +32,30 @@ sys.path.insert(0, str(REPO))
 GOALS = {"warm_vs_best_competitor": 1.5, "cold_vs_raw": 0.9, "rss_growth_gb": 2.0}
 
 
-def rss_gb() -> float:
+def _status_gb(field: str) -> float:
     with open("/proc/self/status") as f:
         for line in f:
-            if line.startswith("VmRSS:"):
+            if line.startswith(field + ":"):
                 return int(line.split()[1]) / 1024 ** 2
     return 0.0
 
 
-def peak_rss_gb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 ** 2
+def rss_gb() -> float:
+    return _status_gb("VmRSS")
+
+
+def reset_peak_rss() -> bool:
+    """Restart the peak-RSS counter (VmHWM) so import-time peaks don't count; Linux >= 4.0."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def peak_rss_gb(reset: bool) -> float:
+    return _status_gb("VmHWM") if reset else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 ** 2
 
 
 def transformer_config(size: str, layers: int | None = None) -> dict:
@@ -186,6 +200,7 @@ def worker(name: str, path: str, device: str, config_dir: str) -> None:
     if device.startswith("cuda"):
         torch.cuda.init()
         torch.empty(1, device=device)
+    reset = reset_peak_rss()
     base = rss_gb()
     t0 = time.perf_counter()
     model = LOADERS[name](path, device, config_dir)
@@ -193,7 +208,7 @@ def worker(name: str, path: str, device: str, config_dir: str) -> None:
         torch.cuda.synchronize()
     seconds = time.perf_counter() - t0
     on_device = all(p.device.type == torch.device(device).type for p in model.parameters())
-    print(json.dumps({"seconds": seconds, "rss_growth_gb": peak_rss_gb() - base, "on_device": on_device,
+    print(json.dumps({"seconds": seconds, "rss_growth_gb": peak_rss_gb(reset) - base, "on_device": on_device,
                       "how": model.__dict__.get("_how", name)}))
 
 
