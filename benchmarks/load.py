@@ -246,8 +246,8 @@ def main(argv=None) -> int:
     name = f"wan_animate_{args.size}{f'_{args.layers}l' if args.layers else ''}_bf16.safetensors"
     path = Path(args.file or Path(tempfile.gettempdir()) / name)
     config_dir = Path(args.config_dir or path.with_suffix(".config"))
-    from wan_loader.writers import _save_config, Weights, Written
-    _save_config(Weights("transformer", {}, {}, None, transformer_config(args.size, args.layers)),
+    from wan_loader.writers import save_config, Weights, Written
+    save_config(Weights("transformer", {}, {}, None, transformer_config(args.size, args.layers)),
                  config_dir / "transformer",
                  Written())
     if not path.is_file():

@@ -415,7 +415,7 @@ def test_same_weights_as_diffusers_from_single_file(tmp_path):
     from diffusers import WanAnimateTransformer3DModel
 
     from wan_loader.configs import ANIMATE_14B_CONFIG
-    from wan_loader.writers import Written, _save_config, weights_from_module, write_component
+    from wan_loader.writers import Written, save_config, weights_from_module, write_component
 
     cfg = {**ANIMATE_14B_CONFIG, "num_attention_heads": 1, "attention_head_dim": 128, "ffn_dim": 256,
            "num_layers": 5, "text_dim": 64, "added_kv_proj_dim": 128}
@@ -423,7 +423,7 @@ def test_same_weights_as_diffusers_from_single_file(tmp_path):
     model = WanAnimateTransformer3DModel(**cfg).to(torch.bfloat16)
     w = weights_from_module("transformer", model)
     path = write_component(w, tmp_path, "comfy", torch.bfloat16, Written(), prefix="model.diffusion_model.")[0]
-    _save_config(w, tmp_path / "cfg" / "transformer", Written())
+    save_config(w, tmp_path / "cfg" / "transformer", Written())
     theirs = WanAnimateTransformer3DModel.from_single_file(str(path), config=str(tmp_path / "cfg"),
                                                            subfolder="transformer", torch_dtype=torch.bfloat16)
     ours = load_transformer(path, weight_dtype="bf16")

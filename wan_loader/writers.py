@@ -210,7 +210,7 @@ def write_torch(path: Path, items, written: Written) -> None:
     os.replace(tmp, path)
 
 
-def _save_config(w: Weights, folder: Path, written: Written) -> None:
+def save_config(w: Weights, folder: Path, written: Written) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     cfg = {k: v for k, v in w.config.items() if not k.startswith("_") or k == "_class_name"}
     if w.component == "transformer":
@@ -238,7 +238,7 @@ def write_component(w: Weights, dst: Path, layout: str, dtype: torch.dtype, writ
         if is_fp8(dtype):
             raise ValueError("the Diffusers layout has no fp8 format: use --to comfy for fp8 files")
         folder = dst / w.component
-        _save_config(w, folder, written)
+        save_config(w, folder, written)
         stem = "diffusion_pytorch_model" if w.component in ("transformer", "vae") else "model"
         write_sharded(folder, stem, layout_tensors(w, layout, dtype), written)
         return [folder]
