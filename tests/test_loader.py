@@ -430,3 +430,22 @@ def test_same_weights_as_diffusers_from_single_file(tmp_path):
     a, b = ours.state_dict(), theirs.state_dict()
     assert set(a) == set(b)
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_folder_with_bf16_and_fp8_copies_uses_the_asked_precision(written, tmp_path):
+    import shutil
+
+    from safetensors.torch import load_file
+
+    models = tmp_path / "models" / "diffusion_models"
+    models.mkdir(parents=True)
+    for name in ("comfy", "comfy_fp8_e4m3fn"):
+        src = next((written / name / "diffusion_models").glob("*.safetensors"))
+        shutil.copy(src, models / src.name)
+    fp8 = load_transformer(tmp_path / "models", weight_dtype="fp8_e4m3fn", compute_dtype="fp32")
+    raw = load_file(next(models.glob("*fp8*.safetensors")))["blocks.0.self_attn.q.weight"]
+    assert torch.equal(fp8.blocks[0].attn1.to_q.weight.view(torch.uint8), raw.view(torch.uint8))  # the fp8 copy
+    res_files = {o["file"] for o in inspect(tmp_path / "models")["other_files"]}
+    assert any("fp8" in f for f in res_files)  # inspect (bf16 preference) lists the fp8 copy as not used
+    full = load_transformer(tmp_path / "models", weight_dtype="fp32")
+    assert full.blocks[0].attn1.to_q.weight.dtype == torch.float32

@@ -9,7 +9,7 @@ from .detect import dominant_dtype
 from .fp8 import is_fp8
 from .load import KEYMAPS, component_config, load_image_processor, load_tokenizer, parse_dtype, plan_to_diffusers
 from .errors import MissingComponentError
-from .resolve import resolve
+from .resolve import prefer_dtype, resolve
 from .writers import Written, weights_from_part, write_component, write_extras
 
 
@@ -23,6 +23,7 @@ def convert(src, dst, to: str, dtype=None, components=None, prefix: str = "", pe
     if to not in ("diffusers", "comfy", "original"):
         raise ValueError(f"unknown layout {to!r}: use diffusers or comfy")
     res = resolve(src)
+    prefer_dtype(res, dtype or "bf16")
     names = [c for c in (components or KEYMAPS) if c in KEYMAPS and c in res.parts]
     if not names:
         raise MissingComponentError(f"{src}: no Wan2.2-Animate weights found to convert (looked in "

@@ -5,12 +5,13 @@ from pathlib import Path
 
 from .components import COMPONENT_NAMES
 from .detect import count_parameters, dominant_dtype
-from .resolve import resolve
+from .resolve import prefer_dtype, resolve
 
 
 def inspect(path, files: dict | None = None) -> dict:
     """A JSON-able description of `path` (a file, folder or Hub repo id). Reads headers only."""
     res = resolve(str(path) if isinstance(path, Path) else path, files)
+    prefer_dtype(res, "bf16")
     components = {}
     for name, part in res.parts.items():
         components[name] = {

@@ -23,7 +23,7 @@ from .detect import ANIMATE, Identified
 from .errors import MissingComponentError, WanLoaderError, WrongModelError, missing_component_message
 from .fp8 import FP8_DTYPES, fp8_linear_names, is_fp8, replace_linears
 from .keymaps import Plan, clip as clip_map, renamed, t5 as t5_map, transformer as transformer_map, vae as vae_map
-from .resolve import Resolved, resolve
+from .resolve import Resolved, prefer_dtype, resolve
 from .stream import LoadStats, load_into, meta_shapes, release
 
 DTYPES = {"bf16": torch.bfloat16, "bfloat16": torch.bfloat16, "fp16": torch.float16, "float16": torch.float16,
@@ -180,6 +180,7 @@ def load_components(source=None, components=None, device="cpu", weight_dtype="bf
         raise TypeError(f"unknown component(s) {sorted(unknown)}; known: {', '.join(COMPONENT_NAMES)}")
     wanted = list(components or COMPONENT_NAMES)
     res = resolve(source, files, wanted)
+    prefer_dtype(res, parse_dtype(weight_dtype))
     check_components(res, wanted)
     out = WanAnimateComponents()
     loaded: list[torch.nn.Module] = []
@@ -210,6 +211,7 @@ def load_transformer(source, device="cpu", weight_dtype="bf16", compute_dtype=No
                      files: dict | None = None, progress=None):
     """Only the WanAnimateTransformer3DModel (any layout), e.g. for benchmarks and tools."""
     res = resolve(source, files, ["transformer"])
+    prefer_dtype(res, parse_dtype(weight_dtype))
     check_components(res, ["transformer"])
     model, _ = load_part(res, "transformer", device, weight_dtype, compute_dtype, per_channel, progress=progress)
     return model

@@ -11,7 +11,8 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .detect import Identified, identify
+from .detect import Identified, dominant_dtype, dtype_name, identify
+from .fp8 import is_fp8
 from .errors import WrongModelError
 from .readers import LegacyCheckpointError, MergedSource, open_file, open_index, weight_files
 
@@ -29,6 +30,7 @@ class Resolved:
     diffusers_root: str | None = None
     looked: list[str] = field(default_factory=list)
     others: list[tuple[str, str, str]] = field(default_factory=list)  # (file, what it is, component) not used
+    alternatives: dict[str, list[Identified]] = field(default_factory=dict)  # other usable copies per component
 
     def found(self) -> dict[str, str]:
         return {c: f"{p.model}, {p.layout} layout, {', '.join(p.files)}" for c, p in self.parts.items()}
@@ -178,7 +180,30 @@ def _add_source(src, res: Resolved, wanted: str | None, layout: str | None = Non
             res.parts[found.component] = merged
             return
         if wanted is None:
-            res.others.append((name, f"another copy of the {found.component} ({found.model}); using "
-                                     f"{', '.join(prev.files)}", "duplicate"))
+            res.alternatives.setdefault(found.component, []).append(found)
             return
     res.parts[found.component] = found
+
+
+def stored_dtype(part: Identified) -> str:
+    """How a component's big weights are stored: its fp8 format if it has fp8 tensors, else the dominant dtype."""
+    view = part.view
+    fp8 = {view.dtype(k) for k in view.keys() if is_fp8(view.dtype(k))}
+    return dtype_name(fp8.pop()) if len(fp8) == 1 else dominant_dtype(view)
+
+
+def prefer_dtype(res: Resolved, weight_dtype) -> None:
+    """Where a folder holds several copies of a component (e.g. ComfyUI's bf16 and fp8-scaled Animate files), use
+    the one stored in the asked-for weight dtype (fewer bytes to read, no re-quantization); list the others."""
+    from .load import parse_dtype
+
+    want = dtype_name(parse_dtype(weight_dtype))
+    for component, alts in res.alternatives.items():
+        copies = [res.parts[component], *alts]
+        best = next((c for c in copies if stored_dtype(c) == want), copies[0])
+        res.parts[component] = best
+        for c in copies:
+            if c is not best:
+                res.others.append((", ".join(c.files), f"another copy of the {component} ({c.model}, "
+                                   f"{stored_dtype(c)}); using {', '.join(best.files)}", "duplicate"))
+    res.alternatives = {}
