@@ -183,6 +183,13 @@ def peak_memory(tiny, n: int) -> tuple[int, int]:
     return peak[0], host_peak
 
 
+def test_lazy_frame_sources_in_replace_mode(tiny):
+    n = 5
+    inputs = AnimateInputs(np.zeros((H, W, 3), np.uint8), LazyFrames(n, (H, W, 3), 0), LazyFrames(n, (FACE, FACE, 3), 1),
+                           LazyFrames(n, (H, W, 3), 2), LazyFrames(n, (H, W), 3))
+    assert animate(tiny, inputs, AnimateOptions(mode="replace", steps=1)).frames.shape == (n, H, W, 3)
+
+
 def test_memory_does_not_grow_with_video_length(tiny):
     short_tensors, short_host = peak_memory(tiny, 12)
     long_tensors, long_host = peak_memory(tiny, 4 * 12)

@@ -97,7 +97,7 @@ def mask_scale(frames: FrameSequence) -> float:
     first = np.asarray(frames[0])
     if not np.issubdtype(first.dtype, np.integer) or first.dtype == np.bool_:
         return 1.0
-    peak = int(frames.max()) if isinstance(frames, np.ndarray) else max(int(np.asarray(f).max()) for f in frames)
+    peak = int(frames.max()) if isinstance(frames, np.ndarray) else max(int(np.asarray(frames[i]).max()) for i in range(len(frames)))
     return 1.0 if peak <= 1 else 255.0
 
 
