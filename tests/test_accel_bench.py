@@ -21,3 +21,18 @@ def test_step_benchmark_tiny_cpu(tmp_path):
     assert rows["ours fp8 eager"]["setup"]["fp8_matmul"] == "dequant"  # no fp8 tensor cores on a CPU
     assert all(r["seconds"] > 0 for r in rows.values())
     assert any("comfy skipped" in n for n in report["notes"])  # ComfyUI's model only exists at full size
+
+
+def test_e2e_benchmark_tiny_cpu(tmp_path):
+    """The whole-job benchmark on the tiny model with synthetic inputs and block swap: every stage is timed."""
+    out = tmp_path / "e2e.json"
+    subprocess.run([sys.executable, str(REPO / "benchmarks" / "e2e.py"), "--size", "tiny", "--device", "cpu",
+                    "--no-compile", "--no-preprocess", "--blocks-on-cpu", "2", "--out", str(out)],
+                   check=True, timeout=600)
+    report = json.loads(out.read_text())
+    measured = report["runs"][-1]
+    assert measured["frames_out"] == 9 and len(measured["per_step_seconds"]) == 4
+    assert report["accel"]["blocks_on_cpu"] == 2 and report["lora_merge_at_load_seconds"] >= 0
+    stages = measured["stages"]
+    assert {"VAE encode", "VAE decode", "DiT 4 steps", "text encoder (umT5)"} <= set(stages)
+    assert abs(sum(stages.values()) - measured["total_seconds"]) < 0.05
