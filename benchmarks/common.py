@@ -8,8 +8,8 @@ import statistics
 import sys
 import time
 import zlib
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import torch
 
@@ -77,7 +77,12 @@ def build_fp8(config: dict, weights: RandomWeights, device):
     """The same model with its block/face-block linears in fp8 (e4m3, per-channel scales), built without ever
     holding the bf16 weights of more than one tensor."""
     from wan_loader.configs import build_empty
-    from wan_loader.fp8 import FP8Linear, fp8_linear_names, quantize_fp8, replace_linears
+    from wan_loader.fp8 import (
+        FP8Linear,
+        fp8_linear_names,
+        quantize_fp8,
+        replace_linears,
+    )
     model = build_empty("transformer", config)
     replace_linears(model, fp8_linear_names(model), torch.float8_e4m3fn, torch.bfloat16, per_channel=True)
     fp8_weights = {f"{n}.weight" for n, m in model.named_modules() if isinstance(m, FP8Linear)}
@@ -178,8 +183,8 @@ def import_comfy(device) -> str:
     try:
         import comfy.options
         comfy.options.enable_args_parsing()
-        import comfy.model_management  # noqa: F401
-        import comfy.ops  # noqa: F401
+        import comfy.model_management
+        import comfy.ops
         from comfy.ldm.wan.model_animate import AnimateWanModel  # noqa: F401
     finally:
         sys.argv = argv

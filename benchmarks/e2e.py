@@ -24,7 +24,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import (  # noqa: E402
+from common import (
     RandomWeights,
     allocated_gib,
     build_fp8,
@@ -149,7 +149,9 @@ def driving_clip(frames: int, height: int, width: int) -> np.ndarray:
 
 
 def pose_estimator(args):
-    from preprocess import build_models  # benchmarks/preprocess.py: same synthetic real-size graphs
+    from preprocess import (
+        build_models,  # benchmarks/preprocess.py: same synthetic real-size graphs
+    )
 
     from wan_animate.preprocess.estimator import PoseEstimator
     size = "tiny" if args.size == "tiny" else "real"

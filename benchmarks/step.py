@@ -24,13 +24,14 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from functools import partial
 from pathlib import Path
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import (  # noqa: E402
+from common import (
     GIB,
     KNOWN_FLOPS,
     RESOLUTIONS,
@@ -206,7 +207,7 @@ def main(argv=None) -> int:
         print("diffusers (bf16, default attention)", flush=True)
         model = build_diffusers(cfg, weights, device)
         for res in resolutions:
-            row, out = measure("diffusers", lambda: run_diffusers(model, inputs[res]), inputs[res], args, cfg, device)
+            row, out = measure("diffusers", partial(run_diffusers, model, inputs[res]), inputs[res], args, cfg, device)
             reference[res] = out
             record(res, row, out)
         del model
@@ -224,7 +225,7 @@ def main(argv=None) -> int:
             print(f"comfy native AnimateWanModel ({where})", flush=True)
             model = build_comfy(cfg, weights, device)
             for res in resolutions:
-                record(res, *measure("comfy", lambda: run_comfy(model, inputs[res]), inputs[res], args, cfg, device))
+                record(res, *measure("comfy", partial(run_comfy, model, inputs[res]), inputs[res], args, cfg, device))
             del model
             free(device)
 
@@ -246,17 +247,17 @@ def main(argv=None) -> int:
                 try:
                     with torch.no_grad():
                         ours.step(inputs[res])  # first call: compile (timed separately)
-                except Exception as error:  # e.g. a kernel that does not build on this GPU: report, go on
+                except Exception as error:  # noqa: BLE001 - e.g. a kernel that does not build on this GPU: report, go on
                     report["notes"].append(f"{res} {name} failed: {type(error).__name__}: {str(error)[:400]}")
                     print(f"  {name}: failed: {error}", flush=True)
                     free(device)
                     continue
                 first = time.perf_counter() - began
-                row, out = measure(name, lambda: ours.step(inputs[res]), inputs[res], args, cfg, device, warmup=0)
+                row, out = measure(name, partial(ours.step, inputs[res]), inputs[res], args, cfg, device, warmup=0)
                 row.update(setup=setup, first_call_seconds=round(first, 1))
                 record(res, row, out)
                 if args.profile and device.type == "cuda" and args.out:
-                    profile(lambda: ours.step(inputs[res]), Path(args.out).with_suffix(f".{res}.{attention}.prof.txt"))
+                    profile(partial(ours.step, inputs[res]), Path(args.out).with_suffix(f".{res}.{attention}.prof.txt"))
         if args.memory_cap_gib and device.type == "cuda":
             free(device)
             total = torch.cuda.get_device_properties(device).total_memory
@@ -271,7 +272,7 @@ def main(argv=None) -> int:
                         ours.prepare(inputs[res])
                         with torch.no_grad():
                             ours.step(inputs[res])
-                        row, out = measure(name, lambda: ours.step(inputs[res]), inputs[res], args, cfg, device,
+                        row, out = measure(name, partial(ours.step, inputs[res]), inputs[res], args, cfg, device,
                                            warmup=0)
                     except torch.OutOfMemoryError as error:
                         report["notes"].append(f"{res} {name}: out of memory ({str(error).splitlines()[0]})")

@@ -147,7 +147,11 @@ def test_fp8_transformer_close_to_bf16(tiny, restore_fp8_matmul):
 
 
 def test_self_attention_processor_matches_diffusers(tiny):
-    from wan_animate.engine.accel.processors import install_self_attention, reset_self_attention, sdpa_kernel
+    from wan_animate.engine.accel.processors import (
+        install_self_attention,
+        reset_self_attention,
+        sdpa_kernel,
+    )
     model = copy.deepcopy(tiny.transformer).float()
     expected = run(model)
     install_self_attention(model.blocks, sdpa_kernel)

@@ -97,5 +97,15 @@ def accelerate(transformer, device, options: AccelOptions | None = None) -> Fast
     return FastPath(attention, matmul, compiled, swap, runner)
 
 
-__all__ = ["AccelOptions", "FastPath", "accelerate", "choose_attention", "set_attention", "BlockSwap",
-           "spread_indices", "compile_blocks", "quantize_transformer", "fp8_matmul"]
+__all__ = [
+    "AccelOptions",
+    "BlockSwap",
+    "FastPath",
+    "accelerate",
+    "choose_attention",
+    "compile_blocks",
+    "fp8_matmul",
+    "quantize_transformer",
+    "set_attention",
+    "spread_indices",
+]

@@ -127,8 +127,7 @@ def fp8_attention(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, s
     """softmax(q k^T * scale) v for (B, S, H, D) bf16/fp16 tensors, computed in fp8; returns (B, S_q, H, D)."""
     if triton is None:
         raise RuntimeError("fp8 attention needs Triton (pip install triton) and a CUDA GPU")
-    b, s_q, h, d = query.shape
-    s_k = key.shape[1]
+    d, s_k = query.shape[-1], key.shape[1]
     if d not in (64, 128):
         raise ValueError(f"fp8 attention supports head dims 64 and 128, not {d}")
     scale = scale if scale is not None else d ** -0.5

@@ -6,7 +6,7 @@ and calls `kernel(q, k, v) -> out` on (B, S, H, D) tensors. Cross-attention keep
 """
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 

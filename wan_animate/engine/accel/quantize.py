@@ -1,7 +1,6 @@
 """Put a transformer's big Linear layers into fp8 (FP8Linear, e4m3 + fp32 scale) in place, one layer at a time."""
 from __future__ import annotations
 
-import torch
 from torch import nn
 
 from wan_loader.fp8 import FP8Linear, fp8_linear_names, quantize_fp8
