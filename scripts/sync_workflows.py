@@ -1,6 +1,6 @@
 """Keep the saved workflows in sync: UI format is the source, the template copy and the API twin are derived.
 
-    workflows/<name>.json            UI format (what the editor saves) — edit these
+    workflows/ui/<name>.json         UI format (what the editor saves) — edit these
     example_workflows/<name>.json    the same file, listed in the editor's template browser
     workflows/api/<name>.json        API format for POST /prompt and the RunPod worker
 
@@ -21,8 +21,9 @@ import urllib.request
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-UI_DIR = REPO_ROOT / "workflows"
-API_DIR = UI_DIR / "api"
+# UI sources sit one level down: ComfyUI lists */workflows/*.json as templates too, and they would appear twice.
+UI_DIR = REPO_ROOT / "workflows" / "ui"
+API_DIR = REPO_ROOT / "workflows" / "api"
 TEMPLATE_DIR = REPO_ROOT / "example_workflows"
 # UI-only nodes the editor drops when it queues a workflow
 _VIRTUAL_NODES = {"Note", "MarkdownNote", "PrimitiveNode", "Reroute"}

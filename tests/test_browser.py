@@ -17,7 +17,7 @@ from tests.test_workflows_support import cpu_overrides, install_workflow_assets
 
 pytestmark = pytest.mark.comfyui
 
-WORKFLOWS = sorted((REPO_ROOT / "workflows").glob("*.json"))
+WORKFLOWS = sorted((REPO_ROOT / "workflows" / "ui").glob("*.json"))
 CHROMIUM_FLAGS = (
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
     "--disable-component-update", "--disable-sync", "--window-size=1600,1000",

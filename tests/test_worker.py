@@ -453,13 +453,13 @@ def wan_models(workers, tmp_path_factory):
 
 
 def test_shipped_editor_workflow_runs_with_tiny_models(workers, wan_models, tmp_path):
-    """The smoke job of the real thing: workflows/wan_animate_animate.json as saved by the editor, its reference
+    """The smoke job of the real thing: workflows/ui/wan_animate_animate.json as saved by the editor, its reference
     image and driving video sent as base64, CPU-sized numbers given as overrides by node id."""
     from tests.test_workflows_support import (DRIVING, DRIVING_FRAMES, REFERENCE, SIZE, cpu_overrides,
                                               write_driving_video, write_reference)
 
     name = "wan_animate_animate"
-    ui = json.loads((REPO_ROOT / "workflows" / f"{name}.json").read_text())
+    ui = json.loads((REPO_ROOT / "workflows" / "ui" / f"{name}.json").read_text())
     api = json.loads((REPO_ROOT / "workflows" / "api" / f"{name}.json").read_text())
     per_class = cpu_overrides(name)
     overrides = {nid: per_class[n["class_type"]] for nid, n in api.items() if n["class_type"] in per_class}

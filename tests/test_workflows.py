@@ -26,7 +26,7 @@ from tests.test_workflows_support import (
 pytestmark = pytest.mark.comfyui
 
 API_DIR = REPO_ROOT / "workflows" / "api"
-WORKFLOWS = sorted(p.stem for p in (REPO_ROOT / "workflows").glob("*.json"))
+WORKFLOWS = sorted(p.stem for p in (REPO_ROOT / "workflows" / "ui").glob("*.json"))
 
 
 def _sync_module():
@@ -201,5 +201,6 @@ def test_templates_listed_for_the_editor(comfy_server):
 
     listed = comfy_server.get_json("/api/workflow_templates").get(CUSTOM_NODE_NAME, [])
     assert set(WORKFLOWS) <= set(listed), listed
+    assert sorted(listed) == sorted(set(listed)), f"templates listed more than once in the editor: {listed}"
     with urllib.request.urlopen(f"{comfy_server.url}/api/workflow_templates/{CUSTOM_NODE_NAME}/{WORKFLOWS[0]}.json") as r:
         assert json.loads(r.read()) == json.loads((REPO_ROOT / "example_workflows" / f"{WORKFLOWS[0]}.json").read_text())
