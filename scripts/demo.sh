@@ -4,6 +4,11 @@
 # three 17-frame segments, and streamed into out/demo.mp4. Extra arguments go to `python -m wan_animate animate`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-PYTHON="${PYTHON:-$( [ -x .venv/bin/python ] && echo .venv/bin/python || echo python3 )}"
+# The same environment as scripts/test.sh (created and filled on first use; PYTHON=... uses another one as it is).
+if [ -z "${PYTHON:-}" ]; then
+  source scripts/venv.sh
+  venv_install
+  PYTHON=$PY
+fi
 mkdir -p out
 "$PYTHON" -m wan_animate animate --tiny --out out/demo.mp4 --steps 4 --segment-frames 17 --resolution-area 96 64 "$@"

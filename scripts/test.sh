@@ -6,17 +6,14 @@
 # tests; without a ComfyUI source there they are skipped with a loud reason.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-VENV=${VENV:-.venv}
-[ -x "$VENV/bin/python" ] || python3 -m venv "$VENV"
-PY="$VENV/bin/python"
+source scripts/venv.sh
 COMFY=${COMFYUI_DIR:-/opt/ComfyUI}
-reqs=(-r requirements.txt -r requirements-test.txt)
+reqs=(-r requirements-test.txt)
 if [ -f "$COMFY/requirements.txt" ]; then
   grep -vE '^(torch|torchvision|torchaudio)([^A-Za-z0-9_-]|$)' "$COMFY/requirements.txt" > "$VENV/comfyui-requirements.txt"
   reqs+=(-r "$VENV/comfyui-requirements.txt")
 fi
-# torch and torchvision are pinned together, or a dependency pulls another torch build.
-"$PY" -m pip install -q --disable-pip-version-check torch==2.14.1 torchvision==0.29.1 "${reqs[@]}"
+venv_install "${reqs[@]}"
 # The browser test drives Debian's headless chromium; install it when missing (needs root and apt-get).
 if ! command -v chromium >/dev/null && command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
   { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; } \
