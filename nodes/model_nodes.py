@@ -131,7 +131,7 @@ class WanAnimateModelLoader:
                 "vae": (part_choices("vae"), {"default": FROM_MODEL, "tooltip": "Wan2.1 VAE file from models/vae; '(from the model)' uses the VAE inside a model folder or Hub repo."}),
                 "text_encoder": (part_choices("text_encoders"), {"default": FROM_MODEL, "tooltip": "umT5-XXL file from models/text_encoders (bf16 or fp8 scaled)."}),
                 "clip_vision": (part_choices("clip_vision"), {"default": FROM_MODEL, "tooltip": "CLIP ViT-H/14 file from models/clip_vision (clip_vision_h)."}),
-                "precision": (PRECISIONS, {"default": "bf16", "tooltip": "How the transformer weights are kept in memory. fp8_e4m3fn halves memory (computation stays bf16)."}),
+                "precision": (PRECISIONS, {"default": "bf16", "tooltip": "How the transformer weights are kept in memory. fp8_e4m3fn halves memory; on Hopper/Ada GPUs the matmuls then run on fp8 tensor cores (faster), elsewhere they compute in bf16."}),
                 "memory": (MEMORY_MODES, {"default": "offload_idle", "tooltip": "gpu: loaded straight onto the GPU and kept there (fastest, most VRAM). offload_idle: kept in CPU RAM and moved to the GPU for each run, back afterwards (frees VRAM between runs)."}),
             },
             "optional": {
