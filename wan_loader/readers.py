@@ -13,6 +13,7 @@ from pathlib import Path
 
 import torch
 
+from .direct_io import RangeFile, pread_into
 from .errors import CorruptFileError
 
 SAFETENSORS_DTYPES = {
@@ -34,15 +35,6 @@ AUX_SCALE_SUFFIXES = ("scale_input", "input_scale", "comfy_quant")
 def tensor_bytes(t: torch.Tensor) -> memoryview:
     """The bytes of a contiguous CPU tensor as a writable memoryview (works for bf16/fp8 too)."""
     return memoryview(t.reshape(-1).view(torch.uint8).numpy())
-
-
-def pread_into(fd: int, buf: memoryview, offset: int, path: str) -> None:
-    while len(buf):
-        n = os.preadv(fd, [buf], offset)
-        if n <= 0:
-            raise CorruptFileError(f"{path}: file ends early (truncated download?). Delete it and download it again.")
-        buf = buf[n:]
-        offset += n
 
 
 class TensorSource:
@@ -87,11 +79,12 @@ class TensorSource:
         return ", ".join(self.files)
 
 
-class SafetensorsFile(TensorSource):
-    """One .safetensors file; the header is parsed at open, data is read on demand."""
+class SafetensorsFile(RangeFile, TensorSource):
+    """One .safetensors file; the header is parsed at open, data is read on demand through the descriptors of
+    RangeFile (`fd`, and `direct_fd` for cold reads past the page cache: direct_io.py), both closed by `close()`."""
 
     def __init__(self, path: str | os.PathLike):
-        self.path = str(path)
+        super().__init__(path)
         self.files = [self.path]
         size = os.path.getsize(self.path)
         with open(self.path, "rb") as f:
@@ -127,24 +120,6 @@ class SafetensorsFile(TensorSource):
                 f"{self.path}: truncated: the header needs {self.data_start + end_max} bytes but the file has {size} "
                 f"({100 * size / (self.data_start + end_max):.1f}%). The download or copy was interrupted: download it "
                 "again (huggingface_hub resumes partial downloads).")
-        self._fd: int | None = None
-
-    @property
-    def fd(self) -> int:
-        if self._fd is None:
-            self._fd = os.open(self.path, os.O_RDONLY)
-        return self._fd
-
-    def close(self) -> None:
-        if self._fd is not None:
-            os.close(self._fd)
-            self._fd = None
-
-    def __del__(self):
-        try:
-            self.close()
-        except Exception:
-            pass
 
     def keys(self) -> list[str]:
         return list(self._entries)
