@@ -174,3 +174,36 @@ def test_fp8_attention_quantisation_keeps_attention():
     scores[..., 300:] = float("-inf")
     out = torch.softmax(scores, -1) @ (v8.float() * v_scale[..., None]).transpose(-1, -2)
     assert cosine(out[:, :, :300].transpose(1, 2), sdpa_kernel(q, k, v)) > 0.99
+
+
+def test_cudnn_fp8_attention_numerics_emulated():
+    """cuDNN fp8 attention's operands and output scaling (smoothed K and V, one scale per tensor, P at 448, output
+    in V's scale plus V's mean), emulated with fp8 casts on the CPU, give back attention. The kernel itself needs a
+    Hopper GPU: benchmarks/attention.py and step.py measure it there."""
+    from wan_animate.engine.accel import cudnn_fp8_attention as ca
+    from wan_animate.engine.accel.processors import sdpa_kernel
+    g = torch.Generator().manual_seed(1)
+    q, k, v = (torch.randn(1, 300, 2, 64, generator=g) for _ in "qkv")
+    k, v = k + 3.0, v - 2.0  # shared offsets: smoothing takes them out of the fp8 range
+    q8, dq = ca.quantize(q)
+    k8, dk = ca.quantize(ca.smooth(k)[0])
+    v_smooth, v_mean = ca.smooth(v)
+    v8, dv = ca.quantize(v_smooth)
+    assert q8.dtype == ca.E4M3 and dq.shape == (1, 1, 1, 1) and v_mean.shape == (1, 1, 2, 64)
+    scores = torch.einsum("bshd,bthd->bhst", q8.float() * dq, k8.float() * dk) * 64 ** -0.5
+    p = torch.softmax(scores, -1)
+    p8 = (p * ca.E4M3_MAX).to(ca.E4M3).float() / ca.E4M3_MAX
+    o = torch.einsum("bhst,bthd->bshd", p8, v8.float() * dv)
+    assert o.abs().max() <= v_smooth.abs().max() * 1.01  # the output fits V's scale: e4m3 cannot overflow
+    out = (o / dv).to(ca.E4M3).float() * dv + v_mean
+    assert cosine(out, sdpa_kernel(q, k, v)) > 0.995
+
+
+def test_cudnn_fp8_attention_says_why_it_cannot_run(tiny):
+    from wan_animate.engine.accel import cudnn_fp8_attention as ca
+    from wan_animate.engine.accel.attention import set_attention
+    reason = ca.unavailable_reason("cpu")
+    assert reason and ("frontend" in reason or "GPU" in reason)
+    assert choose_attention("cpu", "cudnn_fp8") == "cudnn_fp8"
+    with pytest.raises(ValueError, match="cudnn_fp8.*cannot run"):
+        set_attention(copy.deepcopy(tiny.transformer), "cudnn_fp8", "cpu")

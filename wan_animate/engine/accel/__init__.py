@@ -25,8 +25,9 @@ FP8_MATMUL_CHOICES = ("auto", "scaled_mm", "dequant")
 
 @dataclass
 class AccelOptions:
-    attention: str = "auto"  # auto | fp8 | cudnn | flash | efficient | math | native (env WAN_ANIMATE_ATTENTION)
+    attention: str = "auto"  # auto | cudnn_fp8 | fp8 | cudnn | flash | efficient | math | native (env WAN_ANIMATE_ATTENTION)
     fp8_matmul: str = "auto"  # auto: fp8 tensor cores when the weights are fp8 and the GPU has them | scaled_mm | dequant
+    fp8_fast_accum: bool = True  # scaled_mm: tensor-core accumulation without fp32 promotion (~25% faster GEMMs)
     compile: bool = False  # torch.compile the repeated blocks (first call ~1 min, cached on disk)
     compile_cache_dir: str | None = None
     blocks_on_cpu: int = 0  # block swap: this many blocks stay in pinned host memory, streamed in per step
@@ -49,7 +50,8 @@ class FastPath:
     block_runner: BlockRunner = field(default=run_block)
 
     def describe(self) -> dict:
-        return {"attention": self.attention, "fp8_matmul": self.fp8_matmul, "compiled": self.compiled,
+        fast_accum = {"fp8_fast_accum": fp8_matmul.FAST_ACCUM} if self.fp8_matmul == "scaled_mm" else {}
+        return {"attention": self.attention, "fp8_matmul": self.fp8_matmul, **fast_accum, "compiled": self.compiled,
                 "blocks_on_cpu": len(self.swap.indices) if self.swap else 0}
 
 
@@ -76,7 +78,7 @@ def accelerate(transformer, device, options: AccelOptions | None = None) -> Fast
     device = torch.device(device)
     matmul = choose_fp8_matmul(transformer, device, options.fp8_matmul)
     attention = set_attention(transformer, choose_attention(device, options.attention), device)
-    fp8_matmul.install(matmul == "scaled_mm")
+    fp8_matmul.install(matmul == "scaled_mm", options.fp8_fast_accum)
     swap = None
     if options.blocks_on_cpu:
         indices = spread_indices(len(transformer.blocks), options.blocks_on_cpu)

@@ -1,8 +1,9 @@
 """Attention kernel choice: the fastest of torch's SDPA kernels that works on this device, with an override.
 
-Measured on an H100 (torch 2.11, cuDNN 9.19, 40 heads x 128, 480p self-attention): our Triton fp8 kernel 723
-TFLOP/s (kernel only), cuDNN 594, FLASH 364, memory-efficient 123. diffusers' default ("native") lets torch pick,
-which picks FLASH. "auto" takes fp8 on Hopper when Triton is there, else the fastest SDPA kernel. The choice goes through
+Measured on an H100 (torch 2.11, cuDNN 9.19, 40 heads x 128, 480p self-attention, kernel only): cuDNN's fp8
+kernel 815-843 TFLOP/s, our Triton fp8 kernel 709-723, cuDNN bf16 580-594, FLASH 345-364, memory-efficient 123.
+diffusers' default ("native") lets torch pick, which picks FLASH. "auto" takes cuDNN fp8 on Hopper when the cuDNN
+frontend is installed, else the Triton fp8 kernel when Triton is there, else the fastest SDPA kernel. The choice goes through
 diffusers' attention dispatch (`set_attention_backend`), so every attention module of the transformer uses it.
 """
 from __future__ import annotations
@@ -20,7 +21,8 @@ BACKENDS = {  # our name -> diffusers AttentionBackendName value
     "native": "native",
 }
 FP8 = "fp8"  # self-attention through the Triton fp8 kernel (fp8_attention.py), cross-attention through cuDNN/FLASH
-CHOICES = ("auto", FP8, *BACKENDS)
+CUDNN_FP8 = "cudnn_fp8"  # self-attention through cuDNN's fp8 kernel (cudnn_fp8_attention.py), cross as for FP8
+CHOICES = ("auto", CUDNN_FP8, FP8, *BACKENDS)
 
 
 def choose_attention(device: torch.device | str, override: str | None = None) -> str:
@@ -32,9 +34,11 @@ def choose_attention(device: torch.device | str, override: str | None = None) ->
         return name
     device = torch.device(device)
     if device.type == "cuda" and torch.cuda.is_available() and torch.cuda.get_device_capability(device)[0] == 9:
-        from . import fp8_attention
+        from . import cudnn_fp8_attention, fp8_attention
+        if cudnn_fp8_attention.available(device):
+            return CUDNN_FP8  # Hopper: cuDNN's fp8 kernel, 1.4x its bf16 one at the same end-to-end cosine
         if fp8_attention.available(device):
-            return FP8  # Hopper: the Triton fp8 kernel, 1.2x cuDNN's bf16 kernel at the same end-to-end cosine
+            return FP8  # else the Triton fp8 kernel, 1.2x cuDNN's bf16 kernel
     return fastest_sdpa(device)
 
 
@@ -52,17 +56,33 @@ def fastest_sdpa(device: torch.device | str) -> str:
     return "efficient"
 
 
-def set_attention(transformer, name: str, device: torch.device | str | None = None) -> str:
-    """Route all attention of a diffusers transformer through backend `name` (BACKENDS or "fp8"); returns it."""
+def _self_attention_kernel(name: str, device):
+    """The (B, S, H, D) kernel for an fp8 self-attention choice, or a ValueError saying why it cannot run."""
     if name == FP8:
         from . import fp8_attention
-        from .processors import install_self_attention
         if device is not None and not fp8_attention.available(device):
             raise ValueError(f"attention='fp8' needs Triton and a GPU with fp8 tensor cores; {device} has not.")
+        return fp8_attention.fp8_attention
+    from . import cudnn_fp8_attention
+    reason = cudnn_fp8_attention.unavailable_reason(device or "cuda")
+    if reason:
+        raise ValueError(f"attention='cudnn_fp8' cannot run: {reason}.")
+    return cudnn_fp8_attention.cudnn_fp8_attention
+
+
+def set_attention(transformer, name: str, device: torch.device | str | None = None) -> str:
+    """Route all attention of a diffusers transformer through backend `name` (CHOICES but auto); returns it.
+
+    The fp8 choices replace the blocks' self-attention processors; cross-attention (short keys) keeps the fastest
+    SDPA kernel."""
+    from .processors import install_self_attention, reset_self_attention
+    if name in (FP8, CUDNN_FP8):
+        kernel = _self_attention_kernel(name, device)
         transformer.set_attention_backend(BACKENDS[fastest_sdpa(device or "cuda")])
-        install_self_attention(transformer.blocks, fp8_attention.fp8_attention)
+        install_self_attention(transformer.blocks, kernel)
         return name
     if name not in BACKENDS:
         raise ValueError(f"attention backend {name!r}: choose one of {', '.join(CHOICES)}.")
+    reset_self_attention(transformer.blocks)
     transformer.set_attention_backend(BACKENDS[name])
     return name

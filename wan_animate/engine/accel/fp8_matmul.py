@@ -4,6 +4,9 @@ wan_loader.fp8.FP8Linear keeps an e4m3 weight and an fp32 scale (per tensor or p
 matmul dequantises the weight to bf16 first. On Hopper/Ada (compute capability >= 8.9) `install()` replaces that
 with `scaled_mm_linear`: one rowwise activation scale per token (amax / 448), the weight scale per output channel,
 and cuBLAS's fp8 GEMM with both scales and the bias applied in its epilogue (~1.5x a bf16 GEMM on an H100).
+Fast accumulation (no periodic promotion of the tensor cores' partial sums to fp32) makes the GEMMs another ~25%
+faster; measured on a full-size 480p step it left the cosine to bf16 unchanged (0.99889 vs 0.99888), so it is on
+by default (`install(fast_accum=False)` turns it off).
 The activation quantisation is a small torch.compile'd function, so it is one fused pass (eager: 3-5 passes,
 slower than the GEMM it saves); inside a compiled block it fuses into the preceding norm/modulation.
 """
@@ -16,6 +19,7 @@ from wan_loader import fp8 as fp8_weights
 E4M3 = torch.float8_e4m3fn
 E4M3_MAX = float(torch.finfo(E4M3).max)
 _compiled_quant = None
+FAST_ACCUM = True
 
 
 def quantize_rows(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -53,11 +57,14 @@ def scaled_mm_linear(x: torch.Tensor, weight: torch.Tensor, scale: torch.Tensor,
     q, x_scale = _quantize(rows)
     w_scale = scale.float().reshape(1, -1).expand(1, n).contiguous()
     y = torch._scaled_mm(q, weight.t(), scale_a=x_scale, scale_b=w_scale,
-                         bias=None if bias is None else bias.to(out_dtype), out_dtype=out_dtype)
+                         bias=None if bias is None else bias.to(out_dtype), out_dtype=out_dtype,
+                         use_fast_accum=FAST_ACCUM)
     return y.reshape(*x.shape[:-1], n).to(x.dtype)
 
 
-def install(enabled: bool = True) -> bool:
+def install(enabled: bool = True, fast_accum: bool = True) -> bool:
     """Route every FP8Linear through `scaled_mm_linear` (enabled) or back to the dequantising default."""
+    global FAST_ACCUM
+    FAST_ACCUM = fast_accum
     fp8_weights.set_fp8_matmul(scaled_mm_linear if enabled else None)
     return enabled
