@@ -35,6 +35,7 @@ from .conditioning import (
 from .forward import AnimateDiT, BlockRunner
 from .inputs import AnimateInputs, gather, gather_face, gather_mask, mask_scale
 from .options import AnimateOptions
+from .placement import placed
 from .schedulers import make_scheduler
 from .segments import SegmentPlan, plan_segments
 from .sinks import FrameCollector, FrameSink
@@ -126,10 +127,6 @@ def release_device_memory(device: torch.device) -> None:
         torch.cuda.empty_cache()
 
 
-def module_device(module) -> torch.device:
-    return next(module.parameters()).device
-
-
 @contextlib.contextmanager
 def job_loras(transformer, loras: list, mode: str):
     """LoRAs on `transformer` for the duration of the block only (wan_loader.lora), merged or as run-time hooks."""
@@ -141,19 +138,6 @@ def job_loras(transformer, loras: list, mode: str):
     handle = merge_loras(transformer, loras, keep_original=True) if mode == "merge" else apply_loras(transformer, loras)
     with handle:
         yield
-
-
-@contextlib.contextmanager
-def placed(module, device: torch.device, restore: bool):
-    """Run with `module` on `device`; move it back afterwards when `restore` (even after an error)."""
-    origin = module_device(module)
-    if origin != device:
-        module.to(device)
-    try:
-        yield module
-    finally:
-        if restore and origin != device:
-            module.to(origin)
 
 
 class _Job:
@@ -184,7 +168,7 @@ class _Job:
         self.check_cancel(0, 0)
         reference = to_pixels(fit_reference(np.asarray(self.inputs.reference), self.height, self.width)[None])
         self.encode_prompts()
-        with placed(self.c.image_encoder, self.device, restore=True):
+        with placed(self.c.image_encoder, self.device, restore=True, borrow=True):
             clip = encode_clip(self.c.image_encoder, self.c.image_processor, reference[:, :, 0].to(self.device))
         with placed(self.c.transformer, self.device, self.o.offload), placed(self.c.vae, self.device, self.o.offload):
             self.dit = AnimateDiT(self.c.transformer, self.block_runner)
@@ -197,7 +181,7 @@ class _Job:
     def encode_prompts(self) -> None:
         prompt = self.o.prompt or OFFICIAL_PROMPT
         negative = self.o.negative_prompt or OFFICIAL_NEGATIVE_PROMPT
-        with placed(self.c.text_encoder, self.device, restore=True):
+        with placed(self.c.text_encoder, self.device, restore=True, borrow=True):
             self.text = encode_text(self.c.text_encoder, self.c.tokenizer, prompt, self.device)
             self.text_negative = (
                 encode_text(self.c.text_encoder, self.c.tokenizer, negative, self.device) if self.o.cfg else None
