@@ -18,7 +18,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import cosine, environment, write_json
 
-from wan_animate.engine.accel import cudnn_fp8_attention, fp8_attention
+from wan_animate.engine.accel import cudnn_fp8_attention, fa3_attention, fp8_attention
+from wan_animate.engine.accel.attention_quant import quantize, smooth
 
 
 def sdpa(backend):
@@ -40,6 +41,17 @@ def kernel_only(pre, buf, tokens, warps, stages, fast_exp, q, k, v):
 def cudnn_kernel_only(pre, q, k, v):
     """cuDNN's fp8 kernel on operands quantised beforehand."""
     return cudnn_fp8_attention.fp8_sdpa(*pre, 128 ** -0.5)
+
+
+def fa3_call(q, k, v, **descales):
+    out = fa3_attention.flash_attn_interface.flash_attn_func(q, k, v, **descales)
+    return out[0] if isinstance(out, tuple) else out
+
+
+def fa3_kernel_only(pre, q, k, v):
+    """FlashAttention-3's fp8 kernel on operands quantised beforehand (per head)."""
+    q8, dq, k8, dk, v8, dv = pre
+    return fa3_call(q8, k8, v8, q_descale=dq, k_descale=dk, v_descale=dv)
 
 
 def bench(fn, reps: int = 10) -> float:
@@ -72,14 +84,24 @@ def main(argv=None) -> int:
         kernels["fp8 incl. eager quantisation"] = fp8_attention.fp8_attention
         reason = cudnn_fp8_attention.unavailable_reason("cuda")
         if reason is None:
-            q8, dq = cudnn_fp8_attention.quantize(q)
-            k8, dk = cudnn_fp8_attention.quantize(cudnn_fp8_attention.smooth(k)[0])
-            v8, dv = cudnn_fp8_attention.quantize(cudnn_fp8_attention.smooth(v)[0])
+            q8, dq = quantize(q)
+            k8, dk = quantize(smooth(k)[0])
+            v8, dv = quantize(smooth(v)[0])
             kernels["cudnn fp8 kernel only"] = partial(cudnn_kernel_only, (q8, k8, v8, dq, dk, dv, 1.0 / dv))
             kernels["cudnn fp8 incl. eager quantisation"] = cudnn_fp8_attention.cudnn_fp8_attention
             kernels["cudnn fp8 compiled quantisation"] = torch.compile(cudnn_fp8_attention.cudnn_fp8_attention)
         else:
             print(f"cudnn fp8: {reason}", flush=True)
+        reason = fa3_attention.unavailable_reason("cuda")
+        if reason is None:
+            kernels["fa3 bf16"] = fa3_call
+            fa3_pre = (*quantize(q, per_head=True), *quantize(smooth(k)[0], per_head=True),
+                       *quantize(smooth(v)[0], per_head=True))
+            kernels["fa3 fp8 kernel only"] = partial(fa3_kernel_only, fa3_pre)
+            kernels["fa3 fp8 incl. eager quantisation"] = fa3_attention.fa3_fp8_attention
+            kernels["fa3 fp8 compiled quantisation"] = torch.compile(fa3_attention.fa3_fp8_attention)
+        else:
+            print(f"fa3: {reason}", flush=True)
         for name, fn in kernels.items():
             if isinstance(fn, tuple):
                 fn = partial(kernel_only, pre, buf, tokens, *fn)

@@ -207,3 +207,28 @@ def test_cudnn_fp8_attention_says_why_it_cannot_run(tiny):
     assert choose_attention("cpu", "cudnn_fp8") == "cudnn_fp8"
     with pytest.raises(ValueError, match="cudnn_fp8.*cannot run"):
         set_attention(copy.deepcopy(tiny.transformer), "cudnn_fp8", "cpu")
+
+
+def test_per_head_fp8_operands_for_flash_attention_3():
+    """FlashAttention-3 takes one descale per (batch, head): per-head quantisation, dequantised, gives back the
+    operands, and a head of small values keeps its precision (a per-tensor scale would flush it)."""
+    from wan_animate.engine.accel.attention_quant import E4M3, quantize
+    g = torch.Generator().manual_seed(2)
+    x = torch.randn(2, 50, 3, 64, generator=g)
+    x[:, :, 1] *= 1e-5
+    x8, descale = quantize(x, per_head=True)
+    assert x8.dtype == E4M3 and descale.shape == (2, 3)
+    back = x8.float() * descale[:, None, :, None]
+    for head in range(3):
+        assert cosine(back[:, :, head], x[:, :, head]) > 0.998
+    assert cosine(quantize(x)[0][:, :, 1].float(), x[:, :, 1]) < 0.99  # what a single scale would do
+
+
+def test_flash_attention_3_says_why_it_cannot_run(tiny):
+    from wan_animate.engine.accel import fa3_attention
+    from wan_animate.engine.accel.attention import set_attention
+    reason = fa3_attention.unavailable_reason("cpu")
+    assert reason and ("FlashAttention-3" in reason or "GPU" in reason)
+    assert choose_attention("cpu", "fa3_fp8") == "fa3_fp8"
+    with pytest.raises(ValueError, match="fa3_fp8.*cannot run"):
+        set_attention(copy.deepcopy(tiny.transformer), "fa3_fp8", "cpu")

@@ -1,9 +1,10 @@
 """Attention kernel choice: the fastest of torch's SDPA kernels that works on this device, with an override.
 
-Measured on an H100 (torch 2.11, cuDNN 9.19, 40 heads x 128, 480p self-attention, kernel only): cuDNN's fp8
-kernel 815-843 TFLOP/s, our Triton fp8 kernel 709-723, cuDNN bf16 580-594, FLASH 345-364, memory-efficient 123.
-diffusers' default ("native") lets torch pick, which picks FLASH. "auto" takes cuDNN fp8 on Hopper when the cuDNN
-frontend is installed, else the Triton fp8 kernel when Triton is there, else the fastest SDPA kernel. The choice goes through
+Measured on an H100 (torch 2.11, cuDNN 9.19, 40 heads x 128, 480p self-attention, kernel only): FlashAttention-3
+fp8 891-900 TFLOP/s, cuDNN's fp8 kernel 815-843, our Triton fp8 kernel 709-723, FlashAttention-3 bf16 690-709,
+cuDNN bf16 580-594, FLASH 345-364, memory-efficient 123. diffusers' default ("native") lets torch pick, which
+picks FLASH. "auto" on Hopper takes FlashAttention-3 fp8 when it is installed (scripts/build_fa3.sh), else cuDNN fp8
+(the cuDNN frontend is a dependency), else the Triton fp8 kernel; elsewhere the fastest SDPA kernel. The choice goes through
 diffusers' attention dispatch (`set_attention_backend`), so every attention module of the transformer uses it.
 """
 from __future__ import annotations
@@ -22,7 +23,9 @@ BACKENDS = {  # our name -> diffusers AttentionBackendName value
 }
 FP8 = "fp8"  # self-attention through the Triton fp8 kernel (fp8_attention.py), cross-attention through cuDNN/FLASH
 CUDNN_FP8 = "cudnn_fp8"  # self-attention through cuDNN's fp8 kernel (cudnn_fp8_attention.py), cross as for FP8
-CHOICES = ("auto", CUDNN_FP8, FP8, *BACKENDS)
+FA3_FP8 = "fa3_fp8"  # self-attention through FlashAttention-3's fp8 kernel (fa3_attention.py), cross as for FP8
+SELF_ATTENTION_FP8 = (FA3_FP8, CUDNN_FP8, FP8)
+CHOICES = ("auto", *SELF_ATTENTION_FP8, *BACKENDS)
 
 
 def choose_attention(device: torch.device | str, override: str | None = None) -> str:
@@ -34,9 +37,11 @@ def choose_attention(device: torch.device | str, override: str | None = None) ->
         return name
     device = torch.device(device)
     if device.type == "cuda" and torch.cuda.is_available() and torch.cuda.get_device_capability(device)[0] == 9:
-        from . import cudnn_fp8_attention, fp8_attention
+        from . import cudnn_fp8_attention, fa3_attention, fp8_attention
+        if fa3_attention.available(device):
+            return FA3_FP8  # Hopper with FlashAttention-3 installed: 1.07x cuDNN's fp8 kernel
         if cudnn_fp8_attention.available(device):
-            return CUDNN_FP8  # Hopper: cuDNN's fp8 kernel, 1.4x its bf16 one at the same end-to-end cosine
+            return CUDNN_FP8  # else cuDNN's fp8 kernel, 1.4x its bf16 one at the same end-to-end cosine
         if fp8_attention.available(device):
             return FP8  # else the Triton fp8 kernel, 1.2x cuDNN's bf16 kernel
     return fastest_sdpa(device)
@@ -63,11 +68,16 @@ def _self_attention_kernel(name: str, device):
         if device is not None and not fp8_attention.available(device):
             raise ValueError(f"attention='fp8' needs Triton and a GPU with fp8 tensor cores; {device} has not.")
         return fp8_attention.fp8_attention
-    from . import cudnn_fp8_attention
-    reason = cudnn_fp8_attention.unavailable_reason(device or "cuda")
+    if name == FA3_FP8:
+        from . import fa3_attention as module
+        kernel = module.fa3_fp8_attention
+    else:
+        from . import cudnn_fp8_attention as module
+        kernel = module.cudnn_fp8_attention
+    reason = module.unavailable_reason(device or "cuda")
     if reason:
-        raise ValueError(f"attention='cudnn_fp8' cannot run: {reason}.")
-    return cudnn_fp8_attention.cudnn_fp8_attention
+        raise ValueError(f"attention={name!r} cannot run: {reason}.")
+    return kernel
 
 
 def set_attention(transformer, name: str, device: torch.device | str | None = None) -> str:
@@ -76,7 +86,7 @@ def set_attention(transformer, name: str, device: torch.device | str | None = No
     The fp8 choices replace the blocks' self-attention processors; cross-attention (short keys) keeps the fastest
     SDPA kernel."""
     from .processors import install_self_attention, reset_self_attention
-    if name in (FP8, CUDNN_FP8):
+    if name in SELF_ATTENTION_FP8:
         kernel = _self_attention_kernel(name, device)
         transformer.set_attention_backend(BACKENDS[fastest_sdpa(device or "cuda")])
         install_self_attention(transformer.blocks, kernel)

@@ -20,13 +20,13 @@ import threading
 
 import torch
 
+from .attention_quant import E4M3, E4M3_MAX, quantize, smooth
+
 try:
     import cudnn
 except (ImportError, OSError):  # not installed, or no libcudnn it can load: `available()` says so
     cudnn = None
 
-E4M3 = torch.float8_e4m3fn
-E4M3_MAX = 448.0
 MIN_CUDNN = 90100  # fp8 fused attention forward on Hopper arrived in cuDNN 9.1
 _UIDS = {"q": 1, "k": 2, "v": 3, "o": 4, "descale_q": 5, "descale_k": 6, "descale_v": 7, "descale_s": 8,
          "scale_s": 9, "scale_o": 10, "amax_s": 11, "amax_o": 12}
@@ -142,20 +142,6 @@ def fp8_sdpa(q8: torch.Tensor, k8: torch.Tensor, v8: torch.Tensor, descale_q: to
 @fp8_sdpa.register_fake
 def _(q8, k8, v8, descale_q, descale_k, descale_v, scale_o, scale):
     return torch.empty(q8.shape, dtype=E4M3, device=q8.device)
-
-
-def quantize(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """(B, S, H, D) -> contiguous e4m3 values and the (1, 1, 1, 1) fp32 descale (amax / 448)."""
-    x = x.float()
-    amax = x.abs().amax().clamp(min=1e-12)
-    return (x * (E4M3_MAX / amax)).to(E4M3).contiguous(), (amax / E4M3_MAX).reshape(1, 1, 1, 1)
-
-
-def smooth(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """(B, S, H, D) -> x minus its mean over the tokens, and that (B, 1, H, D) mean, in fp32."""
-    x = x.float()
-    mean = x.mean(dim=1, keepdim=True)
-    return x - mean, mean
 
 
 def cudnn_fp8_attention(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,

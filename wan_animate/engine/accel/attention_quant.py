@@ -1,0 +1,30 @@
+"""fp8 operands for attention kernels that take scalar or per-head descales (cuDNN, FlashAttention-3).
+
+Smoothing (exact in real arithmetic): K minus its mean over the tokens shifts every score of a query by the same
+amount, which softmax ignores; V minus its mean over the tokens changes the output by exactly that mean, because
+softmax rows sum to 1 (added back afterwards). Both take a shared component out of the e4m3 range.
+"""
+from __future__ import annotations
+
+import torch
+
+E4M3 = torch.float8_e4m3fn
+E4M3_MAX = 448.0
+
+
+def smooth(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(B, S, H, D) -> x minus its mean over the tokens, and that (B, 1, H, D) mean, in fp32."""
+    x = x.float()
+    mean = x.mean(dim=1, keepdim=True)
+    return x - mean, mean
+
+
+def quantize(x: torch.Tensor, per_head: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """(B, S, H, D) -> contiguous e4m3 values and the fp32 descale (amax / 448): (1, 1, 1, 1) for the whole tensor,
+    or (B, H) with `per_head`."""
+    x = x.float()
+    if per_head:
+        amax = x.abs().amax(dim=(1, 3)).clamp(min=1e-12)
+        return (x * (E4M3_MAX / amax)[:, None, :, None]).to(E4M3).contiguous(), amax / E4M3_MAX
+    amax = x.abs().amax().clamp(min=1e-12)
+    return (x * (E4M3_MAX / amax)).to(E4M3).contiguous(), (amax / E4M3_MAX).reshape(1, 1, 1, 1)

@@ -1,0 +1,59 @@
+"""Self-attention through FlashAttention-3's fp8 forward kernel (Hopper), when it is installed.
+
+FlashAttention-3 (`flash_attn_interface`, built from the hopper/ folder of Dao-AILab/flash-attention) overlaps
+softmax with the tensor-core matmuls through warp specialisation, which the cuDNN and Triton kernels here do not.
+It takes e4m3 Q/K/V with one descale per (batch, head) and writes bf16. The operands are smoothed and
+quantised per head (attention_quant); V's mean is added back to the output.
+"""
+from __future__ import annotations
+
+import torch
+
+from .attention_quant import quantize, smooth
+
+try:
+    import flash_attn_interface
+except ImportError:  # an optional, separately built package (scripts/build_fa3.sh)
+    flash_attn_interface = None
+_probe: dict[int, str | None] = {}
+
+
+def unavailable_reason(device=None) -> str | None:
+    """Why FlashAttention-3's fp8 kernel cannot run on `device` (None when it can)."""
+    if flash_attn_interface is None:
+        return "FlashAttention-3 is not installed (flash_attn_interface, built from flash-attention's hopper/ folder)"
+    if not torch.cuda.is_available():
+        return "no CUDA GPU"
+    device = torch.device(device or "cuda")
+    if device.type != "cuda" or torch.cuda.get_device_capability(device)[0] != 9:
+        return "FlashAttention-3 runs on Hopper GPUs (compute capability 9.x) only"
+    index = device.index if device.index is not None else torch.cuda.current_device()
+    if index not in _probe:  # builds may leave out fp8 or head dim 128: one tiny call tells
+        try:
+            with torch.cuda.device(index):
+                q = torch.zeros(1, 128, 1, 128, device="cuda", dtype=torch.bfloat16)
+                fa3_fp8_attention(q, q, q)
+                torch.cuda.synchronize()
+            _probe[index] = None
+        except Exception as error:  # noqa: BLE001  # any failure means: use another kernel
+            _probe[index] = f"this FlashAttention-3 build cannot run fp8 head-dim-128 attention: {str(error)[:200]}"
+    return _probe[index]
+
+
+def available(device=None) -> bool:
+    return unavailable_reason(device) is None
+
+
+def fa3_fp8_attention(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
+                      scale: float | None = None) -> torch.Tensor:
+    """softmax(q k^T * scale) v for (B, S, H, D) bf16/fp16 CUDA tensors, computed by FlashAttention-3 in fp8."""
+    if flash_attn_interface is None:
+        raise RuntimeError(unavailable_reason())
+    q8, dq = quantize(query, per_head=True)
+    k8, dk = quantize(smooth(key)[0], per_head=True)
+    v_smooth, v_mean = smooth(value)
+    v8, dv = quantize(v_smooth, per_head=True)
+    out = flash_attn_interface.flash_attn_func(q8, k8, v8, softmax_scale=scale, causal=False,
+                                               q_descale=dq, k_descale=dk, v_descale=dv)
+    out = out[0] if isinstance(out, tuple) else out
+    return (out.float() + v_mean).to(query.dtype)
