@@ -36,3 +36,14 @@ def test_e2e_benchmark_tiny_cpu(tmp_path):
     stages = measured["stages"]
     assert {"VAE encode", "VAE decode", "DiT 4 steps", "text encoder (umT5)"} <= set(stages)
     assert abs(sum(stages.values()) - measured["total_seconds"]) < 0.05
+
+
+def test_step_benchmark_notes_a_kernel_this_machine_lacks(tmp_path):
+    """An attention kernel that cannot run here (FlashAttention-3 needs a Hopper GPU) is skipped with the reason."""
+    out = tmp_path / "step.json"
+    subprocess.run([sys.executable, str(REPO / "benchmarks" / "step.py"), "--size", "tiny", "--device", "cpu",
+                    "--models", "ours", "--attention", "fa3_fp8", "--repeats", "1", "--no-compile",
+                    "--out", str(out)], check=True, timeout=600)
+    report = json.loads(out.read_text())
+    assert report["results"]["tiny"]["rows"] == []
+    assert any("skipped" in n and "fa3_fp8" in n for n in report["notes"])

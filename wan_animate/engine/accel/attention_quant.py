@@ -1,10 +1,13 @@
-"""fp8 operands for attention kernels that take scalar or per-head descales (cuDNN, FlashAttention-3).
+"""fp8 operands for attention kernels that take scalar or per-head descales (cuDNN, FlashAttention-3), and the
+one-call probe that tells whether such a kernel runs on a GPU.
 
 Smoothing (exact in real arithmetic): K minus its mean over the tokens shifts every score of a query by the same
 amount, which softmax ignores; V minus its mean over the tokens changes the output by exactly that mean, because
 softmax rows sum to 1 (added back afterwards). Both take a shared component out of the e4m3 range.
 """
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import torch
 
@@ -28,3 +31,19 @@ def quantize(x: torch.Tensor, per_head: bool = False) -> tuple[torch.Tensor, tor
         return (x * (E4M3_MAX / amax)[:, None, :, None]).to(E4M3).contiguous(), amax / E4M3_MAX
     amax = x.abs().amax().clamp(min=1e-12)
     return (x * (E4M3_MAX / amax)).to(E4M3).contiguous(), (amax / E4M3_MAX).reshape(1, 1, 1, 1)
+
+
+def probe(kernel: Callable, device: torch.device, results: dict[int, str | None], what: str) -> str | None:
+    """None when `kernel` runs a tiny (1, 128, 1, 128) attention on `device`, else why not; once per GPU (`results`
+    caches it). Library builds and versions differ in what they support, and only a call tells."""
+    index = device.index if device.index is not None else torch.cuda.current_device()
+    if index not in results:
+        try:
+            with torch.cuda.device(index):
+                q = torch.zeros(1, 128, 1, 128, device="cuda", dtype=torch.bfloat16)
+                kernel(q, q, q)
+                torch.cuda.synchronize()
+            results[index] = None
+        except Exception as error:  # noqa: BLE001  # any build/launch failure means: use another kernel
+            results[index] = f"{what}: {str(error).splitlines()[0][:200] if str(error) else type(error).__name__}"
+    return results[index]

@@ -20,7 +20,7 @@ import threading
 
 import torch
 
-from .attention_quant import E4M3, E4M3_MAX, quantize, smooth
+from .attention_quant import E4M3, E4M3_MAX, probe, quantize, smooth
 
 try:
     import cudnn
@@ -56,16 +56,7 @@ def unavailable_reason(device=None) -> str | None:
         return "cuDNN's fp8 attention needs a Hopper or newer GPU"
     if cudnn.backend_version() < MIN_CUDNN:
         return f"cuDNN {cudnn.backend_version_string()} is older than 9.1"
-    if index not in _probe:
-        try:
-            with torch.cuda.device(index):
-                q = torch.zeros(1, 128, 1, 128, device="cuda", dtype=torch.bfloat16)
-                cudnn_fp8_attention(q, q, q)
-                torch.cuda.synchronize()
-            _probe[index] = None
-        except Exception as error:  # noqa: BLE001  # any build/launch failure means: use another kernel
-            _probe[index] = f"cuDNN could not build its fp8 attention here: {str(error).splitlines()[0][:200]}"
-    return _probe[index]
+    return probe(cudnn_fp8_attention, device, _probe, "cuDNN could not build its fp8 attention here")
 
 
 def _handle(index: int):

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import torch
 
-from .attention_quant import quantize, smooth
+from .attention_quant import probe, quantize, smooth
 
 try:
     import flash_attn_interface
@@ -21,23 +21,14 @@ _probe: dict[int, str | None] = {}
 def unavailable_reason(device=None) -> str | None:
     """Why FlashAttention-3's fp8 kernel cannot run on `device` (None when it can)."""
     if flash_attn_interface is None:
-        return "FlashAttention-3 is not installed (flash_attn_interface, built from flash-attention's hopper/ folder)"
+        return "FlashAttention-3 is not installed (bash scripts/build_fa3.sh builds and installs it)"
     if not torch.cuda.is_available():
         return "no CUDA GPU"
     device = torch.device(device or "cuda")
     if device.type != "cuda" or torch.cuda.get_device_capability(device)[0] != 9:
         return "FlashAttention-3 runs on Hopper GPUs (compute capability 9.x) only"
-    index = device.index if device.index is not None else torch.cuda.current_device()
-    if index not in _probe:  # builds may leave out fp8 or head dim 128: one tiny call tells
-        try:
-            with torch.cuda.device(index):
-                q = torch.zeros(1, 128, 1, 128, device="cuda", dtype=torch.bfloat16)
-                fa3_fp8_attention(q, q, q)
-                torch.cuda.synchronize()
-            _probe[index] = None
-        except Exception as error:  # noqa: BLE001  # any failure means: use another kernel
-            _probe[index] = f"this FlashAttention-3 build cannot run fp8 head-dim-128 attention: {str(error)[:200]}"
-    return _probe[index]
+    # builds may leave out fp8 or head dim 128: one tiny call tells
+    return probe(fa3_fp8_attention, device, _probe, "this FlashAttention-3 build cannot run fp8 head-dim-128 attention")
 
 
 def available(device=None) -> bool:
