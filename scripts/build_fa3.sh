@@ -12,7 +12,7 @@
 #              nvidia-cuda-nvcc/-nvvm/-runtime/-cccl/-crt wheels of torch's CUDA version (unpacked in WORK)
 #   FA3_SRC    an existing flash-attention checkout with its csrc/cutlass submodule (default: fetched at FA3_COMMIT)
 #   FA3_COMMIT flash-attention commit to fetch (default: the one this package was measured with)
-#   MAX_JOBS   parallel compiles (default: CPU count; each takes ~5 GB of RAM)
+#   MAX_JOBS   parallel compiles (default: the CPU count, at most one per 5 GB of RAM)
 #   WORK       scratch folder (default: a new temporary folder, removed afterwards)
 set -euo pipefail
 PY=${PYTHON:-python3}
@@ -71,7 +71,9 @@ for part in BACKWARD SPLIT PAGEDKV APPENDKV LOCAL SOFTCAP PACKGQA FP16 VARLEN SM
             HDIMDIFF64 HDIMDIFF192; do
   export "FLASH_ATTENTION_DISABLE_$part=TRUE"
 done
-export FLASH_ATTENTION_FORCE_BUILD=TRUE TORCH_CUDA_ARCH_LIST=9.0a MAX_JOBS=${MAX_JOBS:-$(nproc)} NVCC_THREADS=${NVCC_THREADS:-2}
+ram_jobs=$(( $(awk '/MemAvailable/ {print $2}' /proc/meminfo) / (5 * 1024 * 1024) ))
+jobs=$(nproc); [ "$ram_jobs" -lt "$jobs" ] && jobs=$(( ram_jobs > 0 ? ram_jobs : 1 ))
+export FLASH_ATTENTION_FORCE_BUILD=TRUE TORCH_CUDA_ARCH_LIST=9.0a MAX_JOBS=${MAX_JOBS:-$jobs} NVCC_THREADS=${NVCC_THREADS:-2}
 say "compiling (forward, head dim 128, bf16 + fp8, sm_90a) with $MAX_JOBS jobs"
 (cd "$FA3_SRC/hopper" && "$PY" -m pip install --no-build-isolation --no-deps -q .)
 
