@@ -136,7 +136,7 @@ class WanAnimateModelLoader:
             },
             "optional": {
                 "hub_id": ("STRING", {"default": "", "tooltip": "Hugging Face repo id (or local path) to load instead of the dropdown, e.g. Wan-AI/Wan2.2-Animate-14B-Diffusers. Honors HF_HOME and HF_HUB_OFFLINE."}),
-                "attention": (list(ATTENTION_CHOICES), {"default": "auto", "tooltip": "Attention kernel of the transformer: auto picks the fastest the GPU has (cuDNN's fp8 kernel on Hopper, else our Triton fp8 kernel; FlashAttention on Ampere/Ada). The fp8 kernels (cudnn_fp8, fp8) are the fastest and slightly less exact; cudnn/flash compute in bf16."}),
+                "attention": (list(ATTENTION_CHOICES), {"default": "auto", "tooltip": "Attention kernel of the transformer: auto picks the fastest the GPU has (on Hopper FlashAttention-3's fp8 kernel when installed with scripts/build_fa3.sh, else cuDNN's fp8 kernel, else our Triton fp8 kernel; FlashAttention on Ampere/Ada). The fp8 kernels (fa3_fp8, cudnn_fp8, fp8) are the fastest and slightly less exact; cudnn/flash compute in bf16."}),
                 "compile": ("BOOLEAN", {"default": False, "tooltip": "torch.compile the repeated transformer blocks: faster steps after a first run that takes about a minute longer (cached on disk)."}),
                 "blocks_on_cpu": ("INT", {"default": 0, "min": 0, "max": 64, "tooltip": "Block swap: keep this many transformer blocks in CPU RAM and stream them to the GPU each step. Lowers VRAM by about 0.4 GB per block (fp8) at some speed; 0 keeps all on the GPU."}),
             },

@@ -33,22 +33,19 @@ def _put(owner: nn.Module, name: str, is_param: bool, value: torch.Tensor) -> No
 
 
 def pin(module: nn.Module) -> bool:
-    """Move the module's CPU weights into pinned memory in place (one tensor at a time); False when the system
-    refuses pinned memory (the weights then stay pageable)."""
-    done: dict[int, torch.Tensor] = {}
+    """Move the module's CPU weights into pinned memory in place (one tensor at a time; already pinned ones are
+    skipped, so later calls are cheap); False when the system refuses pinned memory (the weights stay pageable)."""
+    buffers: dict[int, torch.Tensor] = {}  # a tied buffer gets one pinned copy
     try:
         for owner, name, is_param, t in list(_slots(module)):
-            if id(t) in done:
+            if t.device.type != "cpu" or t.is_pinned():
                 continue
-            if t.device.type == "cpu" and not t.is_pinned():
-                pinned = t.data.pin_memory()
-                if is_param:
-                    t.data = pinned  # same Parameter object: ties and hooks stay
-                else:
-                    for o, n, p, other in _slots(module):
-                        if other is t:
-                            _put(o, n, p, pinned)
-            done[id(t)] = t
+            if is_param:
+                t.data = t.data.pin_memory()  # same Parameter object: ties and hooks stay
+            else:
+                if id(t) not in buffers:
+                    buffers[id(t)] = t.pin_memory()
+                _put(owner, name, False, buffers[id(t)])
     except RuntimeError:
         return False
     return True

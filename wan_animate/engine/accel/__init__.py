@@ -25,7 +25,7 @@ FP8_MATMUL_CHOICES = ("auto", "scaled_mm", "dequant")
 
 @dataclass
 class AccelOptions:
-    attention: str = "auto"  # auto | cudnn_fp8 | fp8 | cudnn | flash | efficient | math | native (env WAN_ANIMATE_ATTENTION)
+    attention: str = "auto"  # auto | fa3_fp8 | cudnn_fp8 | fp8 | cudnn | flash | ... (attention.CHOICES; env WAN_ANIMATE_ATTENTION)
     fp8_matmul: str = "auto"  # auto: fp8 tensor cores when the weights are fp8 and the GPU has them | scaled_mm | dequant
     fp8_fast_accum: bool = True  # scaled_mm: tensor-core accumulation without fp32 promotion (~25% faster GEMMs)
     compile: bool = False  # torch.compile the repeated blocks (first call ~1 min, cached on disk)

@@ -1,8 +1,8 @@
 """Self-attention through cuDNN's fused fp8 attention kernel (Hopper), via the cuDNN frontend's graph API.
 
 torch's SDPA reaches cuDNN's bf16 flash attention only; cuDNN 9 also has an fp8 one (e4m3 Q·K^T and P·V, fp32
-softmax), which NVIDIA tunes per GPU generation. The Python frontend (`pip install nvidia-cudnn-frontend`, an
-optional dependency) builds it as a graph on the libcudnn that torch already loaded. On Hopper its output is e4m3
+softmax), which NVIDIA tunes per GPU generation. The Python frontend (`nvidia-cudnn-frontend`, in the
+requirements) builds it as a graph on the libcudnn that torch already loaded. On Hopper its output is e4m3
 too. Quantisation, exact in real arithmetic except for the fp8 rounding:
 - K is smoothed (its mean over the tokens subtracted per head and channel): every score of a query moves by the
   same amount, which softmax ignores, and the shared component no longer eats the fp8 range.
