@@ -6,24 +6,18 @@ loaded by Load Wan Animate Model encodes, and the result is a core CONDITIONING 
 """
 from __future__ import annotations
 
-import contextlib
-
 import torch
 
 from .convert import image_to_frames
 from .model_nodes import CATEGORY, MODEL_TYPE
 
 
-@contextlib.contextmanager
 def used_on(model, module):
-    """`module` on the model's device for one call; back where it was afterwards unless the model lives on the GPU."""
-    origin = next(module.parameters()).device
-    module.to(model.device)
-    try:
-        yield module
-    finally:
-        if model.memory != "gpu":
-            module.to(origin)
+    """`module` on the model's device for one call: borrowed from (pinned) CPU memory and dropped afterwards, or left
+    on the GPU when the model lives there (the engine's placement)."""
+    from wan_animate.engine.placement import placed
+
+    return placed(module, model.device, restore=model.memory != "gpu", borrow=True)
 
 
 class WanAnimateTextEncode:
