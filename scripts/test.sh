@@ -2,15 +2,17 @@
 # Installs everything the tests need into a virtual environment and runs them.
 #   bash scripts/test.sh            # the whole suite
 #   bash scripts/test.sh -k loader  # pytest arguments pass through
-# VENV picks the environment (default .venv). COMFYUI_DIR (default /opt/ComfyUI) enables the ComfyUI integration
-# tests; without a ComfyUI source there they are skipped with a loud reason.
+# Side effects: creates the virtual environment VENV (default .venv, about 7 GB: torch's CUDA build), installs this
+# package into it (editable), and, as root with apt-get, installs Debian's chromium + chromium-driver for the browser
+# tests. The ComfyUI integration tests need a ComfyUI source: COMFYUI_DIR, or a tarball named by COMFYUI_TARBALL,
+# or the pinned release downloaded once (scripts/comfyui_source.sh); without one they skip with a loud reason.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/venv.sh
-COMFY=${COMFYUI_DIR:-/opt/ComfyUI}
+source scripts/comfyui_source.sh
 reqs=(-r requirements-test.txt)
-if [ -f "$COMFY/requirements.txt" ]; then
-  grep -vE '^(torch|torchvision|torchaudio)([^A-Za-z0-9_-]|$)' "$COMFY/requirements.txt" > "$VENV/comfyui-requirements.txt"
+if [ -n "${COMFYUI_DIR:-}" ]; then
+  grep -vE '^(torch|torchvision|torchaudio)([^A-Za-z0-9_-]|$)' "$COMFYUI_DIR/requirements.txt" > "$VENV/comfyui-requirements.txt"
   reqs+=(-r "$VENV/comfyui-requirements.txt")
 fi
 venv_install "${reqs[@]}"
@@ -19,4 +21,6 @@ if ! command -v chromium >/dev/null && command -v apt-get >/dev/null && [ "$(id 
   { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; } \
     || echo "!!! could not install chromium: the browser tests will be skipped" >&2
 fi
+# Lint first: the ruff configuration in pyproject.toml is part of the test command.
+"$PY" -m ruff check .
 exec "$PY" -m pytest "$@"

@@ -24,16 +24,17 @@ CUSTOM_NODE_NAME = "ComfyUI-Wan-Animate-under-test"
 
 
 def comfyui_dir() -> Path | None:
-    """COMFYUI_DIR if set, else /opt/ComfyUI; None when no ComfyUI source is there."""
-    path = Path(os.environ.get("COMFYUI_DIR") or "/opt/ComfyUI")
-    return path if (path / "main.py").is_file() else None
+    """COMFYUI_DIR (scripts/test.sh sets it, see scripts/comfyui_source.sh); None when no ComfyUI source is there."""
+    where = os.environ.get("COMFYUI_DIR")
+    return Path(where) if where and (Path(where) / "main.py").is_file() else None
 
 
 def missing_comfyui_reason() -> str:
-    where = os.environ.get("COMFYUI_DIR") or "/opt/ComfyUI"
+    where = os.environ.get("COMFYUI_DIR")
     return (
-        f"!!! ComfyUI INTEGRATION TESTS SKIPPED: no ComfyUI source at {where} (main.py not found). "
-        "Set COMFYUI_DIR to a ComfyUI checkout (0.3.64 or newer) to run them."
+        f"!!! ComfyUI INTEGRATION TESTS SKIPPED: no ComfyUI source ({f'{where}/main.py not found' if where else 'COMFYUI_DIR is not set'}). "
+        "Run them through scripts/test.sh (COMFYUI_DIR, COMFYUI_TARBALL or the pinned download), or set COMFYUI_DIR "
+        "to a ComfyUI checkout (0.3.64 or newer)."
     )
 
 
