@@ -95,7 +95,7 @@ def write_checkpoint(path: Path, size: str, layers: int | None = None) -> None:
         for d in shape:
             n *= d
 
-        def produce(n=n, shape=shape, off=len(items) * 7919):
+        def produce(n=n, shape=shape, off=len(items) * 7919):  # noqa: B008 (binds this tensor's offset)
             reps = (n + off) // block.numel() + 1
             flat = block.repeat(reps)[off:off + n] if reps > 1 else block[off:off + n]
             return flat.reshape(shape).clone()
@@ -168,7 +168,7 @@ def load_comfy(path, device, config_dir):
     sd = comfy.utils.load_torch_file(str(path))
     if model is None:
         model = torch.nn.Module()
-        for i, (k, v) in enumerate(sd.items()):
+        for i, v in enumerate(sd.values()):
             model.register_parameter(f"p{i}", torch.nn.Parameter(torch.empty(v.shape, dtype=v.dtype, device=device),
                                                                  requires_grad=False))
         sd = {f"p{i}": v for i, v in enumerate(sd.values())}
@@ -305,7 +305,7 @@ def print_table(results) -> None:
         if "error" in r:
             print(f"{r['mode']:<6}{r['loader']:<11} error: {r['error']}")
             continue
-        fmt = lambda k, f: (f % r[k]) if k in r else ""  # noqa: E731
+        fmt = lambda k, f, r=r: (f % r[k]) if k in r else ""  # noqa: E731
         print(f"{r['mode']:<6}{r['loader']:<11}{r['seconds']:>9.2f}{r['gb_per_s']:>8.2f}"
               f"{fmt('rss_growth_gb', '%9.2f'):>9}{fmt('vs_best_competitor', '%8.2fx'):>9}"
               f"{fmt('vs_raw_read', '%7.2fx'):>8}")

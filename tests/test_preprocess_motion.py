@@ -120,7 +120,7 @@ def test_retarget_ratios_scale_and_feet_placement():
     out = apply_retarget(plan, driving)
     assert (out.width, out.height) == (400, 400)
     # In the first frame the retargeted body has the reference's bone lengths and stands where its feet are.
-    for k, (a, b) in enumerate(LIMBS[:12]):
+    for a, b in LIMBS[:12]:
         assert np.linalg.norm(out.body[a] - out.body[b]) == pytest.approx(np.linalg.norm(ref.body[a] - ref.body[b]), rel=0.02, abs=0.5)
     assert (out.body[8, 0] + out.body[11, 0]) / 2 == pytest.approx((ref.body[8, 0] + ref.body[11, 0]) / 2, abs=0.5)
     # Official ground rule: the driving ankles land on the reference's ankle-toe midpoints.

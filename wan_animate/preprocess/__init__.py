@@ -20,7 +20,7 @@ _EXPORTS = {
     "InsightFaceDetector": "face_detector",
 }
 
-__all__ = sorted(_EXPORTS)
+__all__ = list(sorted(_EXPORTS))
 
 
 def __getattr__(name: str):

@@ -85,7 +85,7 @@ def accelerate(transformer, device, options: AccelOptions | None = None) -> Fast
         for name, child in transformer.named_children():
             if name != "blocks":
                 child.to(device)
-        for name, param in transformer.named_parameters(recurse=False):
+        for param in transformer.parameters(recurse=False):
             param.data = param.data.to(device)
         swap = BlockSwap(transformer.blocks, indices, device)
     else:

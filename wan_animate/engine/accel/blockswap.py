@@ -31,7 +31,7 @@ def _tensors(block: nn.Module) -> list[tuple[nn.Module, str, torch.Tensor]]:
 
 
 def _point(block_tensors, datas) -> None:
-    for (module, name, tensor), data in zip(block_tensors, datas):
+    for (_module, _name, tensor), data in zip(block_tensors, datas):
         tensor.data = data
 
 
