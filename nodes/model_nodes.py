@@ -79,7 +79,7 @@ def download_with_progress(repo_id: str) -> str:
     (same files, same cache, offline mode honoured) gives the readable error when this fails."""
     from huggingface_hub import snapshot_download
 
-    from wan_loader import hub
+    from wan_loader.discovery import hub
 
     try:
         return snapshot_download(

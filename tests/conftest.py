@@ -22,7 +22,7 @@ def pytest_report_header(config):
 @pytest.fixture(scope="session")
 def tiny():
     """All six tiny components in memory (seed 0). Treat as read-only: it is shared by the whole session."""
-    from wan_loader.tiny import tiny_components
+    from wan_loader.testing.tiny import tiny_components
 
     return tiny_components(seed=0)
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import save_file
 
-from wan_loader.tiny import TINY_TRANSFORMER_CONFIG
+from wan_loader.testing.tiny import TINY_TRANSFORMER_CONFIG
 
 # The real model has image attention (k_img / v_img); the shared tiny config does not, so the LoRA tests add it.
 LORA_TEST_CONFIG = {**TINY_TRANSFORMER_CONFIG, "added_kv_proj_dim": 16}

@@ -12,10 +12,10 @@ import os
 import pytest
 import torch
 
-from wan_loader.direct_io import ALIGN, RangeFile, aligned_empty, read_range
+from wan_loader.io.direct_io import ALIGN, RangeFile, aligned_empty, read_range
 from wan_loader.errors import CorruptFileError
-from wan_loader.readers import SafetensorsFile, tensor_bytes
-from wan_loader.stream import Stager
+from wan_loader.io.readers import SafetensorsFile, tensor_bytes
+from wan_loader.io.stream import Stager
 
 SIZE = 30 * ALIGN + 1234  # the file does not end on a page boundary
 RANGES = [(0, 1), (0, ALIGN), (1, ALIGN), (ALIGN - 1, 2), (5 * ALIGN, 3 * ALIGN), (777, 9 * ALIGN + 5),

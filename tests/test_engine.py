@@ -133,7 +133,7 @@ def test_color_anchor_pulls_every_segment_to_the_reference(tiny):
 
 
 def test_tiled_vae_matches_untiled_closely():
-    from wan_loader.tiny import tiny_components
+    from wan_loader.testing.tiny import tiny_components
 
     components = tiny_components(seed=1)
     components.vae.tile_sample_min_height = components.vae.tile_sample_min_width = 16

@@ -63,7 +63,7 @@ def test_missing_inputs_without_tiny(tmp_path, capsys):
 
 @pytest.fixture(scope="module")
 def lora_file(tmp_path_factory):
-    from wan_loader.tiny import tiny_transformer
+    from wan_loader.testing.tiny import tiny_transformer
 
     model = tiny_transformer()
     modules = [f"blocks.{i}.{m}" for i in range(len(model.blocks)) for m in ("attn1.to_q", "attn2.to_v", "ffn.net.2")]

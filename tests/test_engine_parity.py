@@ -116,7 +116,7 @@ def test_unipc_schedule_is_official_and_differs_from_diffusers_default():
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 def test_split_forward_equals_diffusers_forward(dtype):
-    from wan_loader.tiny import tiny_transformer
+    from wan_loader.testing.tiny import tiny_transformer
 
     model = tiny_transformer().to(dtype)
     g = torch.Generator().manual_seed(0)

@@ -31,7 +31,7 @@ from wan_loader.keymaps import Plan, execute, used_sources
 from wan_loader.keymaps import clip as clip_map
 from wan_loader.keymaps import t5 as t5_map
 from wan_loader.keymaps import vae as vae_map
-from wan_loader.tiny import TINY_CLIP_CONFIG, TINY_UMT5_CONFIG, TINY_VAE_CONFIG
+from wan_loader.testing.tiny import TINY_CLIP_CONFIG, TINY_UMT5_CONFIG, TINY_VAE_CONFIG
 
 COMPONENTS = {"vae": (vae_map, "vae"), "t5": (t5_map, "text_encoder"), "clip": (clip_map, "image_encoder")}
 

@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from wan_loader import convert, inspect, load_components, load_transformer
-from wan_loader.fp8 import FP8Linear, dequantize, quantize_fp8
+from wan_loader.model.fp8 import FP8Linear, dequantize, quantize_fp8
 from wan_loader.writers import write_components
 
 REPO = Path(__file__).resolve().parent.parent
@@ -253,7 +253,7 @@ def test_staged_ring_with_tiny_chunks_is_bit_exact(written, monkeypatch):
     so tensors span many slots and slots are reused many times."""
     import functools
 
-    from wan_loader import stream
+    from wan_loader.io import stream
 
     for name, dtype in (("comfy_prefixed", "fp32"), ("comfy_fp8_e4m3fn", "fp8_e4m3fn")):
         path = next((written / name / "diffusion_models").glob("*.safetensors"))
@@ -268,10 +268,10 @@ def test_staged_ring_with_tiny_chunks_is_bit_exact(written, monkeypatch):
 
 
 def test_full_size_animate_detected_and_config_inferred_from_shapes():
-    from wan_loader.configs import ANIMATE_14B_CONFIG, build_empty, infer_transformer_config
-    from wan_loader.detect import identify
+    from wan_loader.model.configs import ANIMATE_14B_CONFIG, build_empty, infer_transformer_config
+    from wan_loader.model.detect import identify
     from wan_loader.keymaps import transformer as tmap
-    from wan_loader.readers import TensorSource
+    from wan_loader.io.readers import TensorSource
 
     model = build_empty("transformer", ANIMATE_14B_CONFIG)
     shapes = {k: tuple(v.shape) for k, v in model.state_dict().items()}
@@ -331,7 +331,7 @@ def test_original_release_with_several_shards(tiny, tmp_path):
                   shard_bytes=50_000)
     shards = sorted(tmp_path.glob("diffusion_pytorch_model-*.safetensors"))
     assert len(shards) >= 3 and (tmp_path / "diffusion_pytorch_model.safetensors.index.json").is_file()
-    from wan_loader.configs import original_config_json
+    from wan_loader.model.configs import original_config_json
     (tmp_path / "config.json").write_text(json.dumps(original_config_json(w.config)))
     assert inspect(tmp_path)["layout"] == "original"
     model = load_transformer(tmp_path, weight_dtype="fp32")
@@ -343,9 +343,9 @@ def test_progress_and_device_memory_check(written, monkeypatch):
     load_transformer(written / "original", weight_dtype="fp32", progress=lambda d, t: calls.append((d, t)))
     assert calls and calls[-1][0] == calls[-1][1] > 100_000
 
-    from wan_loader import stream
-    from wan_loader.configs import build_empty
-    from wan_loader.tiny import TINY_TRANSFORMER_CONFIG
+    from wan_loader.io import stream
+    from wan_loader.model.configs import build_empty
+    from wan_loader.testing.tiny import TINY_TRANSFORMER_CONFIG
     from wan_loader.errors import WanLoaderError
 
     # no GPU here: mem_get_info stands in for a GPU with 1 kB free
@@ -358,7 +358,7 @@ def test_progress_and_device_memory_check(written, monkeypatch):
 
 
 def test_download_patterns_fetch_only_what_is_needed():
-    from wan_loader.hub import DIFFUSERS_REPO, ORIGINAL_REPO, allow_patterns
+    from wan_loader.discovery.hub import DIFFUSERS_REPO, ORIGINAL_REPO, allow_patterns
 
     pats = allow_patterns(DIFFUSERS_REPO, ["transformer"])
     assert "transformer/*" in pats and "model_index.json" in pats and "vae/*" not in pats
@@ -394,7 +394,7 @@ print(json.dumps({k: list(v.shape) for k, v in m.state_dict().items()}))
 def test_comfy_layout_matches_comfyui_animate_model_exactly(comfyui_source):
     """Our original/ComfyUI key map (real architecture: 512-px motion encoder, 1024-wide face encoder, CLIP
     projection; narrow DiT) gives exactly the state dict of ComfyUI's own AnimateWanModel, names and shapes."""
-    from wan_loader.configs import ANIMATE_14B_CONFIG, build_empty
+    from wan_loader.model.configs import ANIMATE_14B_CONFIG, build_empty
     from wan_loader.keymaps import transformer as tmap
 
     r = subprocess.run([sys.executable, "-c", COMFY_KEYS_SCRIPT, str(comfyui_source)], capture_output=True,
@@ -414,7 +414,7 @@ def test_same_weights_as_diffusers_from_single_file(tmp_path):
     gives exactly the weights our loader gives."""
     from diffusers import WanAnimateTransformer3DModel
 
-    from wan_loader.configs import ANIMATE_14B_CONFIG
+    from wan_loader.model.configs import ANIMATE_14B_CONFIG
     from wan_loader.writers import Written, save_config, weights_from_module, write_component
 
     cfg = {**ANIMATE_14B_CONFIG, "num_attention_heads": 1, "attention_head_dim": 128, "ffn_dim": 256,

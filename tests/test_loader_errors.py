@@ -151,7 +151,7 @@ class ShapesSource:
     """Only names and shapes (what detection reads); stands in for a header-only view of a real file."""
 
     def __new__(cls, shapes):
-        from wan_loader.readers import TensorSource
+        from wan_loader.io.readers import TensorSource
 
         class _Src(TensorSource):
             files, metadata = ["<file>"], {}
@@ -187,7 +187,7 @@ def _wan(in_dim=16, dim=5120, **extra):
     ({"encoder.block.0.layer.0.SelfAttention.q.weight": (4096, 4096), "shared.weight": (32128, 4096)}, "T5"),
 ])
 def test_other_models_are_named(shapes, expected):
-    from wan_loader.detect import identify
+    from wan_loader.model.detect import identify
 
     found = identify(ShapesSource(shapes))
     assert not found.is_animate_part and expected in found.model

@@ -76,7 +76,7 @@ def write_tiny_models(models_dir: Path, work: Path) -> None:
     DIR --layout comfy` writes), copied under the file names the workflows use; plus a relighting LoRA for them in
     Comfy-Org's repackaged layout."""
     from tests.lora_files import block_linears, random_factors, write_comfy_relight
-    from wan_loader.tiny import tiny_components
+    from wan_loader.testing.tiny import tiny_components
     from wan_loader.writers import COMFY_FOLDERS, write_components
 
     out = Path(work) / "tiny_comfy"
@@ -105,7 +105,7 @@ def write_full_size_vae(path: Path) -> None:
     import torch
     from diffusers import AutoencoderKLWan
 
-    from wan_loader.components import WanAnimateComponents
+    from wan_loader.model.components import WanAnimateComponents
     from wan_loader.writers import write_components
 
     if path.exists():
@@ -150,8 +150,8 @@ def write_core_tiny_models(models_dir: Path, work: Path) -> None:
         UMT5EncoderModel,
     )
 
-    from wan_loader.components import WanAnimateComponents
-    from wan_loader.tiny import (
+    from wan_loader.model.components import WanAnimateComponents
+    from wan_loader.testing.tiny import (
         TINY_CLIP_CONFIG,
         TINY_UMT5_CONFIG,
         tiny_image_processor,

@@ -5,13 +5,16 @@ import argparse
 import json
 import sys
 
+from .conversion import convert
+from .discovery.hub import DIFFUSERS_REPO, download
+from .dtypes import DTYPE_NAMES
 from .errors import WanLoaderError
-
-DTYPE_CHOICES = ["bf16", "fp16", "fp32", "fp8_e4m3fn", "fp8_e5m2"]
+from .inspection import format_report, inspect
+from .testing.tiny import tiny_components
+from .writers import write_components
 
 
 def _inspect(args) -> int:
-    from .inspection import format_report, inspect
     info = inspect(args.path)
     print(json.dumps(info, indent=2) if args.json else format_report(info))
     if info["is_animate"] is False:
@@ -20,22 +23,18 @@ def _inspect(args) -> int:
 
 
 def _convert(args) -> int:
-    from .convert import convert
     dst = convert(args.src, args.dst, args.to, args.dtype, prefix=args.prefix, per_channel=args.per_channel)
     print(f"wrote {args.to} layout to {dst}")
     return 0
 
 
 def _download(args) -> int:
-    from .hub import DIFFUSERS_REPO, download
     path = download(args.repo_id or DIFFUSERS_REPO, args.dir, args.components)
     print(path)
     return 0
 
 
 def _tiny(args) -> int:
-    from .tiny import tiny_components
-    from .writers import write_components
     dst = write_components(tiny_components(args.seed), args.dir, args.layout, args.dtype,
                            prefix="model.diffusion_model." if args.prefix else "")
     print(f"wrote tiny random Wan2.2-Animate ({args.layout}, {args.dtype}) to {dst}")
@@ -54,7 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("src")
     s.add_argument("dst")
     s.add_argument("--to", required=True, choices=["diffusers", "comfy", "original"])
-    s.add_argument("--dtype", choices=DTYPE_CHOICES, default=None, help="default: the source's dtype")
+    s.add_argument("--dtype", choices=DTYPE_NAMES, default=None, help="default: the source's dtype")
     s.add_argument("--prefix", default="", help="comfy: key prefix of the transformer, e.g. model.diffusion_model.")
     s.add_argument("--per-channel", action="store_true", help="fp8: one scale per output channel")
     s.set_defaults(fn=_convert)
@@ -67,7 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("tiny", help="write a tiny random Wan2.2-Animate in a layout (tests, demos)")
     s.add_argument("dir")
     s.add_argument("--layout", required=True, choices=["diffusers", "original", "comfy"])
-    s.add_argument("--dtype", choices=DTYPE_CHOICES, default="fp32")
+    s.add_argument("--dtype", choices=DTYPE_NAMES, default="fp32")
     s.add_argument("--prefix", action="store_true", help="comfy: keys under model.diffusion_model.")
     s.add_argument("--seed", type=int, default=0)
     s.set_defaults(fn=_tiny)

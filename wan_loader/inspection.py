@@ -3,9 +3,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .components import COMPONENT_NAMES
-from .detect import count_parameters, dominant_dtype
-from .resolve import prefer_dtype, resolve
+from .discovery.resolve import prefer_dtype, resolve
+from .dtypes import dominant_dtype
+from .model.components import COMPONENT_NAMES
+from .model.detect import count_parameters
 
 
 def inspect(path, files: dict | None = None) -> dict:

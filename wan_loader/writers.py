@@ -16,12 +16,12 @@ from typing import Callable
 
 import torch
 
-from .detect import dtype_name
-from .fp8 import dequantize, is_fp8, quantize_fp8
-from .keymaps import Plan, Recipe, clip as clip_map, t5 as t5_map, transformer as transformer_map, vae as vae_map
-from .readers import SAFETENSORS_DTYPES, tensor_bytes
+from .dtypes import dtype_name, is_fp8, parse_dtype
+from .io.readers import SAFETENSORS_DTYPES, tensor_bytes
+from .keymaps import KEYMAPS, Plan, Recipe, meta_shapes
+from .model.configs import original_config_json
+from .model.fp8 import dequantize, quantize_fp8
 
-KEYMAPS = {"transformer": transformer_map, "vae": vae_map, "text_encoder": t5_map, "image_encoder": clip_map}
 _ST_NAMES = {v: k for k, v in SAFETENSORS_DTYPES.items()}
 SHARD_BYTES = 10 * 1024 ** 3
 COMFY_FOLDERS = {"transformer": "diffusion_models", "vae": "vae", "text_encoder": "text_encoders",
@@ -64,8 +64,6 @@ def weights_from_module(component: str, module: torch.nn.Module) -> Weights:
 
 def weights_from_part(component: str, part, plan: Plan, config: dict) -> Weights:
     """A component read from files through its plan to diffusers names (fp8-scaled weights dequantized)."""
-    from .stream import meta_shapes
-
     view = part.view
     scale = getattr(view, "scale", lambda k: None)
 
@@ -255,7 +253,6 @@ def write_component(w: Weights, dst: Path, layout: str, dtype: torch.dtype, writ
         if w.component == "transformer":
             write_sharded(dst, "diffusion_pytorch_model", layout_tensors(w, "original", dtype), written,
                           force_index=True)
-            from .configs import original_config_json
             written.add(dst / "config.json").write_text(json.dumps(original_config_json(w.config), indent=2))
             return [dst]
         path = dst / ORIGINAL_FILES[w.component]
@@ -292,8 +289,6 @@ def write_extras(dst: Path, layout: str, tokenizer, image_processor, written: Wr
 
 def write_components(components, dst, layout: str, dtype="fp32", prefix: str = "", per_channel: bool = False) -> Path:
     """Write in-memory WanAnimateComponents (e.g. the tiny ones) in `layout`."""
-    from .load import parse_dtype
-
     dtype = parse_dtype(dtype)
     dst = Path(dst)
     written = Written()

@@ -38,7 +38,7 @@ def demo_keypoints() -> np.ndarray:
 def write_demo_models(folder: str | Path, seed: int = 0) -> tuple[Path, Path]:
     """Tiny Wan2.2-Animate in the diffusers layout and detection models in the official layout; returns both dirs."""
     from wan_animate.preprocess import synthetic_models as sm
-    from wan_loader.tiny import tiny_components
+    from wan_loader.testing.tiny import tiny_components
     from wan_loader.writers import write_components
 
     folder = Path(folder)

@@ -76,7 +76,7 @@ def animate(
     loras: Sequence[tuple[object, float]] = (),
     block_runner: BlockRunner | None = None,
 ) -> AnimateResult:
-    """Generate the video for `inputs` with the loaded `components` (wan_loader.components.WanAnimateComponents).
+    """Generate the video for `inputs` with the loaded `components` (wan_loader.model.components.WanAnimateComponents).
 
     sink: receives the uint8 frames as each segment is decoded; without one they are collected and returned.
     progress: called after every sampling step as `progress(done, total, step=, steps=, segment=, segments=)`

@@ -12,41 +12,28 @@ where "diffusers" means the diffusers / transformers module's own state-dict nam
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Callable, Iterator
+from . import clip, t5, transformer, vae
+from .plan import Plan, Recipe, execute, meta_shapes, renamed, used_sources
 
-import torch
-
-
-@dataclass(frozen=True)
-class Recipe:
-    """How to build one target tensor: `transform(*[get(k) for k in sources])`, or the single source as is."""
-
-    sources: tuple[str, ...]
-    transform: Callable[..., torch.Tensor] | None = None
-
-    def build(self, get: Callable[[str], torch.Tensor]) -> torch.Tensor:
-        tensors = [get(k) for k in self.sources]
-        if self.transform is None:
-            if len(tensors) != 1:
-                raise ValueError(f"recipe from {self.sources} needs a transform")
-            return tensors[0]
-        return self.transform(*tensors)
+KEYMAPS = {"transformer": transformer, "vae": vae, "text_encoder": t5, "image_encoder": clip}  # weights components
 
 
-Plan = dict[str, Recipe]
+def plan_to_diffusers(component: str, part) -> Plan:
+    """The plan from an identified file (model.detect.Identified: its layout and tensor view) to module names."""
+    view = part.view
+    if part.layout == "diffusers":
+        return renamed({k: k for k in view.keys()})
+    return getattr(KEYMAPS[component], f"plan_{part.layout}_to_diffusers")(view.shapes())
 
 
-def renamed(pairs: dict[str, str]) -> Plan:
-    """A plan of pure renames {target: source}."""
-    return {target: Recipe((source,)) for target, source in pairs.items()}
+def ignorable_keys(component: str, part) -> set[str]:
+    """Keys of an identified file that the module has no place for and that are safe to skip."""
+    keys = part.view.keys()
+    if component == "transformer":
+        return {k for k in keys if transformer.is_ignorable_original_key(k)}
+    fn = getattr(KEYMAPS[component], f"ignored_{part.layout}_keys", None)
+    return set(fn(keys)) if fn else set()
 
 
-def execute(plan: Plan, get: Callable[[str], torch.Tensor]) -> Iterator[tuple[str, torch.Tensor]]:
-    """Yield (target key, tensor) one at a time, in plan order."""
-    for target, recipe in plan.items():
-        yield target, recipe.build(get)
-
-
-def used_sources(plan: Plan) -> set[str]:
-    return {k for r in plan.values() for k in r.sources}
+__all__ = ["KEYMAPS", "Plan", "Recipe", "execute", "ignorable_keys", "meta_shapes", "plan_to_diffusers", "renamed",
+           "used_sources"]

@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import torch
 
-from . import Plan, Recipe, renamed
+from .plan import Plan, Recipe, renamed
 from .rules import KeyTable, require
 
 LAYOUTS = ("original", "comfy")

@@ -12,7 +12,7 @@ from typing import Callable
 
 import torch
 
-from . import Plan, Recipe
+from .plan import Plan, Recipe
 
 _BLUR_KERNEL = (1.0, 3.0, 3.0, 1.0)
 

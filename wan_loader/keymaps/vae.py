@@ -17,7 +17,7 @@ The Wan2.2 VAE (48 latent channels, `decoder.upsamples.0.upsamples.0...`) is a d
 
 from __future__ import annotations
 
-from . import Plan, renamed
+from .plan import Plan, renamed
 from .rules import Groups, KeyTable
 
 LAYOUTS = ("original", "comfy")

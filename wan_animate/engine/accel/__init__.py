@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from wan_loader.fp8 import FP8Linear
+from wan_loader.model.fp8 import FP8Linear
 
 from ..forward import BlockRunner, run_block
 from . import fp8_matmul
@@ -71,7 +71,7 @@ def accelerate(transformer, device, options: AccelOptions | None = None) -> Fast
     """Configure `transformer` (diffusers WanAnimateTransformer3DModel) for `device` and return the block runner.
 
     Moves the transformer to `device`, except the blocks chosen for block swap, which go to pinned host memory.
-    The fp8 matmul choice is process-wide (wan_loader.fp8's seam).
+    The fp8 matmul choice is process-wide (wan_loader.model.fp8's seam).
     """
     options = options or AccelOptions()
     options.check()

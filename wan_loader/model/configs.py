@@ -9,11 +9,12 @@ from __future__ import annotations
 import math
 import re
 
-import torch
 from accelerate import init_empty_weights
 
-from .errors import ShapeMismatchError
-from .tiny import TINY_CLIP_CONFIG, TINY_UMT5_CONFIG, TINY_VAE_CONFIG
+from ..errors import ShapeMismatchError, WrongModelError
+from ..keymaps import Plan, meta_shapes
+from ..testing.tiny import TINY_CLIP_CONFIG, TINY_UMT5_CONFIG, TINY_VAE_CONFIG
+from .detect import ANIMATE, Identified
 
 UMT5_XXL_CONFIG = dict(vocab_size=256384, d_model=4096, d_kv=64, d_ff=10240, num_layers=24, num_heads=64,
                        relative_attention_num_buckets=32, relative_attention_max_distance=128,
@@ -36,6 +37,27 @@ KNOWN_CONFIGS = {
     "text_encoder": {"umT5-XXL": UMT5_XXL_CONFIG, "tiny": TINY_UMT5_CONFIG},
     "image_encoder": {"CLIP ViT-H/14": CLIP_VIT_H_CONFIG, "tiny": TINY_CLIP_CONFIG},
 }
+
+
+def component_config(component: str, part: Identified, plan: Plan, res) -> dict:
+    """The module config for an identified file: the config.json found beside it (discovery.resolve.Resolved's
+    configs / original_config) where it belongs to these weights, else derived from the planned tensor shapes."""
+    where = ", ".join(part.files)
+    # a Diffusers folder's own config.json wins (its encoders carry transformers names, detected as "comfy" keys)
+    if component in res.configs and (part.layout == "diffusers" or component != "transformer"):
+        cfg = dict(res.configs[component])
+        cls = cfg.get("_class_name")
+        if component == "transformer" and cls and cls != "WanAnimateTransformer3DModel":
+            raise WrongModelError(f"{where}: the config says {cls}, not WanAnimateTransformer3DModel: this is not "
+                                  f"{ANIMATE}. Use the Animate checkpoint (Wan-AI/Wan2.2-Animate-14B-Diffusers).")
+        return cfg
+    shapes = meta_shapes(plan, part.view)
+    if component == "transformer":
+        cfg = infer_transformer_config(shapes, hints_from_original_config(res.original_config or {}))
+        if res.original_config:
+            check_original_config(res.original_config, cfg, where)
+        return cfg
+    return match_known_config(component, shapes, where)
 
 
 def module_class(component: str):
@@ -176,13 +198,3 @@ def clip_image_processor(image_size: int):
     return CLIPImageProcessor(size={"shortest_edge": image_size},
                               crop_size={"height": image_size, "width": image_size})
 
-
-def fp32_keys(model: torch.nn.Module, weight_dtype: torch.dtype) -> set[str]:
-    """State-dict keys the model keeps in fp32 whatever the weight dtype (as diffusers/transformers loaders do)."""
-    keep = getattr(model, "_keep_in_fp32_modules", None) or []
-    if not keep:
-        return set()
-    is_transformers = not hasattr(model, "register_to_config")
-    if is_transformers and weight_dtype != torch.float16:
-        return set()
-    return {k for k in model.state_dict() if any(m in k.split(".") for m in keep)}

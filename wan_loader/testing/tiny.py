@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import torch
 
-from .components import WanAnimateComponents
+from ..model.components import WanAnimateComponents
 
 TINY_FACE_SIZE = 16
 TINY_CLIP_IMAGE_SIZE = 28

@@ -7,14 +7,12 @@ needs, and if not, what model it most likely is.
 from __future__ import annotations
 
 import re
-from collections import Counter
 from dataclasses import dataclass, field
 
-import torch
 
-from .fp8 import is_fp8
-from .keymaps import clip as clip_map, t5 as t5_map, vae as vae_map
-from .readers import SCALED_FP8_MARKER, TensorSource, View
+from ..dtypes import is_fp8
+from ..io.readers import SCALED_FP8_MARKER, TensorSource, View
+from ..keymaps import clip as clip_map, t5 as t5_map, vae as vae_map
 
 PREFIXES = ("", "model.diffusion_model.", "diffusion_model.", "model.", "module.", "transformer.")
 ANIMATE = "Wan2.2-Animate-14B"
@@ -171,22 +169,6 @@ def _guess_other(keys: set[str]) -> str:
             if prefix + key in keys:
                 return what
     return f"an unrecognised model ({len(keys)} tensors, e.g. {sorted(keys)[0]!r})"
-
-
-def dominant_dtype(view: TensorSource) -> str:
-    """The dtype holding most of the bytes, as a short name (bf16, fp16, fp32, fp8_e4m3fn, ...)."""
-    c: Counter = Counter()
-    for k in view.keys():
-        c[view.dtype(k)] += view.nbytes(k)
-    if not c:
-        return "none"
-    return dtype_name(c.most_common(1)[0][0])
-
-
-def dtype_name(dtype: torch.dtype) -> str:
-    names = {torch.bfloat16: "bf16", torch.float16: "fp16", torch.float32: "fp32",
-             torch.float8_e4m3fn: "fp8_e4m3fn", torch.float8_e5m2: "fp8_e5m2"}
-    return names.get(dtype, str(dtype).replace("torch.", ""))
 
 
 def count_parameters(view: TensorSource) -> int:

@@ -1,6 +1,6 @@
 """A LoRA file read into one normalised form, keyed by diffusers WanAnimateTransformer3DModel parameter names.
 
-A LoraWeights knows nothing of a particular model; lora_plan matches it to one (names present, shapes fitting).
+A LoraWeights knows nothing of a particular model; plan.py matches it to one (names present, shapes fitting).
 """
 from __future__ import annotations
 
@@ -13,8 +13,9 @@ from dataclasses import dataclass, field
 
 import torch
 
-from .errors import WanLoaderError
-from .lora_keys import (
+from ..errors import WanLoaderError
+from ..io.readers import open_file
+from .keys import (
     MUSUBI_PREFIX,
     LoraKey,
     Transform,
@@ -92,8 +93,6 @@ def load_lora(path: str | os.PathLike, name: str | None = None, cache: bool = Tr
     With cache, the last CACHE_SIZE files read are kept (treat the result as read-only); a file changed on disk
     (size or modification time) is read again.
     """
-    from .readers import open_file
-
     path = str(path)
     try:
         st = os.stat(path)
@@ -119,7 +118,7 @@ def load_lora(path: str | os.PathLike, name: str | None = None, cache: bool = Tr
 
 def lora_from_state_dict(state_dict: dict[str, torch.Tensor], name: str = "<state dict>",
                          metadata: dict | None = None) -> LoraWeights:
-    """Normalise a LoRA state dict in any supported layout (see lora_keys)."""
+    """Normalise a LoRA state dict in any supported layout (see keys.py)."""
     if not state_dict:
         raise LoraFormatError(f"{name}: holds no tensors; it is not a LoRA file.")
     naming = None

@@ -3,8 +3,8 @@
 Both ways start from the same LoraPlan (lora.plan_loras), so they change the same parameters by the same amounts.
 
 Merged: each changed weight becomes W + sum(strength * delta), computed in fp32 and stored back in the weight's own
-format, FP8Linear weights re-quantized with their scale scheme (lora_merge). Unmerging restores the exact original
-bits when `keep_original=True` (at a fraction of the cost of a copy, see lora_merge), else subtracts the deltas again
+format, FP8Linear weights re-quantized with their scale scheme (merge.py). Unmerging restores the exact original
+bits when `keep_original=True` (at a fraction of the cost of a copy, see merge.py), else subtracts the deltas again
 (exact up to rounding).
 
 Run time: nn.Linear / FP8Linear layers get a forward hook adding strength * scale * up(down(x)) (+ bias deltas);
@@ -18,10 +18,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .fp8 import FP8Linear
-from .lora_file import LoraError
-from .lora_merge import Residual, Snapshot, merge_into, unmerge_from
-from .lora_plan import Contribution, LoraPlan, plan_loras, unwrap
+from ..model.fp8 import FP8Linear
+from .file import LoraError
+from .merge import Residual, Snapshot, merge_into, unmerge_from
+from .plan import Contribution, LoraPlan, plan_loras, unwrap
 
 _PATCHES = "_wan_lora_patches"  # module.__dict__ entry: {attr: {"original": tensor, "deltas": {handle id: delta}}}
 

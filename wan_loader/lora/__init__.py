@@ -7,16 +7,16 @@
         ...
 
 Files in the ComfyUI / Kijai / lightx2v, PEFT (official relighting_lora.ckpt), diffusers and musubi layouts are read
-(lora_keys, lora_file), matched to the model (lora_plan) and merged or hooked in (lora_apply), for bf16/fp16/fp32
-weights and for FP8Linear layers (wan_loader.fp8).
+(keys.py, file.py), matched to the model (plan.py) and merged or hooked in (merge.py, apply.py), for bf16/fp16/fp32
+weights and for FP8Linear layers (wan_loader.model.fp8).
 """
 from __future__ import annotations
 
 import os
 from typing import NamedTuple
 
-from .lora_apply import LoraHandle, MergedLoras, RuntimeLoras, apply_loras, merge_loras
-from .lora_file import (
+from .apply import LoraHandle, MergedLoras, RuntimeLoras, apply_loras, merge_loras
+from .file import (
     LoraError,
     LoraFormatError,
     LoraMismatchError,
@@ -25,7 +25,7 @@ from .lora_file import (
     load_lora,
     lora_from_state_dict,
 )
-from .lora_plan import LoraPlan, plan_loras
+from .plan import LoraPlan, plan_loras
 
 __all__ = [
     "LoraError", "LoraFormatError", "LoraHandle", "LoraMismatchError", "LoraPlan", "LoraSpec", "LoraWeights", "LowRank",

@@ -19,6 +19,8 @@ from dataclasses import dataclass
 
 import torch
 
+from ..keymaps.transformer import plan_original_to_diffusers
+
 # (suffix, role). Longest suffixes first so ".lora_B.bias" wins over ".bias"-less roles.
 ROLE_SUFFIXES: tuple[tuple[str, str], ...] = (
     (".lora_down.weight", "down"), (".lora_A.weight", "down"), (".lora.down.weight", "down"),
@@ -86,8 +88,6 @@ def wan_to_diffusers_params(names: list[str]) -> dict[str, list[tuple[str, Trans
     Uses the loader's own key map (keymaps.transformer), so a LoRA lands where the loader put the weight. A fused
     original projection gives two targets (face adapter `linear1_kv` -> `to_k`, `to_v`, halves of the rows).
     """
-    from .keymaps.transformer import plan_original_to_diffusers
-
     plan = plan_original_to_diffusers({name: (1,) for name in names})
     out: dict[str, list[tuple[str, Transform]]] = {}
     for target, recipe in plan.items():

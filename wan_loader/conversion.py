@@ -5,11 +5,12 @@ from pathlib import Path
 
 import torch
 
-from .detect import dominant_dtype
-from .fp8 import is_fp8
-from .load import KEYMAPS, component_config, load_image_processor, load_tokenizer, parse_dtype, plan_to_diffusers
+from .discovery.resolve import prefer_dtype, resolve
+from .dtypes import is_fp8, parse_dtype, weight_dtype_name
 from .errors import MissingComponentError
-from .resolve import prefer_dtype, resolve
+from .keymaps import KEYMAPS, plan_to_diffusers
+from .model.configs import component_config
+from .processors import load_image_processor, load_tokenizer
 from .writers import Written, weights_from_part, write_component, write_extras
 
 
@@ -37,7 +38,7 @@ def convert(src, dst, to: str, dtype=None, components=None, prefix: str = "", pe
             config = component_config(name, part, plan, res)
             if isinstance(config, dict) and "_class_name" in config and name in ("text_encoder", "image_encoder"):
                 config = {k: v for k, v in config.items() if not k.startswith("_")}
-            out_dtype = parse_dtype(dtype) if dtype else parse_dtype(_default_dtype(part.view))
+            out_dtype = parse_dtype(dtype) if dtype else parse_dtype(weight_dtype_name(part.view))
             if is_fp8(out_dtype) and to != "comfy":
                 if dtype:
                     raise ValueError("fp8 output exists only as ComfyUI scaled-fp8 files: use --to comfy")
@@ -59,7 +60,3 @@ def convert(src, dst, to: str, dtype=None, components=None, prefix: str = "", pe
         raise
     return dst
 
-
-def _default_dtype(view) -> str:
-    name = dominant_dtype(view)
-    return name if name in ("bf16", "fp16", "fp32", "fp8_e4m3fn", "fp8_e5m2") else "bf16"

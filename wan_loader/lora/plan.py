@@ -1,6 +1,6 @@
 """Matching LoRAs to a model: which parameters change, by which LoRA at which strength, and what does not fit.
 
-Merging and run-time application (lora_apply) both start from a LoraPlan, so they change the same parameters by the
+Merging and run-time application (apply.py) both start from a LoraPlan, so they change the same parameters by the
 same amounts.
 """
 from __future__ import annotations
@@ -12,8 +12,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from .lora_file import LoraError, LoraMismatchError, LoraWeights, LowRank, load_lora
-from .lora_keys import summarize
+from .file import LoraError, LoraMismatchError, LoraWeights, LowRank, load_lora
+from .keys import summarize
 
 log = logging.getLogger(__name__)
 

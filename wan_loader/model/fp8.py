@@ -12,13 +12,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-FP8_DTYPES = {"fp8_e4m3fn": torch.float8_e4m3fn, "fp8_e5m2": torch.float8_e5m2}
-FP8_TORCH_DTYPES = frozenset(FP8_DTYPES.values())
-
-
-def is_fp8(dtype: torch.dtype) -> bool:
-    return dtype in FP8_TORCH_DTYPES
-
 
 def _rows(scale: torch.Tensor, ndim: int) -> torch.Tensor:
     """Broadcast a scalar or per-output-channel scale against a weight of `ndim` dims."""

@@ -21,11 +21,11 @@ from typing import Callable
 import torch
 from torch import nn
 
-from .configs import fp32_keys
+from ..dtypes import fp32_keys, is_fp8
+from ..errors import ShapeMismatchError, WanLoaderError
+from ..keymaps import Plan, meta_shapes
+from ..model.fp8 import FP8Linear, dequantize, quantize_fp8
 from .direct_io import ALIGN, aligned_empty, pread_into, read_range
-from .errors import ShapeMismatchError, WanLoaderError
-from .fp8 import FP8Linear, dequantize, is_fp8, quantize_fp8
-from .keymaps import Plan
 from .readers import SafetensorsFile, TensorSource, tensor_bytes
 
 CHUNK_BYTES = int(os.environ.get("WAN_LOADER_CHUNK_MB", "32")) * 1024 * 1024
@@ -163,14 +163,6 @@ def release(model: nn.Module) -> None:
                 mod._buffers[name] = torch.empty(b.shape, dtype=b.dtype, device="meta")
     if torch.cuda.is_available():
         torch.cuda.empty_cache()
-
-
-def meta_shapes(plan: Plan, view: TensorSource) -> dict[str, tuple[int, ...]]:
-    """Target shapes of a plan, computed on the meta device (no data read)."""
-    def fake(k):
-        return torch.empty(view.shape(k), dtype=view.dtype(k) if not is_fp8(view.dtype(k)) else torch.float32,
-                           device="meta")
-    return {t: tuple(r.build(fake).shape) for t, r in plan.items()}
 
 
 def check_plan(model: nn.Module, plan: Plan, view: TensorSource, component: str, ignorable=lambda k: False) -> None:

@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 
 from .direct_io import RangeFile, pread_into
-from .errors import CorruptFileError
+from ..errors import CorruptFileError
 
 SAFETENSORS_DTYPES = {
     "F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16,

@@ -24,7 +24,7 @@ import threading
 
 import torch
 
-from .errors import CorruptFileError
+from ..errors import CorruptFileError
 
 ALIGN = 4096  # O_DIRECT needs offsets, lengths and addresses on logical-block (<= page) boundaries
 NOWAIT = getattr(os, "RWF_NOWAIT", None)

@@ -1,6 +1,6 @@
 """Where each component's weights are: from a folder, a file, a Hub repo id, or a {component: path} dict.
 
-Every weights file found is identified by its contents (detect.identify), so file names and folder structure don't
+Every weights file found is identified by its contents (model.detect.identify), so file names and folder structure don't
 matter: a Diffusers folder, the original Wan-AI folder, ComfyUI's models folder or one loose file all work. The
 result says what was found, where it looked, and what is missing.
 """
@@ -11,10 +11,11 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .detect import Identified, dominant_dtype, dtype_name, identify
-from .fp8 import is_fp8
-from .errors import WrongModelError
-from .readers import LegacyCheckpointError, MergedSource, open_file, open_index, weight_files
+from ..dtypes import dominant_dtype, dtype_name, is_fp8, parse_dtype
+from ..errors import WrongModelError
+from ..io.readers import LegacyCheckpointError, MergedSource, open_file, open_index, weight_files
+from ..model.detect import Identified, identify
+from .hub import download
 
 WEIGHT_COMPONENTS = ("transformer", "vae", "text_encoder", "image_encoder")
 TOKENIZER_FILES = ("spiece.model", "tokenizer.json", "tokenizer_config.json")
@@ -63,7 +64,6 @@ def resolve(source, files: dict[str, str] | None = None, components=None) -> Res
     if source is not None:
         path = Path(os.fspath(source)).expanduser()
         if not path.exists() and _looks_like_repo_id(str(source)):
-            from .hub import download
             res.looked.append(f"Hugging Face Hub repo {source}")
             path = Path(download(str(source), components=components))
         if path.is_dir():
@@ -195,8 +195,6 @@ def stored_dtype(part: Identified) -> str:
 def prefer_dtype(res: Resolved, weight_dtype) -> None:
     """Where a folder holds several copies of a component (e.g. ComfyUI's bf16 and fp8-scaled Animate files), use
     the one stored in the asked-for weight dtype (fewer bytes to read, no re-quantization); list the others."""
-    from .load import parse_dtype
-
     want = dtype_name(parse_dtype(weight_dtype))
     for component, alts in res.alternatives.items():
         copies = [res.parts[component], *alts]

@@ -1,0 +1,1 @@
+"""Reading weight files: safetensors and torch checkpoints as tensor sources, positional reads, streaming."""

@@ -1,0 +1,1 @@
+"""What a model and a weights file are: the component set, module configs, file identification, FP8Linear."""
