@@ -1,6 +1,6 @@
 """Self-attention kernels at the Wan step's sizes: torch SDPA (cuDNN, FLASH) vs the Triton and cuDNN fp8 kernels.
 
-    python benchmarks/attention.py --out benchmarks/results/attention_h100.json
+    python -m benchmarks.attention --out benchmarks/results/attention_h100.json
 
 40 heads x 128, one sequence of 32760 (480p) / 75600 (720p) tokens, random q/k/v (k with a shared offset, as
 real keys have). Reports ms, TFLOP/s (4 * S^2 * heads * dim) and cosine / relative error vs an fp32 reference
@@ -11,15 +11,13 @@ from __future__ import annotations
 import argparse
 import sys
 from functools import partial
-from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import cosine, environment, write_json
-
 from wan_animate.engine.accel import cudnn_fp8_attention, fa3_attention, fp8_attention
 from wan_animate.engine.accel.attention_quant import quantize, smooth
+
+from .harness import Report, cosine, relative_error
 
 
 def sdpa(backend):
@@ -71,7 +69,7 @@ def main(argv=None) -> int:
     for cfg in args.configs.split(","):
         w, s, e = (int(x) for x in cfg.split(":"))
         kernels[f"fp8 kernel only w{w} s{s} fast_exp={e}"] = (w, s, bool(e))
-    report = {"benchmark": "self-attention kernels", "environment": environment("cuda"), "rows": []}
+    report = Report("self-attention kernels", args.out, "cuda", vars(args))
     for tokens in (int(t) for t in args.tokens.split(",")):
         g = torch.Generator("cuda").manual_seed(tokens)
         q, k, v = (torch.randn(1, tokens, 40, 128, generator=g, device="cuda", dtype=torch.bfloat16) for _ in "qkv")
@@ -110,15 +108,14 @@ def main(argv=None) -> int:
                 ms = bench(partial(fn, q, k, v))
             except Exception as error:  # noqa: BLE001  # a kernel config that does not compile/launch on this GPU
                 print(f"{tokens} {name}: failed: {error}", flush=True)
-                report["rows"].append({"tokens": tokens, "kernel": name, "error": str(error)[:300]})
+                report.add(tokens=tokens, kernel=name, error=str(error)[:300])
                 continue
             row = {"tokens": tokens, "kernel": name, "ms": round(ms, 2), "tflops": round(flops / ms / 1e9, 1)}
             if out.dtype == q.dtype:  # kernel-only rows return raw (scaled fp8) outputs: no accuracy to report
                 part = out[:, rows, :4].float()
-                row.update(cosine=round(cosine(part, ref), 5), rel_err=round(((part - ref).norm() / ref.norm()).item(), 5))
+                row.update(cosine=round(cosine(part, ref), 5), rel_err=round(relative_error(part, ref), 5))
             print(row, flush=True)
-            report["rows"].append(row)
-            write_json(args.out, report)
+            report.add(**row)
     return 0
 
 

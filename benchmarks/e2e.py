@@ -1,10 +1,10 @@
 """A whole 77-frame 480p job, timed stage by stage: preprocessing, encoders, 4 distilled steps, decode.
 
-    python benchmarks/e2e.py --out benchmarks/results/e2e_h100.json          # on an H100 (goal: <= 20 s in total)
-    python benchmarks/e2e.py --size tiny --device cpu --out /tmp/e2e.json    # smoke test
+    python -m benchmarks.e2e --out benchmarks/results/e2e_h100.json          # on an H100 (goal: <= 20 s in total)
+    python -m benchmarks.e2e --size tiny --device cpu --out /tmp/e2e.json    # smoke test
 
 Every model is full size with random weights (no downloads): YOLOv10m- and ViTPose-H-sized ONNX graphs (built
-once into --model-dir, as benchmarks/preprocess.py does) run by the real PoseEstimator/preprocess pipeline on
+once into --model-dir, as benchmarks.preprocess does) run by the real PoseEstimator/preprocess pipeline on
 a 77-frame 832x480 driving clip; umT5-XXL, CLIP ViT-H/14, the Wan2.1 VAE and the Animate DiT (fp8, fast attention,
 compiled blocks) run through the engine's `animate()` with a distill-shaped LoRA (lightx2v layout, rank 64, on
 every attention and FFN linear of the 40 blocks; merged into the fp8 weights once at load by default, as a distill
@@ -22,19 +22,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from common import (
-    RandomWeights,
-    allocated_gib,
-    build_fp8,
-    environment,
-    peak_gib,
-    reset_peak,
-    sync,
-    transformer_config,
-    write_json,
-)
+from .harness import Report, allocated_gib, cap_gpu_memory, peak_gib, reset_peak, sync
+from .models import RandomWeights, build_fp8, random_module, transformer_config
+from .preprocess import build_models
 
 GOAL_SECONDS = 20.0
 
@@ -62,19 +52,6 @@ def parse_args(argv=None):
     p.add_argument("--model-dir", type=Path, default=Path.home() / ".cache" / "wan_animate" / "bench_models")
     p.add_argument("--out", default=None)
     return p.parse_args(argv)
-
-
-def random_module(component: str, config: dict, weights: RandomWeights, device, dtype=torch.bfloat16):
-    from wan_loader.model.configs import build_empty
-    model = build_empty(component, config)
-    keep = getattr(model, "_keep_in_fp32_modules", None) or ()
-    state = {k: weights(f"{component}.{k}", tuple(v.shape),
-                        torch.float32 if any(n in k.split(".") for n in keep) else dtype)
-             for k, v in model.state_dict().items()}
-    model.load_state_dict(state, assign=True, strict=False)
-    if hasattr(model, "tie_weights"):
-        model.tie_weights()
-    return model.to(device).eval().requires_grad_(False)
 
 
 def build_components(args, device, weights):
@@ -150,10 +127,6 @@ def driving_clip(frames: int, height: int, width: int) -> np.ndarray:
 
 
 def pose_estimator(args):
-    from preprocess import (
-        build_models,  # benchmarks/preprocess.py: same synthetic real-size graphs
-    )
-
     from wan_animate.preprocess.estimator import PoseEstimator
     size = "tiny" if args.size == "tiny" else "real"
     models = argparse.Namespace(model_dir=args.model_dir, size=size, static_batch=False, people=1, pose="h")
@@ -225,8 +198,7 @@ def main(argv=None) -> int:
     device = torch.device(args.device)
     height, width, frames = (480, 832, args.frames) if args.size == "full" else (64, 64, 9)
     weights = RandomWeights(device, 0)
-    report = {"benchmark": "end-to-end job", "size": args.size, "goal_seconds": GOAL_SECONDS,
-              "environment": environment(device), "runs": []}
+    report = Report("end-to-end job", args.out, device, vars(args), {"seconds": GOAL_SECONDS})
     began = time.perf_counter()
     components = build_components(args, device, weights)
     estimator = None if args.no_preprocess else pose_estimator(args)
@@ -239,30 +211,20 @@ def main(argv=None) -> int:
         merged = time.perf_counter()
         merge_loras(components.transformer, [(lora, 1.0)])
         sync(device)
-        report["lora_merge_at_load_seconds"] = round(time.perf_counter() - merged, 2)
+        report.set(lora_merge_at_load_seconds=round(time.perf_counter() - merged, 2))
         lora = None
-    report.update(setup_seconds=round(time.perf_counter() - began, 1), accel=fast.describe(),
-                  preprocess_providers=estimator.providers if estimator else None,
-                  weights_on_gpu_gib=allocated_gib(device), options=vars(args) | {"model_dir": str(args.model_dir)})
-    if args.memory_cap_gib and device.type == "cuda":
-        import gc
-        gc.collect()
-        torch.cuda.empty_cache()
-        total_memory = torch.cuda.get_device_properties(device).total_memory
-        torch.cuda.set_per_process_memory_fraction(min(1.0, args.memory_cap_gib * 1024 ** 3 / total_memory),
-                                                   torch.cuda.current_device())
-    print(f"setup {report['setup_seconds']} s, {fast.describe()}, on GPU {report['weights_on_gpu_gib']} GiB",
+    report.set(setup_seconds=round(time.perf_counter() - began, 1), accel=fast.describe(),
+               preprocess_providers=estimator.providers if estimator else None,
+               weights_on_gpu_gib=allocated_gib(device))
+    cap_gpu_memory(device, args.memory_cap_gib)
+    print(f"setup {report.data['setup_seconds']} s, {fast.describe()}, on GPU {report.data['weights_on_gpu_gib']} GiB",
           flush=True)
     for run in ("warm-up", "measured"):
         result = run_job(args, components, estimator, lora, fast, device, height, width, frames)
-        result["run"] = run
-        report["runs"].append(result)
-        write_json(args.out, report)
+        report.add(run=run, **result)
         print(f"{run}: {result['total_seconds']} s  {result['stages']}  peak {result['peak_gib']} GiB", flush=True)
-    measured = report["runs"][-1]
-    report["total_seconds"] = measured["total_seconds"]
-    report["meets_goal"] = measured["total_seconds"] <= GOAL_SECONDS
-    write_json(args.out, report)
+    measured = report.rows[-1]
+    report.set(total_seconds=measured["total_seconds"], meets_goal=measured["total_seconds"] <= GOAL_SECONDS)
     print("\n| stage | seconds |\n|---|---|")
     for k, v in measured["stages"].items():
         print(f"| {k} | {v:.2f} |")

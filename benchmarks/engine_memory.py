@@ -1,7 +1,7 @@
 """Peak memory of a whole animation job against the video length: it must stay flat (bounded by one segment).
 
-    python benchmarks/engine_memory.py --size 480x832 --frames 77,1000 --device cuda --out bench_engine_memory.json
-    python benchmarks/engine_memory.py --size 64x112 --frames 77,308 --steps 1                 # CPU smoke run
+    python -m benchmarks.engine_memory --size 480x832 --frames 77,1000 --device cuda --out bench_engine_memory.json
+    python -m benchmarks.engine_memory --size 64x112 --frames 77,308 --steps 1                 # CPU smoke run
 
 Each frame count runs in its own process (so the peaks are its own) with the tiny random model (wan_loader.testing.tiny) at
 the requested frame size, official 77-frame segments, lazily generated inputs (like a video reader: nothing held) and
@@ -15,14 +15,10 @@ from __future__ import annotations
 import argparse
 import json
 import resource
-import subprocess
 import sys
 import time
-from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
+from .harness import Report, last_json_line, run_child
 
 
 class LazyFrames:
@@ -82,16 +78,18 @@ def main() -> int:
     if args.one is not None:
         print(json.dumps(one_run(height, width, args.one, args.steps, args.device, args.mode)))
         return 0
-    runs = []
+    report = Report("engine memory vs video length", args.out, args.device, vars(args))
     for frames in (int(v) for v in args.frames.split(",")):
-        cmd = [sys.executable, __file__, "--size", args.size, "--steps", str(args.steps), "--mode", args.mode,
-               "--device", args.device, "--one", str(frames)]
-        line = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.strip().splitlines()[-1]
-        runs.append(json.loads(line))
-        print(json.dumps(runs[-1]), flush=True)
-    report = {"size": args.size, "steps": args.steps, "mode": args.mode, "device": args.device, "runs": runs}
-    if args.out:
-        Path(args.out).write_text(json.dumps(report, indent=2))
+        child = run_child("engine_memory", ["--size", args.size, "--steps", args.steps, "--mode", args.mode,
+                                            "--device", args.device, "--one", frames])
+        result = last_json_line(child.stdout)
+        if child.returncode or result is None:
+            raise SystemExit(f"the {frames}-frame run failed:\n{child.stderr[-3000:]}")
+        report.add(**result)
+        print(json.dumps(result), flush=True)
+    first, last = report.rows[0], report.rows[-1]
+    report.ratio(f"peak RSS {last['frames']} vs {first['frames']} frames", last["peak_rss_mib"] / first["peak_rss_mib"])
+    report.print_ratios()
     return 0
 
 

@@ -1,7 +1,7 @@
 """Transformer load speed and host memory: wan_loader vs ComfyUI's path vs diffusers' from_single_file.
 
-    python benchmarks/load.py                      # full size (17.3 B params, 34.5 GB bf16 file) to cuda
-    python benchmarks/load.py --size tiny --device cpu --out /tmp/load.json   # smoke test
+    python -m benchmarks.load                      # full size (17.3 B params, 34.5 GB bf16 file) to cuda
+    python -m benchmarks.load --size tiny --device cpu --out /tmp/load.json   # smoke test
 
 Writes a random-weight Wan2.2-Animate transformer once as ONE bf16 safetensors file in ComfyUI/original key names
 (reused when it is already there), then, each in a fresh subprocess, loads it to the device: ours
@@ -26,10 +26,10 @@ import sys
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
+from .harness import Report, last_json_line, run_child
+from .models import import_comfy, transformer_config
 
-GOALS = {"warm_vs_best_competitor": 1.5, "cold_vs_raw": 0.9, "rss_growth_gb": 2.0}
+GOALS = {"warm ours vs best competitor": 1.5, "cold ours vs raw read": 0.9}  # and RSS growth <= 2 GB
 
 
 def _status_gb(field: str) -> float:
@@ -56,24 +56,6 @@ def reset_peak_rss() -> bool:
 
 def peak_rss_gb(reset: bool) -> float:
     return _status_gb("VmHWM") if reset else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 ** 2
-
-
-def transformer_config(size: str, layers: int | None = None) -> dict:
-    cfg = _size_config(size)
-    if layers:
-        cfg["num_layers"] = layers
-    return cfg
-
-
-def _size_config(size: str) -> dict:
-    """full: the real 14B config. small: the real architecture (512-px motion encoder, 1024-wide face encoder, CLIP
-    projection) with a narrow DiT, so all three loaders work on a CPU. tiny: the test model (ours only)."""
-    from wan_loader.model.configs import ANIMATE_14B_CONFIG
-    from wan_loader.testing.tiny import TINY_TRANSFORMER_CONFIG
-    if size == "small":
-        return {**ANIMATE_14B_CONFIG, "num_attention_heads": 1, "attention_head_dim": 128, "ffn_dim": 256,
-                "num_layers": 5, "text_dim": 64, "added_kv_proj_dim": 128}
-    return dict(ANIMATE_14B_CONFIG) if size == "full" else dict(TINY_TRANSFORMER_CONFIG)
 
 
 def write_checkpoint(path: Path, size: str, layers: int | None = None) -> None:
@@ -186,12 +168,7 @@ def prepare(name: str, device: str) -> None:
     import wan_loader.load  # noqa: F401
     from diffusers import WanAnimateTransformer3DModel  # noqa: F401
     if name == "comfy":
-        sys.path.insert(0, os.environ.get("COMFYUI_DIR", "/opt/ComfyUI"))
-        sys.argv = sys.argv[:1] + ([] if device.startswith("cuda") else ["--cpu"])
-        import comfy.options
-        comfy.options.enable_args_parsing()
-        import comfy.model_management  # noqa: F401
-        import comfy.utils  # noqa: F401
+        import_comfy(device)
 
 
 def worker(name: str, path: str, device: str, config_dir: str) -> None:
@@ -213,16 +190,15 @@ def worker(name: str, path: str, device: str, config_dir: str) -> None:
 
 
 def run_worker(name, path, device, config_dir, timeout):
-    cmd = [sys.executable, __file__, "--worker", name, "--file", str(path), "--device", device,
-           "--config-dir", str(config_dir)]
     try:
-        r = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+        r = run_child("load", ["--worker", name, "--file", path, "--device", device, "--config-dir", config_dir],
+                      timeout)
     except subprocess.TimeoutExpired:
         return {"error": f"timeout after {timeout}s"}
-    lines = [line for line in r.stdout.splitlines() if line.startswith("{")]
-    if r.returncode != 0 or not lines:
+    result = last_json_line(r.stdout)
+    if r.returncode != 0 or result is None:
         return {"error": (r.stderr.strip().splitlines() or ["failed"])[-1][:300]}
-    return json.loads(lines[-1])
+    return result
 
 
 def main(argv=None) -> int:
@@ -256,14 +232,15 @@ def main(argv=None) -> int:
         write_checkpoint(path, args.size, args.layers)
         print(f"  {path.stat().st_size / 1e9:.2f} GB in {time.perf_counter() - t0:.0f} s", flush=True)
     size_gb = path.stat().st_size / 1e9
-    results = {"file": str(path), "size_gb": size_gb, "device": args.device, "runs": []}
+    report = Report("transformer load", args.out, args.device, vars(args), GOALS)
+    report.set(file=str(path), size_gb=size_gb)
     for mode in args.modes.split(","):
         if mode == "cold":
-            results["cache_drop"] = drop_cache(path)
+            report.set(cache_drop=drop_cache(path))
         else:
             warm_cache(path)
         secs = raw_read(path)
-        results["runs"].append({"loader": "raw read", "mode": mode, "seconds": secs, "gb_per_s": size_gb / secs})
+        report.add(loader="raw read", mode=mode, seconds=secs, gb_per_s=size_gb / secs)
         for name in args.loaders.split(","):
             if mode == "cold":
                 drop_cache(path)
@@ -273,44 +250,28 @@ def main(argv=None) -> int:
             r.update(loader=name, mode=mode)
             if "seconds" in r:
                 r["gb_per_s"] = size_gb / r["seconds"]
-            results["runs"].append(r)
+            report.add(**r)
             print(f"  {mode:<5} {name:<10} " + (f"{r['gb_per_s']:.2f} GB/s" if "gb_per_s" in r else r["error"]),
                   flush=True)
-    summarize(results)
-    print_table(results)
-    if args.out:
-        Path(args.out).write_text(json.dumps(results, indent=2))
+    add_ratios(report)
+    print(f"\n{path} ({size_gb:.2f} GB) -> {args.device}")
+    report.print_table(["mode", "loader", "seconds", "gb_per_s", "rss_growth_gb", "error"])
     return 0
 
 
-def summarize(results) -> None:
-    by = {(r["loader"], r["mode"]): r for r in results["runs"]}
+def add_ratios(report: Report) -> None:
+    """Ours vs the faster competitor (goal: warm >= 1.5x) and vs a raw read of the file (goal: cold >= 0.9x)."""
+    by = {(r["loader"], r["mode"]): r for r in report.rows}
     for mode in ("warm", "cold"):
         ours = by.get(("ours", mode))
         if not ours or "gb_per_s" not in ours:
             continue
         rivals = [by[(n, mode)]["gb_per_s"] for n in ("comfy", "diffusers") if "gb_per_s" in by.get((n, mode), {})]
         if rivals:
-            ours["vs_best_competitor"] = ours["gb_per_s"] / max(rivals)
+            report.ratio(f"{mode} ours vs best competitor", ours["gb_per_s"] / max(rivals))
         raw = by.get(("raw read", mode))
         if raw:
-            ours["vs_raw_read"] = ours["gb_per_s"] / raw["gb_per_s"]
-    results["goals"] = GOALS
-
-
-def print_table(results) -> None:
-    print(f"\n{results['file']} ({results['size_gb']:.2f} GB) -> {results['device']}")
-    print(f"{'mode':<6}{'loader':<11}{'seconds':>9}{'GB/s':>8}{'RSS +GB':>9}{'vs best':>9}{'vs raw':>8}")
-    for r in results["runs"]:
-        if "error" in r:
-            print(f"{r['mode']:<6}{r['loader']:<11} error: {r['error']}")
-            continue
-        fmt = lambda k, f, r=r: (f % r[k]) if k in r else ""  # noqa: E731
-        print(f"{r['mode']:<6}{r['loader']:<11}{r['seconds']:>9.2f}{r['gb_per_s']:>8.2f}"
-              f"{fmt('rss_growth_gb', '%9.2f'):>9}{fmt('vs_best_competitor', '%8.2fx'):>9}"
-              f"{fmt('vs_raw_read', '%7.2fx'):>8}")
-    print(f"goals: warm >= {GOALS['warm_vs_best_competitor']}x best competitor, cold >= "
-          f"{GOALS['cold_vs_raw']:.0%} of raw read, RSS growth <= {GOALS['rss_growth_gb']} GB")
+            report.ratio(f"{mode} ours vs raw read", ours["gb_per_s"] / raw["gb_per_s"])
 
 
 if __name__ == "__main__":

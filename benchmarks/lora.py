@@ -1,7 +1,7 @@
 """LoRA costs on Wan2.2-Animate-sized layers: load, merge (bf16 and fp8), exact unmerge, run-time overhead per forward.
 
-    python benchmarks/lora.py --device cuda --blocks 4 --out bench_lora.json     # real layer sizes, 4 of 40 blocks
-    python benchmarks/lora.py --size tiny --device cpu --out /tmp/lora.json        # smoke test
+    python -m benchmarks.lora --device cuda --blocks 4 --out bench_lora.json     # real layer sizes, 4 of 40 blocks
+    python -m benchmarks.lora --size tiny --device cpu --out /tmp/lora.json        # smoke test
 
 Builds a WanAnimateTransformer3DModel with the real dimensions (dim 5120, ffn 13824, 40 heads) but --blocks blocks
 (random weights), writes a lightx2v-style LoRA (ComfyUI keys, rank --rank, on every Linear of the blocks, with bias
@@ -15,30 +15,24 @@ Whole-model figures scale with the block count (x 40 / --blocks for merge, load 
 from __future__ import annotations
 
 import argparse
-import json
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import torch
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
+from .harness import Report
+from .models import transformer_config
 
-REAL = {"num_attention_heads": 40, "attention_head_dim": 128, "ffn_dim": 13824, "text_dim": 4096, "freq_dim": 256,
-        "image_dim": 1280, "added_kv_proj_dim": 5120, "motion_encoder_size": 512, "motion_style_dim": 512,
-        "motion_dim": 20, "motion_encoder_dim": 512, "face_encoder_hidden_dim": 1024, "face_encoder_num_heads": 4,
-        "inject_face_latents_blocks": 5}
 LATENT = {"real": (21, 60, 104), "tiny": (2, 4, 4)}  # 480x832: 1 reference + 20 latent frames (77 face frames)
 
 
 def build(size: str, blocks: int, device: str, dtype: torch.dtype):
     from diffusers import WanAnimateTransformer3DModel
 
-    from wan_loader.testing.tiny import TINY_TRANSFORMER_CONFIG
-
-    config = {**(REAL if size == "real" else {**TINY_TRANSFORMER_CONFIG, "added_kv_proj_dim": 16}), "num_layers": blocks}
+    config = transformer_config("full" if size == "real" else "tiny", blocks)
+    if size == "tiny":
+        config["added_kv_proj_dim"] = 16
     # diffusers puts num_layers // n face adapters after every n-th block; n must divide the block count
     n = config["inject_face_latents_blocks"]
     config["inject_face_latents_blocks"] = n if blocks % n == 0 else blocks
@@ -131,7 +125,7 @@ def main() -> int:
         with torch.no_grad():
             return model(*x, return_dict=False)[0]
 
-    result = {"size": args.size, "blocks": args.blocks, "rank": args.rank, "device": args.device, "dtype": str(dtype)}
+    result = {}
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "lora.safetensors"
         write_lora(model, path, args.rank, args.magnitude)
@@ -156,8 +150,12 @@ def main() -> int:
         result["fp8_forward_runtime_ms"] = timed(forward, args.device, 3)[0] * 1e3
     for key, value in result.items():
         print(f"{key:>24}: {value:.4g}" if isinstance(value, float) else f"{key:>24}: {value}")
-    if args.out:
-        args.out.write_text(json.dumps(result, indent=2))
+    report = Report("LoRA costs", args.out, args.device, vars(args) | {"dtype": str(dtype)})
+    report.add(**result)
+    if not args.skip_forward:
+        report.ratio("forward runtime LoRA vs none", result["forward_runtime_ms"] / result["forward_ms"])
+        report.ratio("fp8 forward runtime LoRA vs none", result["fp8_forward_runtime_ms"] / result["fp8_forward_ms"])
+    report.print_ratios()
     return 0
 
 

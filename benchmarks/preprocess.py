@@ -5,8 +5,8 @@ weights; built once into --model-dir) run through the real PoseEstimator, batche
 official script and the existing ComfyUI nodes do). The detector is planted to find --people people per frame, so
 the pose model sees a realistic number of crops.
 
-    python benchmarks/preprocess.py --device cuda --size real --out bench_preprocess.json   # on a GPU (goal >= 150 fps)
-    python benchmarks/preprocess.py --device cpu --size tiny --frames 8 --out /tmp/b.json    # smoke test
+    python -m benchmarks.preprocess --device cuda --size real --out bench_preprocess.json   # on a GPU (goal >= 150 fps)
+    python -m benchmarks.preprocess --device cpu --size tiny --frames 8 --out /tmp/b.json    # smoke test
 
 --device cuda needs onnxruntime-gpu (the CUDA 13 build for a cu130 torch); the run stops with exit code 2 rather than
 report CPU figures when its CUDA provider does not load. Real-size graphs are built once into --model-dir
@@ -15,19 +15,17 @@ report CPU figures when its CUDA provider does not load. Real-size graphs are bu
 from __future__ import annotations
 
 import argparse
-import json
-import platform
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from wan_animate.preprocess import synthetic_models as sm
+from wan_animate.preprocess.estimator import PoseEstimator
+from wan_animate.preprocess.onnx_session import CUDA
 
-from wan_animate.preprocess import synthetic_models as sm  # noqa: E402
-from wan_animate.preprocess.estimator import PoseEstimator  # noqa: E402
-from wan_animate.preprocess.onnx_session import CUDA  # noqa: E402
+from .harness import Report
 
 GOAL_FPS = 150
 
@@ -113,7 +111,8 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     detector, pose = build_models(args)
     faces = face_cropper()
-    runs = []
+    report = Report("preprocess detection + pose", args.out, "cuda" if args.device == "cuda" else "cpu", vars(args),
+                    {"fps": GOAL_FPS})
     providers = None
     for mode, batch, frames in (
         ("batched", args.batch_size, args.frames),
@@ -126,31 +125,14 @@ def main(argv=None) -> int:
             return 2
         for with_faces in (None, faces) if faces is not None else (None,):
             result = measure(estimator, args, frames, with_faces)
-            runs.append({"mode": mode, "batch_size": batch, "face_crops": with_faces is not None, **result})
-    headline = [r for r in runs if r["mode"] == "batched"][-1]  # batched, with face crops when available
-    report = {
-        "benchmark": "preprocess detection + pose",
-        "size": args.size,
-        "pose_model": "tiny" if args.size == "tiny" else f"vitpose_{args.pose}",
-        "parameters": {"detector": sm.parameter_count(detector), "pose": sm.parameter_count(pose)},
-        "resolution": [args.width, args.height],
-        "people_per_frame": args.people,
-        "static_batch": bool(args.static_batch),
-        "frames": args.frames,
-        "device": args.device,
-        "providers": providers,
-        "gpu": gpu_name() if CUDA in providers["pose"] else None,
-        "onnxruntime": __import__("onnxruntime").__version__,
-        "python": platform.python_version(),
-        "goal_fps": GOAL_FPS,
-        "headline_fps": headline["fps"],
-        "meets_goal": headline["fps"] >= GOAL_FPS,
-        "runs": runs,
-    }
-    print_table(report)
-    if args.out is not None:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(report, indent=2))
+            report.add(mode=mode, batch_size=batch, face_crops=with_faces is not None, **result)
+    headline = [r for r in report.rows if r["mode"] == "batched"][-1]  # batched, with face crops when available
+    report.set(pose_model="tiny" if args.size == "tiny" else f"vitpose_{args.pose}",
+               parameters={"detector": sm.parameter_count(detector), "pose": sm.parameter_count(pose)},
+               providers=providers, gpu=gpu_name() if CUDA in providers["pose"] else None,
+               onnxruntime=__import__("onnxruntime").__version__, headline_fps=headline["fps"],
+               meets_goal=headline["fps"] >= GOAL_FPS)
+    print_table(report.data)
     return 0
 
 
@@ -164,17 +146,18 @@ def gpu_name() -> str | None:
 
 
 def print_table(report: dict) -> None:
+    config = report["config"]
     print(
-        f"\npreprocess models: {report['pose_model']} + yolo ({report['size']}), {report['resolution'][0]}x"
-        f"{report['resolution'][1]}, {report['people_per_frame']} person/frame"
-        f"{', static batch 1' if report['static_batch'] else ''}, providers {report['providers']['pose'][0]}"
+        f"\npreprocess models: {report['pose_model']} + yolo ({config['size']}), {config['width']}x"
+        f"{config['height']}, {config['people']} person/frame"
+        f"{', static batch 1' if config['static_batch'] else ''}, providers {report['providers']['pose'][0]}"
         f"{', GPU ' + report['gpu'] if report['gpu'] else ''}"
     )
     print(f"{'mode':<10} {'batch':>5} {'faces':>5} {'frames':>6} {'seconds':>8} {'fps':>8}")
-    for r in report["runs"]:
+    for r in report["rows"]:
         print(f"{r['mode']:<10} {r['batch_size']:>5} {'yes' if r['face_crops'] else 'no':>5} {r['frames']:>6} {r['seconds']:>8.2f} {r['fps']:>8.1f}")
     verdict = "met" if report["meets_goal"] else "NOT met"
-    print(f"batched: {report['headline_fps']:.1f} fps; goal >= {report['goal_fps']} fps: {verdict}")
+    print(f"batched: {report['headline_fps']:.1f} fps; goal >= {report['goals']['fps']} fps: {verdict}")
 
 
 if __name__ == "__main__":

@@ -1,10 +1,10 @@
 """Seconds per denoising step: ours vs stock diffusers vs ComfyUI native, same random full-size weights, one process.
 
-    python benchmarks/step.py --res 480p,720p --out benchmarks/results/step_h100.json          # on an H100
-    python benchmarks/step.py --res 480p --models ours --memory-cap-gib 22 --blocks-on-cpu 8    # low-memory run
-    python benchmarks/step.py --size tiny --device cpu --out /tmp/step.json                    # smoke test
+    python -m benchmarks.step --res 480p,720p --out benchmarks/results/step_h200.json          # on an H200
+    python -m benchmarks.step --res 480p --models ours --memory-cap-gib 22 --blocks-on-cpu 8    # low-memory run
+    python -m benchmarks.step --size tiny --device cpu --out /tmp/step.json                    # smoke test
 
-Weights: one deterministic random tensor per diffusers key (benchmarks/common.RandomWeights), generated on the
+Weights: one deterministic random tensor per diffusers key (benchmarks.models.RandomWeights), generated on the
 device, loaded in turn into
 - diffusers: WanAnimateTransformer3DModel in bf16 (fp32 where diffusers keeps fp32), default attention; one step
   = one `forward` (which re-encodes the face video, text and CLIP every call);
@@ -29,29 +29,29 @@ from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from common import (
-    GIB,
-    KNOWN_FLOPS,
-    RESOLUTIONS,
-    RandomWeights,
+from .harness import (
+    Report,
     allocated_gib,
-    build_diffusers,
-    build_fp8,
+    cap_gpu_memory,
     cosine,
-    environment,
     free,
-    import_comfy,
     median,
     peak_gib,
     reset_peak,
     time_calls,
+)
+from .models import (
+    KNOWN_FLOPS,
+    RESOLUTIONS,
+    RandomWeights,
+    build_comfy,
+    build_diffusers,
+    build_fp8,
+    import_comfy,
     transformer_config,
-    write_json,
 )
 
-GOALS = {"480p": 1.8, "720p": 1.7, "cosine": 0.99}
+GOALS = {"480p ours vs best competitor": 2.0, "720p ours vs best competitor": 1.9}
 
 
 def parse_args(argv=None):
@@ -110,32 +110,6 @@ def run_diffusers(model, x: Inputs):
                  return_dict=False)[0]
 
 
-def build_comfy(cfg: dict, weights: RandomWeights, device):
-    import comfy.ops
-    from comfy.ldm.wan.model_animate import AnimateWanModel
-
-    from wan_loader.model.configs import build_empty
-    from wan_loader.keymaps import execute
-    from wan_loader.keymaps.transformer import plan_diffusers_to_comfy
-
-    meta = build_empty("transformer", cfg)
-    shapes = {k: tuple(v.shape) for k, v in meta.state_dict().items()}
-    dtypes = {k: torch.float32 if k.endswith(("scale_shift_table",)) else None for k in shapes}
-    del meta
-    model = AnimateWanModel(in_dim=cfg["in_channels"], dim=cfg["num_attention_heads"] * cfg["attention_head_dim"],
-                            ffn_dim=cfg["ffn_dim"], freq_dim=cfg["freq_dim"], text_dim=cfg["text_dim"],
-                            out_dim=cfg["out_channels"], num_heads=cfg["num_attention_heads"],
-                            num_layers=cfg["num_layers"], device=device, dtype=torch.bfloat16,
-                            operations=comfy.ops.disable_weight_init)
-    params = model.state_dict()
-    plan = plan_diffusers_to_comfy(shapes)
-    with torch.no_grad():
-        for key, tensor in execute(plan, lambda k: weights(k, shapes[k], dtypes[k])):
-            if key in params:
-                params[key].copy_(tensor.reshape(params[key].shape))
-    return model.eval()
-
-
 def run_comfy(model, x: Inputs):
     return model(x.latent, x.timestep, x.text, clip_fea=x.clip, pose_latents=x.pose, face_pixel_values=x.face)
 
@@ -192,16 +166,14 @@ def main(argv=None) -> int:
     frames = 9 if args.size == "tiny" else args.frames
     weights = RandomWeights(device, args.seed)
     models = args.models.split(",")
-    report = {"benchmark": "DiT step", "size": args.size, "frames": frames, "environment": environment(device),
-              "goals": GOALS, "results": {r: {"rows": []} for r in resolutions}, "notes": []}
+    report = Report("DiT step", args.out, device, vars(args) | {"frames": frames}, GOALS)
     inputs = {r: Inputs(cfg, *RESOLUTIONS[r], frames, device, args.seed) for r in resolutions}
     reference: dict[str, torch.Tensor] = {}
 
     def record(res, row, out):
         if res in reference:
             row["cosine_vs_diffusers_bf16"] = round(cosine(out, reference[res]), 5)
-        report["results"][res]["rows"].append(row)
-        write_json(args.out, report)
+        report.add(res=res, **row)
 
     if "diffusers" in models:
         print("diffusers (bf16, default attention)", flush=True)
@@ -219,8 +191,7 @@ def main(argv=None) -> int:
             if cfg["num_attention_heads"] * cfg["attention_head_dim"] != 5120:
                 raise ValueError("ComfyUI's AnimateWanModel hard-codes the 14B face/motion encoder sizes")
         except (ImportError, ValueError) as error:
-            report["notes"].append(f"comfy skipped: {error}")
-            print(f"comfy skipped: {error}", flush=True)
+            report.note(f"comfy skipped: {error}")
         else:
             print(f"comfy native AnimateWanModel ({where})", flush=True)
             model = build_comfy(cfg, weights, device)
@@ -232,7 +203,7 @@ def main(argv=None) -> int:
     if "ours" in models:
         print("ours (fp8 + fast attention + compiled blocks)", flush=True)
         ours = Ours(cfg, weights, device, args)
-        report["ours_weights_gib"] = allocated_gib(device)
+        report.set(ours_weights_gib=allocated_gib(device))
         attentions = args.attention.split(",")
         variants = []
         if args.eager_too or args.no_compile:
@@ -243,8 +214,7 @@ def main(argv=None) -> int:
             try:
                 setup = ours.accelerate(compile, attention)
             except ValueError as error:  # a kernel this machine lacks (e.g. FlashAttention-3 not installed)
-                report["notes"].append(f"{name} skipped: {error}")
-                print(f"  {name}: skipped: {error}", flush=True)
+                report.note(f"{name} skipped: {error}")
                 continue
             for res in resolutions:
                 ours.prepare(inputs[res])
@@ -253,8 +223,7 @@ def main(argv=None) -> int:
                     with torch.no_grad():
                         ours.step(inputs[res])  # first call: compile (timed separately)
                 except Exception as error:  # noqa: BLE001 - e.g. a kernel that does not build on this GPU: report, go on
-                    report["notes"].append(f"{res} {name} failed: {type(error).__name__}: {str(error)[:400]}")
-                    print(f"  {name}: failed: {error}", flush=True)
+                    report.note(f"{res} {name} failed: {type(error).__name__}: {str(error)[:400]}")
                     free(device)
                     continue
                 first = time.perf_counter() - began
@@ -263,11 +232,7 @@ def main(argv=None) -> int:
                 record(res, row, out)
                 if args.profile and device.type == "cuda" and args.out:
                     profile(partial(ours.step, inputs[res]), Path(args.out).with_suffix(f".{res}.{attention}.prof.txt"))
-        if args.memory_cap_gib and device.type == "cuda":
-            free(device)
-            total = torch.cuda.get_device_properties(device).total_memory
-            torch.cuda.set_per_process_memory_fraction(min(1.0, args.memory_cap_gib * GIB / total),
-                                                       torch.cuda.current_device())
+        if cap_gpu_memory(device, args.memory_cap_gib):
             for count in sorted(int(c) for c in args.blocks_on_cpu.split(",")):
                 setup = ours.accelerate(not args.no_compile, attentions[-1], count)
                 free(device)
@@ -280,18 +245,18 @@ def main(argv=None) -> int:
                         row, out = measure(name, partial(ours.step, inputs[res]), inputs[res], args, cfg, device,
                                            warmup=0)
                     except torch.OutOfMemoryError as error:
-                        report["notes"].append(f"{res} {name}: out of memory ({str(error).splitlines()[0]})")
-                        print(f"  {name}: out of memory", flush=True)
+                        report.note(f"{res} {name}: out of memory ({str(error).splitlines()[0]})")
                         free(device)
                         continue
                     row.update(setup=setup, memory_cap_gib=args.memory_cap_gib,
-                               max_reserved_gib=round(torch.cuda.max_memory_reserved(device) / GIB, 2))
+                               max_reserved_gib=peak_gib(device, reserved=True))
                     record(res, row, out)
         del ours
         free(device)
 
-    summarize(report)
-    write_json(args.out, report)
+    add_ratios(report)
+    report.print_table(["res", "model", "seconds", "speedup_vs_best_competitor", "tflops", "peak_gib",
+                        "cosine_vs_diffusers_bf16"])
     return 0
 
 
@@ -312,19 +277,17 @@ def profile(fn, path: Path) -> None:
     path.write_text(text)
 
 
-def summarize(report: dict) -> None:
-    print("\n| res | model | s/step | vs best competitor | TFLOP/s | peak GiB | cosine vs bf16 |")
-    print("|---|---|---|---|---|---|---|")
-    for res, result in report["results"].items():
-        rows = result["rows"]
+def add_ratios(report: Report) -> None:
+    """Each row's speed-up over the faster competitor at its resolution; the ratios of the plain `ours` rows."""
+    for res in dict.fromkeys(r["res"] for r in report.rows):
+        rows = [r for r in report.rows if r["res"] == res]
         competitors = [r["seconds"] for r in rows if r["model"] in ("diffusers", "comfy")]
-        best = min(competitors) if competitors else None
-        result["best_competitor_seconds"] = best
+        if not competitors:
+            continue
         for r in rows:
-            if best:
-                r["speedup_vs_best_competitor"] = round(best / r["seconds"], 3)
-            print(f"| {res} | {r['model']} | {r['seconds']:.3f} | {r.get('speedup_vs_best_competitor', '-')} | "
-                  f"{r['tflops']} | {r['peak_gib']} | {r.get('cosine_vs_diffusers_bf16', '-')} |")
+            r["speedup_vs_best_competitor"] = round(min(competitors) / r["seconds"], 3)
+            if r["model"].startswith("ours") and "memory_cap_gib" not in r:
+                report.ratio(f"{res} {r['model']} vs best competitor", r["speedup_vs_best_competitor"])
 
 
 if __name__ == "__main__":

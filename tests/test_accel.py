@@ -1,6 +1,6 @@
 """Engine fast paths on the CPU: block swap gives the resident result, backend choice, fp8 matmul numerics.
 
-The GPU-only parts (cuDNN attention, CUDA streams of the swap, compiled blocks) are measured by benchmarks/step.py
+The GPU-only parts (cuDNN attention, CUDA streams of the swap, compiled blocks) are measured by benchmarks.step
 on an H100; here the same code runs through its CPU branches (torch's CPU _scaled_mm computes the fp8 path).
 """
 from __future__ import annotations
@@ -179,7 +179,7 @@ def test_fp8_attention_quantisation_keeps_attention():
 def test_cudnn_fp8_attention_numerics_emulated():
     """cuDNN fp8 attention's operands and output scaling (smoothed K and V, one scale per tensor, P at 448, output
     in V's scale plus V's mean), emulated with fp8 casts on the CPU, give back attention. The kernel itself needs a
-    Hopper GPU: benchmarks/attention.py and step.py measure it there."""
+    Hopper GPU: benchmarks.attention and step.py measure it there."""
     from wan_animate.engine.accel import cudnn_fp8_attention as ca
     from wan_animate.engine.accel.processors import sdpa_kernel
     g = torch.Generator().manual_seed(1)

@@ -1,4 +1,5 @@
-"""benchmarks/step.py smoke run on CPU with the tiny model: every model that can run here runs and agrees."""
+"""benchmarks.step / benchmarks.e2e smoke runs on CPU with the tiny model: every model that can run here runs and
+agrees, and the report has the harness's one shape."""
 from __future__ import annotations
 
 import json
@@ -7,30 +8,38 @@ import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
+REPORT_KEYS = {"benchmark", "device", "config", "rows", "ratios", "goals", "notes"}
+
+
+def run_benchmark(name: str, *args: str) -> None:
+    subprocess.run([sys.executable, "-m", f"benchmarks.{name}", *args], check=True, timeout=600, cwd=REPO)
 
 
 def test_step_benchmark_tiny_cpu(tmp_path):
     out = tmp_path / "step.json"
-    subprocess.run([sys.executable, str(REPO / "benchmarks" / "step.py"), "--size", "tiny", "--device", "cpu",
-                    "--repeats", "1", "--no-compile", "--out", str(out)], check=True, timeout=600)
+    run_benchmark("step", "--size", "tiny", "--device", "cpu", "--repeats", "1", "--no-compile", "--out", str(out))
     report = json.loads(out.read_text())
-    rows = {r["model"]: r for r in report["results"]["tiny"]["rows"]}
+    assert set(report) >= REPORT_KEYS and report["config"]["size"] == "tiny"
+    rows = {r["model"]: r for r in report["rows"]}
+    assert {r["res"] for r in report["rows"]} == {"tiny"}
     assert set(rows) == {"diffusers", "ours fp8 eager"}
     assert rows["diffusers"]["cosine_vs_diffusers_bf16"] == 1.0
     assert rows["ours fp8 eager"]["cosine_vs_diffusers_bf16"] > 0.99  # fp8 weights vs the bf16 reference
     assert rows["ours fp8 eager"]["setup"]["fp8_matmul"] == "dequant"  # no fp8 tensor cores on a CPU
     assert all(r["seconds"] > 0 for r in rows.values())
     assert any("comfy skipped" in n for n in report["notes"])  # ComfyUI's model only exists at full size
+    speedup = rows["diffusers"]["seconds"] / rows["ours fp8 eager"]["seconds"]
+    assert report["ratios"] == {"tiny ours fp8 eager vs best competitor": round(speedup, 3)}
 
 
 def test_e2e_benchmark_tiny_cpu(tmp_path):
     """The whole-job benchmark on the tiny model with synthetic inputs and block swap: every stage is timed."""
     out = tmp_path / "e2e.json"
-    subprocess.run([sys.executable, str(REPO / "benchmarks" / "e2e.py"), "--size", "tiny", "--device", "cpu",
-                    "--no-compile", "--no-preprocess", "--blocks-on-cpu", "2", "--out", str(out)],
-                   check=True, timeout=600)
+    run_benchmark("e2e", "--size", "tiny", "--device", "cpu", "--no-compile", "--no-preprocess",
+                  "--blocks-on-cpu", "2", "--out", str(out))
     report = json.loads(out.read_text())
-    measured = report["runs"][-1]
+    assert set(report) >= REPORT_KEYS and [r["run"] for r in report["rows"]] == ["warm-up", "measured"]
+    measured = report["rows"][-1]
     assert measured["frames_out"] == 9 and len(measured["per_step_seconds"]) == 4
     assert report["accel"]["blocks_on_cpu"] == 2 and report["lora_merge_at_load_seconds"] >= 0
     stages = measured["stages"]
@@ -41,9 +50,8 @@ def test_e2e_benchmark_tiny_cpu(tmp_path):
 def test_step_benchmark_notes_a_kernel_this_machine_lacks(tmp_path):
     """An attention kernel that cannot run here (FlashAttention-3 needs a Hopper GPU) is skipped with the reason."""
     out = tmp_path / "step.json"
-    subprocess.run([sys.executable, str(REPO / "benchmarks" / "step.py"), "--size", "tiny", "--device", "cpu",
-                    "--models", "ours", "--attention", "fa3_fp8", "--repeats", "1", "--no-compile",
-                    "--out", str(out)], check=True, timeout=600)
+    run_benchmark("step", "--size", "tiny", "--device", "cpu", "--models", "ours", "--attention", "fa3_fp8",
+                  "--repeats", "1", "--no-compile", "--out", str(out))
     report = json.loads(out.read_text())
-    assert report["results"]["tiny"]["rows"] == []
+    assert report["rows"] == []
     assert any("skipped" in n and "fa3_fp8" in n for n in report["notes"])

@@ -1,7 +1,7 @@
 """scripts/build_fa3.sh refuses early, with what to do, where it cannot build FlashAttention-3.
 
 The build itself needs network access (GitHub, PyPI) and minutes of compiling; it was run on this machine with a
-local flash-attention checkout (FA3_SRC) and its FlashAttention-3 loaded on the H100 (benchmarks/attention.py).
+local flash-attention checkout (FA3_SRC) and its FlashAttention-3 loaded on the H100 (benchmarks.attention).
 Here a stand-in interpreter reports torch's CUDA version, so the checks run without installing anything.
 """
 from __future__ import annotations

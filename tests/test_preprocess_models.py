@@ -514,13 +514,13 @@ def test_missing_gpu_build_is_named_when_a_gpu_exists(monkeypatch):
 
 def test_benchmark_runs_tiny_on_cpu(tmp_path):
     out = tmp_path / "bench.json"
-    cmd = [sys.executable, str(REPO_ROOT / "benchmarks" / "preprocess.py"), "--device", "cpu", "--size", "tiny",
+    cmd = [sys.executable, "-m", "benchmarks.preprocess", "--device", "cpu", "--size", "tiny",
            "--frames", "4", "--batch-size", "2", "--out", str(out), "--model-dir", str(tmp_path / "models")]
     run = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=REPO_ROOT)
     assert run.returncode == 0, run.stderr
 
     result = json.loads(out.read_text())
-    assert result["frames"] == 4 and result["size"] == "tiny"
-    assert {r["mode"] for r in result["runs"]} >= {"batched", "per_frame"}
-    assert all(r["fps"] > 0 for r in result["runs"])
+    assert result["config"]["frames"] == 4 and result["config"]["size"] == "tiny"
+    assert {r["mode"] for r in result["rows"]} >= {"batched", "per_frame"}
+    assert all(r["fps"] > 0 for r in result["rows"])
     assert "fps" in run.stdout

@@ -1,5 +1,7 @@
 """`python -m wan_animate animate`: reference image + driving video -> animated mp4, preprocessing included.
 
+The mp4 carries the driving video's sound in sync with the frames (wan_animate.preprocess.audio) unless --no-audio.
+
 Preprocessing streams its outputs into memory-mapped files in a temporary folder, and the engine reads them one
 segment at a time and streams decoded frames into the mp4, so host memory stays bounded for any video length.
 The mp4 appears under its name only when the whole job succeeded.
@@ -60,6 +62,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-reference-check", action="store_true",
                         help="accept a reference in which no person is detected (non-human characters)")
     parser.add_argument("--mask", default=None, help="replace mode: your own character masks (video or folder)")
+    parser.add_argument("--no-audio", action="store_true",
+                        help="write the video without the driving video's sound (kept in sync by default)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -86,6 +90,7 @@ def _run(args: argparse.Namespace, work: Path) -> None:
     from wan_loader import load_components
     from wan_loader.lora import parse_lora_spec
 
+    from ..preprocess.audio import DrivingSound
     from ..preprocess.estimator import PoseEstimator
     from ..preprocess.pipeline import PreprocessOptions
     from .options import AnimateOptions
@@ -120,8 +125,9 @@ def _run(args: argparse.Namespace, work: Path) -> None:
     print(f"preprocessed {len(inputs)} frames, {width}x{height} at {fps:g} fps "
           f"({time.perf_counter() - began:.1f} s)", file=sys.stderr)
 
+    sound = None if args.no_audio else DrivingSound.probe(video)
     components = load_components(models, device=str(device), weight_dtype=dtype)
-    with Mp4Writer(args.out, fps=fps) as writer:
+    with Mp4Writer(args.out, fps=fps, sound=sound, expected_frames=len(inputs)) as writer:
         result = animate(components, inputs, options, device=device, sink=writer, progress=_print_progress,
                          loras=[(lora.path, lora.strength) for lora in loras])
     print(f"wrote {args.out}: {result.num_frames} frames in {result.segments} segment(s) of {result.segment_frames} "

@@ -30,15 +30,16 @@ class FrameCollector:
 
 
 class Mp4Writer:
-    """H.264 mp4 streamed frame by frame (wan_animate.preprocess.video_io.VideoWriter); the file appears under its
-    name only when complete. As a context manager, an exception (error, cancel) deletes the partial file."""
+    """H.264 mp4 streamed frame by frame (wan_animate.preprocess.video_io.VideoWriter), with the driving video's
+    sound when given (`sound`, `expected_frames`: see VideoWriter); the file appears under its name only when complete. As a context manager, an exception (error, cancel) deletes the partial file."""
 
-    def __init__(self, path: str | os.PathLike, fps: float = 30.0, crf: int = 18):
+    def __init__(self, path: str | os.PathLike, fps: float = 30.0, crf: int = 18, *, sound=None,
+                 expected_frames: int | None = None):
         from wan_animate.preprocess.video_io import VideoWriter
 
         self.path = Path(path)
         self._partial = self.path.with_name(self.path.name + ".partial.mp4")
-        self._writer = VideoWriter(self._partial, fps, crf=crf)
+        self._writer = VideoWriter(self._partial, fps, crf=crf, sound=sound, expected_frames=expected_frames)
 
     @property
     def frames_written(self) -> int:

@@ -1,7 +1,8 @@
 """`python -m wan_animate preprocess`: write the official file set from a driving video and a reference image.
 
 Writes src_pose.mp4, src_face.mp4, src_ref.png (a byte copy of the reference file) and, in replace mode,
-src_bg.mp4 and src_mask.mp4, so results can be compared with the official preprocess_data.py. Everything is
+src_bg.mp4 and src_mask.mp4, so results can be compared with the official preprocess_data.py. Each video carries
+the driving video's sound in sync with its frames unless --no-audio. Everything is
 written into a temporary folder beside --out and moved into place only when all of it succeeded.
 """
 from __future__ import annotations
@@ -58,6 +59,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--w-len", type=int, default=1, help="mask grid cells across (official 1: one box)")
     parser.add_argument("--h-len", type=int, default=1, help="mask grid cells down (official 1: one box)")
     parser.add_argument("--crf", type=int, default=18, help="x264 quality of the written videos (lower is better)")
+    parser.add_argument("--no-audio", action="store_true",
+                        help="write the videos without the driving video's sound (kept in sync by default)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -76,6 +79,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace, out: Path) -> list[str]:
+    from .audio import DrivingSound
     from .estimator import PoseEstimator
     from .pipeline import PreprocessOptions, Preprocessor
     from .video_io import VideoWriter, read_image
@@ -108,7 +112,9 @@ def _run(args: argparse.Namespace, out: Path) -> list[str]:
     with tempfile.TemporaryDirectory(prefix=f".{out.name}.", dir=out.parent) as tmp:
         tmp_dir = Path(tmp)
         shutil.copyfile(ref_path, tmp_dir / "src_ref.png")
-        writers = {name: VideoWriter(tmp_dir / name, prepared.fps, crf=args.crf) for name in files if name.endswith(".mp4")}
+        sound = None if args.no_audio else DrivingSound.probe(args.video)
+        writers = {name: VideoWriter(tmp_dir / name, prepared.fps, crf=args.crf, sound=sound,
+                                     expected_frames=prepared.count) for name in files if name.endswith(".mp4")}
         try:
             for chunk in pre.chunks(prepared):
                 writers["src_pose.mp4"].write(chunk.pose)

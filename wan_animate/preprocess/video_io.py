@@ -2,7 +2,7 @@
 
 Decoding streams frames, so a long video never has to sit in memory; the pipeline decodes it twice (poses first,
 crops and masks second) rather than holding it. Writing is H.264 (libx264, yuv420p) in mp4, as the official
-preprocessing writes its videos.
+preprocessing writes its videos, with the driving video's sound in step when given (audio.py).
 """
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .audio import DrivingSound, SoundWriter
 from .errors import ImageReadError, InputSizeError, VideoReadError
 
 OFFICIAL_FPS = 30.0
@@ -130,14 +131,21 @@ class VideoFile:
 
 
 class VideoWriter:
-    """Write RGB uint8 frames to an H.264 mp4 (libx264, yuv420p); the size is taken from the first frame."""
+    """Write RGB uint8 frames to an H.264 mp4 (libx264, yuv420p); the size is taken from the first frame.
 
-    def __init__(self, path: str | Path, fps: float, *, crf: int = 18, preset: str = "medium"):
+    sound: a driving video's sound to carry along, in step with the frames (wan_animate.preprocess.audio);
+    expected_frames, the number of frames that will be written, lets it be copied instead of re-encoded.
+    """
+
+    def __init__(self, path: str | Path, fps: float, *, crf: int = 18, preset: str = "medium",
+                 sound: DrivingSound | None = None, expected_frames: int | None = None):
         self.path = Path(path)
         self.fps = Fraction(float(fps)).limit_denominator(1001)
         self.crf, self.preset = crf, preset
+        self.sound, self.expected_frames = sound, expected_frames
         self._container = None
         self._stream = None
+        self._sound_writer: SoundWriter | None = None
         self.frames_written = 0
 
     def _open(self, height: int, width: int) -> None:
@@ -154,6 +162,8 @@ class VideoWriter:
         )
         self._stream.width, self._stream.height = width, height
         self._stream.pix_fmt = "yuv420p"
+        if self.sound is not None:
+            self._sound_writer = SoundWriter(self._container, self.sound, self.fps, self.expected_frames)
 
     def write(self, frames: np.ndarray) -> None:
         """Append one frame (H, W[, 3]) or a batch (n, H, W[, 3]); grey frames are written as grey RGB."""
@@ -173,11 +183,20 @@ class VideoWriter:
             for packet in self._stream.encode(packet_frame):
                 self._container.mux(packet)
             self.frames_written += 1
+        if self._sound_writer is not None:
+            self._sound_writer.write_until(self.frames_written)
 
     def close(self) -> None:
-        if self._container is not None:
+        if self._container is None:
+            return
+        try:
             for packet in self._stream.encode(None):
                 self._container.mux(packet)
+            if self._sound_writer is not None:
+                self._sound_writer.close(self.frames_written)
+        finally:
+            if self._sound_writer is not None:
+                self._sound_writer.abort()
             self._container.close()
             self._container = None
 
