@@ -54,6 +54,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "landmarks are weak")
     parser.add_argument("--mask", default=None,
                         help="replace mode: your own character masks (video or folder of images, one per frame)")
+    parser.add_argument("--segmenter", default=None,
+                        help="replace mode: segment the person with SAM2/SAM3 prompted from the pose: a transformers "
+                             "model folder, a folder name in --models, or a Hub id (e.g. facebook/sam2.1-hiera-large, "
+                             "downloaded into the Hugging Face cache). Default: the pose box + keypoints mask")
+    parser.add_argument("--segment-chunk", type=int, default=400,
+                        help="frames per segmentation session (official 400; memory grows with it, not with the video)")
+    parser.add_argument("--segment-points-only", action="store_true",
+                        help="prompt SAM with the 8 official body points only (default adds the person box)")
     parser.add_argument("--iterations", type=int, default=3, help="mask dilation iterations (official 3; 0: raw mask)")
     parser.add_argument("--k", type=int, default=7, help="mask dilation kernel size (official 7)")
     parser.add_argument("--w-len", type=int, default=1, help="mask grid cells across (official 1: one box)")
@@ -99,12 +107,22 @@ def _run(args: argparse.Namespace, out: Path) -> list[str]:
     search = [args.models] if args.models else []
     estimator = PoseEstimator(args.detector, args.pose, providers=args.device, batch_size=args.batch_size,
                               search_dirs=search, allow_download=not args.no_download)
+    segmenter = None
+    if args.segmenter:
+        if args.mode != "replace":
+            raise ValueError("--segmenter works in replace mode only (--mode replace)")
+        from .sam_tracker import load_segmenter
+        from .segmenter import SegmentOptions
+
+        segmenter = load_segmenter(args.segmenter, search, device=args.device, allow_download=not args.no_download,
+                                   options=SegmentOptions(chunk_frames=args.segment_chunk,
+                                                          use_box=not args.segment_points_only))
     face_detector = None
     if args.face_detector:
         from .face_detector import InsightFaceDetector
 
         face_detector = InsightFaceDetector(args.face_detector)
-    pre = Preprocessor(estimator, options, face_detector, progress=_print_progress)
+    pre = Preprocessor(estimator, options, face_detector, progress=_print_progress, segmenter=segmenter)
     prepared = pre.prepare(str(args.video), ref_path, fps=args.source_fps, mask=args.mask)
 
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -135,6 +153,11 @@ def _run(args: argparse.Namespace, out: Path) -> list[str]:
         f"{int(track.held.sum())} held); weak face landmarks in {prepared.weak_face_frames} frame(s)",
         file=sys.stderr,
     )
+    if segmenter is not None:
+        report = segmenter.report
+        print(f"segmented {prepared.count} frames in {report.chunks} chunk(s): {len(report.key_frames)} key frame(s), "
+              f"{len(report.reprompts)} re-prompt(s), {report.empty_frames} frame(s) in chunks without the person",
+              file=sys.stderr)
     return list(files)
 
 

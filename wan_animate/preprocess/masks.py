@@ -2,9 +2,10 @@
 
 The official pipeline segments the person with SAM2, dilates the mask (7x7 kernel, 3 iterations) and then
 `get_aug_mask` fills the mask's grid cells (with its defaults w_len = h_len = 1: the whole bounding box of the
-dilated mask). So the official default mask is a filled rectangle around the person, grown by 9 pixels. Here it is
-built the same way from the person box united with the confident keypoints (hands often reach outside the box), or
-from an external mask sequence from any segmenter, which then gets the same dilation and blockification.
+dilated mask). So the official default mask is a filled rectangle around the person, grown by 9 pixels. Here the
+raw mask comes from SAM2/SAM3 prompted by the pose (segmenter.py), from an external mask sequence of any segmenter,
+or, with neither, from the person box united with the confident keypoints (hands often reach outside the box); each
+then gets the same dilation and blockification.
 The background is frame * (1 - mask).
 """
 from __future__ import annotations

@@ -7,7 +7,8 @@
 Two passes over the video keep memory bounded: the first streams frames through the pose estimator and keeps only
 the poses; then the person is chosen, gaps are filled, poses smoothed and retargeted, face boxes settled; the
 second pass decodes again and yields skeleton frames, face crops, masks and backgrounds chunk by chunk
-(`Preprocessor.chunks`), which `preprocess` collects and the CLI writes straight to mp4.
+(`Preprocessor.chunks`), which `preprocess` collects and the CLI writes straight to mp4. In replace mode a segmenter
+(SAM2/SAM3, segmenter.py) segments the chosen person during the second pass, prompted from the first pass's track.
 
 Official behaviour kept: animate mode poses and crops the driving frames at their own size, draws the skeleton on a
 frame-sized canvas and letterboxes it to the area-resized reference (or, retargeted, draws straight on the
@@ -49,6 +50,13 @@ class PoseSource(Protocol):
 
 class FaceSource(Protocol):
     def detect(self, frame: np.ndarray) -> np.ndarray: ...
+
+
+class MaskSource(Protocol):
+    """Replace mode's person masks from a segmentation model (wan_animate.preprocess.segmenter.PersonSegmenter)."""
+
+    def masks(self, frames: Iterable[np.ndarray], track: PersonTrack,
+              on_frame: Callable[[int], None] | None = None) -> Iterator[tuple[np.ndarray, np.ndarray]]: ...
 
 
 @dataclass(frozen=True)
@@ -247,12 +255,14 @@ class Preprocessor:
     """The two-pass pipeline; `run` returns arrays, `prepare` + `chunks` stream them."""
 
     def __init__(self, estimator: PoseSource, options: PreprocessOptions | None = None,
-                 face_detector: FaceSource | None = None, progress: Progress | None = None):
+                 face_detector: FaceSource | None = None, progress: Progress | None = None,
+                 segmenter: MaskSource | None = None):
         self.estimator = estimator
         self.options = options or PreprocessOptions()
         self.options.validate()
         self.face_detector = face_detector
         self.progress = progress
+        self.segmenter = segmenter
         self._executor: ThreadPoolExecutor | None = None
 
     # ------------------------------------------------------------------------------------------ first pass
@@ -260,6 +270,8 @@ class Preprocessor:
         o = self.options
         if mask is not None and o.mode != "replace":
             raise MaskInputError("a character mask is only used in replace mode; drop it or use mode='replace'")
+        if mask is not None and self.segmenter is not None:
+            raise MaskInputError("give either a character mask or a segmenter, not both: the mask would be ignored")
         ref_original = _as_image(reference, "reference image")
         ref_by_area = resize_by_area(ref_original, o.resolution_area, o.divisor, o.resolution_rule, "reference image")
         # Checked before the video, so a wrong reference fails in a second rather than after the whole first pass.
@@ -401,20 +413,26 @@ class Preprocessor:
 
     # ----------------------------------------------------------------------------------------- second pass
     def chunks(self, prepared: PreparedVideo) -> Iterator[OutputChunk]:
-        """Output frames chunk by chunk (decoding the video again)."""
+        """Output frames chunk by chunk (decoding the video again; with a segmenter, frames come with their masks)."""
         o, p = self.options, prepared
-        batch: list[np.ndarray] = []
+        segmenting = self.segmenter is not None and o.mode == "replace"
+        items: Iterable = p.frames
+        if segmenting:
+            items = self.segmenter.masks((self._to_pose_space(f) for f in p.frames), p.track,
+                                         on_frame=lambda n: self._report(p.count + n, 2 * p.count))
+        batch: list = []
         start = 0
         try:
-            for frame in p.frames:
-                batch.append(frame)
+            for item in items:
+                batch.append(item)
                 if len(batch) == o.chunk_size:
-                    yield self._render(p, start, batch)
+                    yield self._render(p, start, batch, segmenting)
                     start += len(batch)
                     batch = []
-                    self._report(p.count + start, 2 * p.count)
+                    if not segmenting:
+                        self._report(p.count + start, 2 * p.count)
             if batch:
-                yield self._render(p, start, batch)
+                yield self._render(p, start, batch, segmenting)
                 start += len(batch)
         finally:
             if self._executor is not None:
@@ -424,9 +442,10 @@ class Preprocessor:
             raise PreprocessError(f"the driving video decoded to {start} frames on the second pass, {p.count} on the first")
         self._report(2 * p.count, 2 * p.count)
 
-    def _render(self, p: PreparedVideo, start: int, frames: Sequence[np.ndarray]) -> OutputChunk:
+    def _render(self, p: PreparedVideo, start: int, items: Sequence, segmented: bool = False) -> OutputChunk:
+        """Output frames for driving frames (or, segmented, (pose-space frame, raw person mask) pairs)."""
         o = self.options
-        n = len(frames)
+        n = len(items)
         work_h, work_w = p.work_hw
         pose = np.empty((n, work_h, work_w, 3), np.uint8)
         face = np.empty((n, FACE_SIZE, FACE_SIZE, 3), np.uint8)
@@ -435,12 +454,14 @@ class Preprocessor:
 
         def render(k: int) -> None:
             i = start + k
-            frame = self._to_pose_space(frames[k])
+            frame = items[k][0] if segmented else self._to_pose_space(items[k])
             canvas = render_skeleton(p.skeletons[i], o.draw_threshold, draw_hands=o.draw_hands)
             pose[k] = canvas if p.draw_hw == p.work_hw else letterbox(canvas, work_h, work_w)
             face[k] = crop_face(frame, p.face_boxes[i])
             if o.mode == "replace":
-                if p.external_masks is not None:
+                if segmented:
+                    raw = items[k][1]
+                elif p.external_masks is not None:
                     raw = masks_mod.fit_external_mask(p.external_masks[i], work_h, work_w, f"character mask frame {i}")
                 else:
                     raw = masks_mod.person_region(work_h, work_w, p.track.boxes[i], p.track.keypoints[i],
@@ -491,14 +512,17 @@ def result_from(p: PreparedVideo, pose, face, background, mask) -> PreprocessRes
 
 def preprocess(estimator: PoseSource, video, reference, *, fps: float | None = None, mask=None,
                face_detector: FaceSource | None = None, options: PreprocessOptions | None = None,
-               progress: Progress | None = None, **overrides) -> PreprocessResult:
+               progress: Progress | None = None, segmenter: MaskSource | None = None, **overrides) -> PreprocessResult:
     """Run the whole preprocessing and return arrays (see PreprocessResult).
 
     video: a video file path, or (N, H, W, 3) uint8 RGB frames with their `fps` (without fps, frames are taken to be
     at the target rate already). reference: an image path or (H, W, 3) RGB array. mask (replace mode): per-frame
     character masks from any segmenter, as (N, H, W) array, a mask video or a folder of images; one per output frame
-    or per source frame. options / overrides: PreprocessOptions fields (e.g. mode="replace", smoothing=0.5).
+    or per source frame. segmenter (replace mode, instead of `mask`): a PersonSegmenter (wan_animate.preprocess.sam_tracker
+    .load_segmenter) that segments the chosen person with SAM2/SAM3, prompted from the pose; without either, the mask
+    is the person's box united with the confident keypoints. options / overrides: PreprocessOptions fields (e.g.
+    mode="replace", smoothing=0.5).
     progress(done, total) is called as frames are processed (it may raise to cancel).
     """
     opts = replace(options or PreprocessOptions(), **overrides)
-    return Preprocessor(estimator, opts, face_detector, progress).run(video, reference, fps=fps, mask=mask)
+    return Preprocessor(estimator, opts, face_detector, progress, segmenter).run(video, reference, fps=fps, mask=mask)

@@ -1,0 +1,124 @@
+"""Where the SAM2 / SAM3 segmentation model is: a folder, a name in the model folders, the Hugging Face cache or Hub.
+
+The segmenter reads transformers-format model folders (config.json + model.safetensors + processor files), the
+layout of facebook/sam2.1-hiera-* and facebook/sam3 on the Hub. A name is looked for as a sub-folder of the search
+folders (ComfyUI passes models/sam2, models/sam3 and models/sams), also under its Hub owner (`facebook/...`); a Hub
+id not found there is taken from the Hugging Face cache or downloaded into it through wan_loader's Hub downloader
+(HF_HOME, HF_HUB_OFFLINE and tokens apply; facebook/sam3 is gated: accept its licence on the Hub and log in first).
+Single-file checkpoints in the original SAM2 layout (sam2_hiera_large.pt of the official preprocessing,
+sam2.1_hiera_*.safetensors of other ComfyUI packs) are refused with what to use instead.
+"""
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+from .model_files import LFS_POINTER_PREFIX, ModelFileError, ModelNotFoundError
+
+DEFAULT_SEGMENTER = "facebook/sam2.1-hiera-large"
+KNOWN_SEGMENTERS = (
+    "facebook/sam2.1-hiera-large", "facebook/sam2.1-hiera-base-plus", "facebook/sam2.1-hiera-small",
+    "facebook/sam2.1-hiera-tiny", "facebook/sam3",
+)
+HUB_PATTERNS = ["*.json", "*.safetensors"]  # the transformers files; not the original .pt checkpoints beside them
+SINGLE_FILE_SUFFIXES = (".pt", ".pth", ".safetensors", ".ckpt", ".bin")
+
+
+def is_model_folder(path: Path) -> bool:
+    return (path / "config.json").is_file()
+
+
+def list_model_folders(search_dirs: Iterable[str | os.PathLike]) -> list[str]:
+    """Names (relative to their search folder) of the model folders found, one level deep or under an owner."""
+    names: list[str] = []
+    for root in map(Path, search_dirs):
+        if not root.is_dir():
+            continue
+        for child in sorted(root.iterdir()):
+            if is_model_folder(child):
+                names.append(child.name)
+            elif child.is_dir():
+                names += [f"{child.name}/{g.name}" for g in sorted(child.iterdir()) if is_model_folder(g)]
+    return list(dict.fromkeys(names))
+
+
+def find_model_folder(name: str, search_dirs: Iterable[str | os.PathLike]) -> Path | None:
+    """`name` (a folder name or Hub id) as a model folder in the search folders."""
+    candidates = [name, name.split("/")[-1]]
+    for root in map(Path, search_dirs):
+        for candidate in candidates:
+            if is_model_folder(root / candidate):
+                return root / candidate
+    return None
+
+
+def is_hub_id(text: str) -> bool:
+    parts = text.split("/")
+    return len(parts) == 2 and all(parts) and not text.startswith((".", "~", "/")) and "\\" not in text
+
+
+def refuse_single_file(path: Path) -> None:
+    """A clear error for a checkpoint file given where a model folder is needed."""
+    with open(path, "rb") as handle:
+        if handle.read(len(LFS_POINTER_PREFIX)) == LFS_POINTER_PREFIX:
+            raise ModelFileError(f"{path} is a Git LFS pointer, not the model: fetch the real files (git lfs pull)")
+    raise ModelFileError(
+        f"{path} is a single checkpoint file (the original SAM2 layout of sam2_hiera_large.pt and of "
+        "sam2.1_hiera_*.safetensors in other ComfyUI packs). The segmenter needs a transformers model folder: pick "
+        f"{DEFAULT_SEGMENTER} (downloaded into the Hugging Face cache), or download that repository into "
+        f"{path.parent} as a folder and pick the folder."
+    )
+
+
+def resolve_segmenter(source: str | os.PathLike = DEFAULT_SEGMENTER, search_dirs: Sequence[str | os.PathLike] = (),
+                      allow_download: bool = True) -> Path:
+    """The local model folder for `source`: a folder path, a checkpoint file's folder, a name in `search_dirs`, or a
+    Hub id (cache, else download)."""
+    path = Path(source).expanduser()
+    if path.is_dir():
+        if not is_model_folder(path):
+            raise ModelFileError(
+                f"{path} is a folder without config.json: not a transformers SAM2/SAM3 model. Download a whole model "
+                f"repository (e.g. {DEFAULT_SEGMENTER}) into it, or pick the model by its Hub id."
+            )
+        return path
+    if path.is_file():
+        if path.name == "config.json":
+            return path.parent
+        refuse_single_file(path)
+    text = str(source)
+    found = find_model_folder(text, search_dirs)
+    if found is not None:
+        return found
+    where = ", ".join(str(d) for d in search_dirs) or "(no folders given)"
+    if not is_hub_id(text):
+        raise ModelNotFoundError(
+            f"segmenter '{text}' is neither a model folder nor in {where}; give a folder path or a Hub id such as "
+            f"{DEFAULT_SEGMENTER}"
+        )
+    return Path(hub_folder(text, allow_download, where))
+
+
+def hub_folder(repo_id: str, allow_download: bool, where: str) -> str:
+    """The Hub model's folder in the Hugging Face cache, downloaded there when missing and allowed."""
+    from huggingface_hub import try_to_load_from_cache
+
+    from wan_loader import hub
+
+    cached = try_to_load_from_cache(repo_id, "config.json", cache_dir=hub.cache_dir())
+    if isinstance(cached, str) and any(Path(cached).parent.glob("*.safetensors")):
+        return str(Path(cached).parent)
+    if not allow_download:
+        raise ModelNotFoundError(
+            f"segmenter {repo_id} is not in {where} nor in the Hugging Face cache ({hub.cache_dir()}) and downloads "
+            f"are off; download https://huggingface.co/{repo_id} into one of those folders"
+        )
+    try:
+        return hub.download(repo_id, patterns=HUB_PATTERNS)
+    except Exception as error:
+        gated = " (facebook/sam3 is gated: accept its licence on the Hub and log in with `hf auth login`)" \
+            if repo_id == "facebook/sam3" else ""
+        raise ModelNotFoundError(
+            f"segmenter {repo_id} is not in {where} and could not be downloaded{gated}: {error}"
+        ) from error
