@@ -14,6 +14,8 @@ import os
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
+from wan_loader.discovery import hub
+
 from .model_files import LFS_POINTER_PREFIX, ModelFileError, ModelNotFoundError
 
 DEFAULT_SEGMENTER = "facebook/sam2.1-hiera-large"
@@ -103,8 +105,6 @@ def resolve_segmenter(source: str | os.PathLike = DEFAULT_SEGMENTER, search_dirs
 def hub_folder(repo_id: str, allow_download: bool, where: str) -> str:
     """The Hub model's folder in the Hugging Face cache, downloaded there when missing and allowed."""
     from huggingface_hub import try_to_load_from_cache
-
-    from wan_loader import hub
 
     cached = try_to_load_from_cache(repo_id, "config.json", cache_dir=hub.cache_dir())
     if isinstance(cached, str) and any(Path(cached).parent.glob("*.safetensors")):
