@@ -386,3 +386,14 @@ def test_cli_segments_with_a_sam_model_folder(tiny_sam, planted_models, tmp_path
     assert "nothing-here" in capsys.readouterr().err and not bad.exists()
     assert main([*common, "--out", str(bad), "--segmenter", str(tiny_sam)]) == 2
     assert "replace mode only" in capsys.readouterr().err and not bad.exists()
+
+
+def test_segment_benchmark_runs_and_reports_memory_windows(tmp_path):
+    from benchmarks.segment import main as bench
+
+    out = tmp_path / "segment.json"
+    assert bench(["--devices", "cpu", "--size", "tiny", "--cpu-frames", "6", "--width", "96", "--height", "72",
+                  "--chunk", "4", "--out", str(out)]) == 0
+    row = json.loads(out.read_text())["rows"][0]
+    assert row["frames"] == row["masks"] == 6 and row["chunks"] == 2 and row["fps"] > 0
+    assert [w["frames"] for w in row["windows"]] == [6]
