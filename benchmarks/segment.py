@@ -92,7 +92,9 @@ def run(device: str, args, frames_count: int, report: Report) -> dict:
     def sample(done: int) -> None:
         window_rss[0] = max(window_rss[0], rss_gib())
         if done % WINDOW == 0 or done == frames_count:
-            windows.append({"frames": done, "gpu_peak_gib": peak_gib(device), "rss_gib": round(window_rss[0], 2)})
+            windows.append({"frames": done, "gpu_peak_gib": peak_gib(device), "rss_gib": round(window_rss[0], 2),
+                            "seconds": round(time.perf_counter() - began, 2)})
+            print(f"{device} {windows[-1]}", flush=True)
             window_rss[0] = 0.0
             reset_peak(device)
 
