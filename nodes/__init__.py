@@ -1,27 +1,35 @@
-"""Thin ComfyUI node classes. Each module defines NODES = {class_name: (cls, display_name)}; they are merged here.
+"""Thin ComfyUI nodes (V3 schema, `comfy_api.latest`), offered to ComfyUI through `comfy_entrypoint`.
 
 Outside ComfyUI (e.g. pytest importing the repository folder as a package) there is no `folder_paths` module and
-no node is registered, so the libraries and the tests import cleanly.
+no node module is imported, so the libraries and the tests import cleanly.
 """
-import importlib
 import importlib.util
 import logging
 
 _log = logging.getLogger("wan_animate.nodes")
 
-_MODULES: list[str] = ["model_nodes", "preprocess_nodes", "sampler_nodes", "encode_nodes"]
-
-NODE_CLASS_MAPPINGS: dict = {}
-NODE_DISPLAY_NAME_MAPPINGS: dict = {}
-
 if importlib.util.find_spec("folder_paths") is not None:
-    from .folders import register_model_folders
+    from comfy_api.latest import ComfyExtension, io
 
-    register_model_folders()
-    for _name in _MODULES:
-        _mod = importlib.import_module(f".{_name}", __name__)
-        for _cls_name, (_cls, _display) in _mod.NODES.items():
-            NODE_CLASS_MAPPINGS[_cls_name] = _cls
-            NODE_DISPLAY_NAME_MAPPINGS[_cls_name] = _display
+    from .encode_nodes import NODES as _ENCODE_NODES
+    from .folders import register_model_folders
+    from .model_nodes import NODES as _MODEL_NODES
+    from .preprocess_nodes import NODES as _PREPROCESS_NODES
+    from .sampler_nodes import NODES as _SAMPLER_NODES
+
+    NODES: list[type[io.ComfyNode]] = [*_MODEL_NODES, *_PREPROCESS_NODES, *_SAMPLER_NODES, *_ENCODE_NODES]
+
+    class WanAnimateExtension(ComfyExtension):
+        async def get_node_list(self) -> list[type[io.ComfyNode]]:
+            return list(NODES)
+
+    async def comfy_entrypoint() -> WanAnimateExtension:
+        """What ComfyUI calls on loading this package (V3 entry point). The model folders are registered first: the
+        node schemas list their files. (ComfyUI 0.3.64 never calls ComfyExtension.on_load, so it is not done there.)"""
+        register_model_folders()
+        return WanAnimateExtension()
+
+    __all__ = ["comfy_entrypoint"]
 else:
-    _log.debug("not running inside ComfyUI: no nodes registered")
+    __all__ = []
+    _log.debug("not running inside ComfyUI: no nodes offered")

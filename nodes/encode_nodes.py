@@ -7,9 +7,10 @@ loaded by Load Wan Animate Model encodes, and the result is a core CONDITIONING 
 from __future__ import annotations
 
 import torch
+from comfy_api.latest import io
 
 from .convert import image_to_frames
-from .model_nodes import CATEGORY, MODEL_TYPE
+from .io_types import CATEGORY, ModelSocket
 
 
 def used_on(model, module):
@@ -20,27 +21,26 @@ def used_on(model, module):
     return placed(module, model.device, restore=model.memory != "gpu", borrow=True)
 
 
-class WanAnimateTextEncode:
-    DESCRIPTION = (
-        "Encodes a prompt with the umT5 text encoder of a loaded Wan Animate model, as core CONDITIONING "
-        "(padded to 512 tokens with zeros, as the official code does), for core WanAnimateToVideo / KSampler."
-    )
-    CATEGORY = CATEGORY
-    RETURN_TYPES = ("CONDITIONING",)
-    RETURN_NAMES = ("conditioning",)
-    OUTPUT_TOOLTIPS = ("The prompt embedding, for core WanAnimateToVideo's positive or negative input.",)
-    FUNCTION = "encode"
+class WanAnimateTextEncode(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="WanAnimateTextEncode",
+            display_name="Wan Animate Text Encode (for core nodes)",
+            category=CATEGORY,
+            description=(
+                "Encodes a prompt with the umT5 text encoder of a loaded Wan Animate model, as core CONDITIONING "
+                "(padded to 512 tokens with zeros, as the official code does), for core WanAnimateToVideo / KSampler."
+            ),
+            inputs=[
+                ModelSocket.Input("model", tooltip="From Load Wan Animate Model (its text encoder and tokenizer are used)."),
+                io.String.Input("text", multiline=True, dynamic_prompts=False, default="", tooltip="The prompt. Empty encodes the empty prompt."),
+            ],
+            outputs=[io.Conditioning.Output(display_name="conditioning", tooltip="The prompt embedding, for core WanAnimateToVideo's positive or negative input.")],
+        )
 
     @classmethod
-    def INPUT_TYPES(cls):
-        return {
-            "required": {
-                "model": (MODEL_TYPE, {"tooltip": "From Load Wan Animate Model (its text encoder and tokenizer are used)."}),
-                "text": ("STRING", {"multiline": True, "dynamicPrompts": False, "default": "", "tooltip": "The prompt. Empty encodes the empty prompt."}),
-            }
-        }
-
-    def encode(self, model, text):
+    def execute(cls, model, text) -> io.NodeOutput:
         from wan_animate.engine.conditioning import encode_text
 
         components = model.components
@@ -48,30 +48,30 @@ class WanAnimateTextEncode:
             raise ValueError("this Wan Animate model was loaded without its text encoder or tokenizer; pick a text_encoder in Load Wan Animate Model.")
         with used_on(model, components.text_encoder) as encoder:
             embedding = encode_text(encoder, components.tokenizer, text, model.device)
-        return ([[embedding.float().cpu(), {}]],)
+        return io.NodeOutput([[embedding.float().cpu(), {}]])
 
 
-class WanAnimateClipVisionEncode:
-    DESCRIPTION = (
-        "Encodes the reference image with the CLIP vision encoder of a loaded Wan Animate model (official "
-        "preprocessing: the whole image squashed to the CLIP size), as core CLIP_VISION_OUTPUT for WanAnimateToVideo."
-    )
-    CATEGORY = CATEGORY
-    RETURN_TYPES = ("CLIP_VISION_OUTPUT",)
-    RETURN_NAMES = ("clip_vision_output",)
-    OUTPUT_TOOLTIPS = ("CLIP features of the reference, for core WanAnimateToVideo's clip_vision_output input.",)
-    FUNCTION = "encode"
+class WanAnimateClipVisionEncode(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="WanAnimateClipVisionEncode",
+            display_name="Wan Animate CLIP Vision Encode (for core nodes)",
+            category=CATEGORY,
+            description=(
+                "Encodes the reference image with the CLIP vision encoder of a loaded Wan Animate model (official "
+                "preprocessing: the whole image squashed to the CLIP size), as core CLIP_VISION_OUTPUT for "
+                "WanAnimateToVideo."
+            ),
+            inputs=[
+                ModelSocket.Input("model", tooltip="From Load Wan Animate Model (its CLIP vision encoder is used)."),
+                io.Image.Input("image", tooltip="The reference image (the first image of the batch is used)."),
+            ],
+            outputs=[io.ClipVisionOutput.Output(display_name="clip_vision_output", tooltip="CLIP features of the reference, for core WanAnimateToVideo's clip_vision_output input.")],
+        )
 
     @classmethod
-    def INPUT_TYPES(cls):
-        return {
-            "required": {
-                "model": (MODEL_TYPE, {"tooltip": "From Load Wan Animate Model (its CLIP vision encoder is used)."}),
-                "image": ("IMAGE", {"tooltip": "The reference image (the first image of the batch is used)."}),
-            }
-        }
-
-    def encode(self, model, image):
+    def execute(cls, model, image) -> io.NodeOutput:
         import comfy.clip_vision
 
         from wan_animate.engine.conditioning import encode_clip
@@ -84,10 +84,7 @@ class WanAnimateClipVisionEncode:
             hidden = encode_clip(encoder, components.image_processor, pixels.to(model.device))
         output = comfy.clip_vision.Output()
         output["penultimate_hidden_states"] = hidden.float().cpu()
-        return (output,)
+        return io.NodeOutput(output)
 
 
-NODES = {
-    "WanAnimateTextEncode": (WanAnimateTextEncode, "Wan Animate Text Encode (for core nodes)"),
-    "WanAnimateClipVisionEncode": (WanAnimateClipVisionEncode, "Wan Animate CLIP Vision Encode (for core nodes)"),
-}
+NODES = [WanAnimateTextEncode, WanAnimateClipVisionEncode]

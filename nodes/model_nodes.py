@@ -5,15 +5,15 @@ import os
 from dataclasses import dataclass, field
 
 import folder_paths
+from comfy_api.latest import io
 
 from wan_animate.engine.accel.attention import CHOICES as ATTENTION_CHOICES
 
 from .folders import full_path
+from .io_types import CATEGORY, LorasSocket, ModelSocket
 from .progress import NodeProgress, free_comfy_models, progress_tqdm, torch_device
+from .validation import check_message
 
-CATEGORY = "Wan Animate"
-MODEL_TYPE = "WANANIMATE_MODEL"
-LORAS_TYPE = "WANANIMATE_LORAS"
 FROM_MODEL = "(from the model)"
 HUB_PREFIX = "hub: "
 DEFAULT_HUB_ID = "Wan-AI/Wan2.2-Animate-14B-Diffusers"
@@ -112,38 +112,42 @@ def resolve_part(folder: str, choice: str) -> str | None:
     return None if choice == FROM_MODEL else full_path(folder, choice)
 
 
-class WanAnimateModelLoader:
-    DESCRIPTION = (
-        "Loads Wan2.2-Animate-14B in any released layout (ComfyUI single files bf16/fp8, the original Wan-AI release, "
-        "the Diffusers folder, or a Hugging Face Hub id, downloaded with progress). The layout is detected from the files."
-    )
-    CATEGORY = CATEGORY
-    RETURN_TYPES = (MODEL_TYPE,)
-    RETURN_NAMES = ("model",)
-    OUTPUT_TOOLTIPS = ("The loaded model, for Wan Animate Sampler.",)
-    FUNCTION = "load"
+class WanAnimateModelLoader(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="WanAnimateModelLoader",
+            display_name="Load Wan Animate Model",
+            category=CATEGORY,
+            description=(
+                "Loads Wan2.2-Animate-14B in any released layout (ComfyUI single files bf16/fp8, the original Wan-AI "
+                "release, the Diffusers folder, or a Hugging Face Hub id, downloaded with progress). The layout is "
+                "detected from the files."
+            ),
+            inputs=[
+                io.Combo.Input("model", options=model_choices(), tooltip="The diffusion model: a file in models/diffusion_models, a folder in models/diffusers, or the Hub repo (downloaded into the Hugging Face cache)."),
+                io.Combo.Input("vae", options=part_choices("vae"), default=FROM_MODEL, tooltip="Wan2.1 VAE file from models/vae; '(from the model)' uses the VAE inside a model folder or Hub repo."),
+                io.Combo.Input("text_encoder", options=part_choices("text_encoders"), default=FROM_MODEL, tooltip="umT5-XXL file from models/text_encoders (bf16 or fp8 scaled)."),
+                io.Combo.Input("clip_vision", options=part_choices("clip_vision"), default=FROM_MODEL, tooltip="CLIP ViT-H/14 file from models/clip_vision (clip_vision_h)."),
+                io.Combo.Input("precision", options=PRECISIONS, default="bf16", tooltip="How the transformer weights are kept in memory. fp8_e4m3fn halves memory; on Hopper/Ada GPUs the matmuls then run on fp8 tensor cores (faster), elsewhere they compute in bf16."),
+                io.Combo.Input("memory", options=MEMORY_MODES, default="offload_idle", tooltip="gpu: loaded straight onto the GPU and kept there (fastest, most VRAM). offload_idle: kept in CPU RAM and moved to the GPU for each run, back afterwards (frees VRAM between runs)."),
+                io.String.Input("hub_id", default="", optional=True, tooltip="Hugging Face repo id (or local path) to load instead of the dropdown, e.g. Wan-AI/Wan2.2-Animate-14B-Diffusers. Honors HF_HOME and HF_HUB_OFFLINE."),
+                io.Combo.Input("attention", options=list(ATTENTION_CHOICES), default="auto", optional=True, tooltip="Attention kernel of the transformer: auto picks the fastest the GPU has (on Hopper FlashAttention-3's fp8 kernel when installed with scripts/build_fa3.sh, else cuDNN's fp8 kernel, else our Triton fp8 kernel; FlashAttention on Ampere/Ada). The fp8 kernels (fa3_fp8, cudnn_fp8, fp8) are the fastest and slightly less exact; cudnn/flash compute in bf16."),
+                io.Boolean.Input("compile", default=False, optional=True, tooltip="torch.compile the repeated transformer blocks: faster steps after a first run that takes about a minute longer (cached on disk)."),
+                io.Int.Input("blocks_on_cpu", default=0, min=0, max=64, optional=True, tooltip="Block swap: keep this many transformer blocks in CPU RAM and stream them to the GPU each step. Lowers VRAM by about 0.4 GB per block (fp8) at some speed; 0 keeps all on the GPU."),
+            ],
+            outputs=[ModelSocket.Output(display_name="model", tooltip="The loaded model, for Wan Animate Sampler.")],
+        )
 
     @classmethod
-    def INPUT_TYPES(cls):
-        return {
-            "required": {
-                "model": (model_choices(), {"tooltip": "The diffusion model: a file in models/diffusion_models, a folder in models/diffusers, or the Hub repo (downloaded into the Hugging Face cache)."}),
-                "vae": (part_choices("vae"), {"default": FROM_MODEL, "tooltip": "Wan2.1 VAE file from models/vae; '(from the model)' uses the VAE inside a model folder or Hub repo."}),
-                "text_encoder": (part_choices("text_encoders"), {"default": FROM_MODEL, "tooltip": "umT5-XXL file from models/text_encoders (bf16 or fp8 scaled)."}),
-                "clip_vision": (part_choices("clip_vision"), {"default": FROM_MODEL, "tooltip": "CLIP ViT-H/14 file from models/clip_vision (clip_vision_h)."}),
-                "precision": (PRECISIONS, {"default": "bf16", "tooltip": "How the transformer weights are kept in memory. fp8_e4m3fn halves memory; on Hopper/Ada GPUs the matmuls then run on fp8 tensor cores (faster), elsewhere they compute in bf16."}),
-                "memory": (MEMORY_MODES, {"default": "offload_idle", "tooltip": "gpu: loaded straight onto the GPU and kept there (fastest, most VRAM). offload_idle: kept in CPU RAM and moved to the GPU for each run, back afterwards (frees VRAM between runs)."}),
-            },
-            "optional": {
-                "hub_id": ("STRING", {"default": "", "tooltip": "Hugging Face repo id (or local path) to load instead of the dropdown, e.g. Wan-AI/Wan2.2-Animate-14B-Diffusers. Honors HF_HOME and HF_HUB_OFFLINE."}),
-                "attention": (list(ATTENTION_CHOICES), {"default": "auto", "tooltip": "Attention kernel of the transformer: auto picks the fastest the GPU has (on Hopper FlashAttention-3's fp8 kernel when installed with scripts/build_fa3.sh, else cuDNN's fp8 kernel, else our Triton fp8 kernel; FlashAttention on Ampere/Ada). The fp8 kernels (fa3_fp8, cudnn_fp8, fp8) are the fastest and slightly less exact; cudnn/flash compute in bf16."}),
-                "compile": ("BOOLEAN", {"default": False, "tooltip": "torch.compile the repeated transformer blocks: faster steps after a first run that takes about a minute longer (cached on disk)."}),
-                "blocks_on_cpu": ("INT", {"default": 0, "min": 0, "max": 64, "tooltip": "Block swap: keep this many transformer blocks in CPU RAM and stream them to the GPU each step. Lowers VRAM by about 0.4 GB per block (fp8) at some speed; 0 keeps all on the GPU."}),
-            },
-        }
+    def validate_inputs(cls, model=None, hub_id="") -> bool | str:
+        if model is None or hub_id is None:  # linked: known only when the node runs
+            return True
+        return check_message(resolve_model, choice=model, hub_id=hub_id)
 
-    def load(self, model, vae, text_encoder, clip_vision, precision, memory, hub_id="", attention="auto", compile=False,
-             blocks_on_cpu=0):
+    @classmethod
+    def execute(cls, model, vae, text_encoder, clip_vision, precision, memory, hub_id="", attention="auto",
+                compile=False, blocks_on_cpu=0) -> io.NodeOutput:
         from wan_animate.engine.accel import AccelOptions, accelerate
         from wan_loader.errors import WanLoaderError
         from wan_loader.load import load_components
@@ -173,7 +177,7 @@ class WanAnimateModelLoader:
                           AccelOptions(attention=attention, compile=compile, blocks_on_cpu=blocks_on_cpu))
         if memory != "gpu" and not blocks_on_cpu:
             components.transformer.to("cpu")  # the sampler brings it to the GPU for each run and back afterwards
-        return (WanAnimateModel(components, device, precision, memory, dict(components.sources), fast.block_runner),)
+        return io.NodeOutput(WanAnimateModel(components, device, precision, memory, dict(components.sources), fast.block_runner))
 
 
 @dataclass(frozen=True)
@@ -182,34 +186,32 @@ class LoraSpec:
     strength: float
 
 
-class WanAnimateLoraSelect:
-    DESCRIPTION = (
-        "Adds a LoRA (relighting for replace mode, lightx2v step-distill for 4-6 steps, ...) to the list the sampler "
-        "applies. Chain several; ComfyUI, Kijai and original PEFT key layouts are recognised."
-    )
-    CATEGORY = CATEGORY
-    RETURN_TYPES = (LORAS_TYPE,)
-    RETURN_NAMES = ("loras",)
-    OUTPUT_TOOLTIPS = ("The LoRA list, for Wan Animate Sampler or another Wan Animate LoRA node.",)
-    FUNCTION = "select"
+class WanAnimateLoraSelect(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="WanAnimateLoraSelect",
+            display_name="Wan Animate LoRA",
+            category=CATEGORY,
+            description=(
+                "Adds a LoRA (relighting for replace mode, lightx2v step-distill for 4-6 steps, ...) to the list the "
+                "sampler applies. Chain several; ComfyUI, Kijai and original PEFT key layouts are recognised."
+            ),
+            inputs=[
+                io.Combo.Input("lora", options=folder_paths.get_filename_list("loras"), tooltip="LoRA file from models/loras."),
+                io.Float.Input("strength", default=1.0, min=-4.0, max=4.0, step=0.05, tooltip="Multiplier of the LoRA's change to the weights (0 turns it off)."),
+                LorasSocket.Input("loras", optional=True, tooltip="LoRAs chosen so far (from another Wan Animate LoRA node)."),
+            ],
+            outputs=[LorasSocket.Output(display_name="loras", tooltip="The LoRA list, for Wan Animate Sampler or another Wan Animate LoRA node.")],
+        )
 
     @classmethod
-    def INPUT_TYPES(cls):
-        return {
-            "required": {
-                "lora": (folder_paths.get_filename_list("loras"), {"tooltip": "LoRA file from models/loras."}),
-                "strength": ("FLOAT", {"default": 1.0, "min": -4.0, "max": 4.0, "step": 0.05, "tooltip": "Multiplier of the LoRA's change to the weights (0 turns it off)."}),
-            },
-            "optional": {
-                "loras": (LORAS_TYPE, {"tooltip": "LoRAs chosen so far (from another Wan Animate LoRA node)."}),
-            },
-        }
+    def validate_inputs(cls, lora=None) -> bool | str:
+        return check_message(full_path, folder="loras", filename=lora)
 
-    def select(self, lora, strength, loras=()):
-        return ((*loras, LoraSpec(full_path("loras", lora), float(strength))),)
+    @classmethod
+    def execute(cls, lora, strength, loras=()) -> io.NodeOutput:
+        return io.NodeOutput((*loras, LoraSpec(full_path("loras", lora), float(strength))))
 
 
-NODES = {
-    "WanAnimateModelLoader": (WanAnimateModelLoader, "Load Wan Animate Model"),
-    "WanAnimateLoraSelect": (WanAnimateLoraSelect, "Wan Animate LoRA"),
-}
+NODES = [WanAnimateModelLoader, WanAnimateLoraSelect]

@@ -6,24 +6,30 @@ Outputs are plain IMAGE/MASK batches, so they feed this package's sampler and co
 from __future__ import annotations
 
 import logging
+import os
 
 import numpy as np
+from comfy_api.latest import io
 
 from wan_animate.preprocess.masks import DILATION_ITERATIONS
 from wan_animate.preprocess.person_select import FILL_MODES, STRATEGIES
+from wan_animate.preprocess.pipeline import PreprocessOptions
 from wan_animate.preprocess.resolution import OFFICIAL_AREA
 from wan_animate.preprocess.video_io import OFFICIAL_FPS
 
 from .convert import array_to_mask, frames_to_image, image_to_frames, mask_to_array
 from .folders import folder_paths_for
-from .model_nodes import CATEGORY
+from .io_types import CATEGORY, FaceDetectorSocket, PoseModelSocket
 from .progress import NodeProgress, raise_if_interrupted
+from .validation import check_message
 
 _log = logging.getLogger("wan_animate.nodes")
-POSE_MODEL_TYPE = "WANANIMATE_POSE_MODEL"
-FACE_DETECTOR_TYPE = "WANANIMATE_FACE_DETECTOR"
 DEVICES = ["auto", "cuda", "cpu"]
 MODES = ("animate", "replace")
+
+
+def _check_options(**values) -> None:
+    PreprocessOptions(**values).validate()
 
 
 def detection_choices(slot: str) -> list[str]:
@@ -43,44 +49,42 @@ def detection_source(choice: str) -> str:
     return folder_paths.get_full_path("detection", choice) or choice
 
 
-class WanAnimatePoseModelLoader:
-    DESCRIPTION = (
-        "Loads the person detector (YOLOv10m ONNX) and the whole-body pose model (ViTPose ONNX, single file or with "
-        "its _data.bin) from models/detection. Runs on the GPU through onnxruntime-gpu when installed, else on the CPU."
-    )
-    CATEGORY = CATEGORY
-    RETURN_TYPES = (POSE_MODEL_TYPE,)
-    RETURN_NAMES = ("pose_model",)
-    OUTPUT_TOOLTIPS = ("Detector + pose estimator, for Wan Animate Preprocess.",)
-    FUNCTION = "load"
+class WanAnimatePoseModelLoader(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="WanAnimatePoseModelLoader",
+            display_name="Load Wan Animate Pose Models",
+            category=CATEGORY,
+            description=(
+                "Loads the person detector (YOLOv10m ONNX) and the whole-body pose model (ViTPose ONNX, single file "
+                "or with its _data.bin) from models/detection. Runs on the GPU through onnxruntime-gpu when "
+                "installed, else on the CPU."
+            ),
+            inputs=[
+                io.Combo.Input("detector", options=detection_choices("detector"), default="yolov10m.onnx", tooltip="Person detector from models/detection (yolov10m.onnx from Wan-AI/Wan2.2-Animate-14B process_checkpoint/det). A known name not in the folder is downloaded from the Hub."),
+                io.Combo.Input("pose", options=detection_choices("pose"), default="vitpose_h_wholebody.onnx", tooltip="Whole-body pose model from models/detection (vitpose_h_wholebody.onnx, vitpose_h_wholebody_model.onnx with its _data.bin, or vitpose-l-wholebody.onnx)."),
+                io.Combo.Input("device", options=DEVICES, default="auto", tooltip="auto: CUDA when onnxruntime-gpu can use it (a warning says why not), else CPU."),
+            ],
+            outputs=[PoseModelSocket.Output(display_name="pose_model", tooltip="Detector + pose estimator, for Wan Animate Preprocess.")],
+        )
 
     @classmethod
-    def INPUT_TYPES(cls):
-        return {
-            "required": {
-                "detector": (detection_choices("detector"), {"default": "yolov10m.onnx", "tooltip": "Person detector from models/detection (yolov10m.onnx from Wan-AI/Wan2.2-Animate-14B process_checkpoint/det). A known name not in the folder is downloaded from the Hub."}),
-                "pose": (detection_choices("pose"), {"default": "vitpose_h_wholebody.onnx", "tooltip": "Whole-body pose model from models/detection (vitpose_h_wholebody.onnx, vitpose_h_wholebody_model.onnx with its _data.bin, or vitpose-l-wholebody.onnx)."}),
-                "device": (DEVICES, {"default": "auto", "tooltip": "auto: CUDA when onnxruntime-gpu can use it (a warning says why not), else CPU."}),
-            }
-        }
-
-    def load(self, detector, pose, device):
+    def execute(cls, detector, pose, device) -> io.NodeOutput:
         from wan_animate.preprocess.estimator import PoseEstimator
 
-        return (
+        return io.NodeOutput(
             PoseEstimator(
                 detection_source(detector),
                 detection_source(pose),
                 providers=device,
                 search_dirs=folder_paths_for("detection"),
-            ),
+            )
         )
 
 
 def face_detector_packs() -> list[str]:
     """Sub-folders of the insightface model folders holding .onnx files (buffalo_l, antelopev2, ...)."""
-    import os
-
     packs = []
     for root in folder_paths_for("insightface"):
         for base in (root, os.path.join(root, "models")):
@@ -90,93 +94,100 @@ def face_detector_packs() -> list[str]:
     return packs
 
 
-class WanAnimateFaceDetectorLoader:
-    DESCRIPTION = (
-        "Loads an insightface face detector (SCRFD, e.g. buffalo_l's det_10g.onnx) from models/insightface. Given to "
-        "Wan Animate Preprocess, it places the face crop on frames where the pose model's face landmarks are weak. "
-        "Needs `pip install insightface`."
-    )
-    CATEGORY = CATEGORY
-    RETURN_TYPES = (FACE_DETECTOR_TYPE,)
-    RETURN_NAMES = ("face_detector",)
-    OUTPUT_TOOLTIPS = ("For Wan Animate Preprocess' face_detector input.",)
-    FUNCTION = "load"
+def pack_folder(pack: str) -> str:
+    """The folder of a face detector pack picked in the dropdown, or a FileNotFoundError naming where it belongs."""
+    for root in folder_paths_for("insightface"):
+        if os.path.isdir(os.path.join(root, pack)):
+            return os.path.join(root, pack)
+    raise FileNotFoundError(f"face detector pack '{pack}' is not in models/insightface; put the pack folder there and press R in the editor to refresh the list.")
+
+
+class WanAnimateFaceDetectorLoader(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="WanAnimateFaceDetectorLoader",
+            display_name="Load Wan Animate Face Detector",
+            category=CATEGORY,
+            description=(
+                "Loads an insightface face detector (SCRFD, e.g. buffalo_l's det_10g.onnx) from models/insightface. "
+                "Given to Wan Animate Preprocess, it places the face crop on frames where the pose model's face "
+                "landmarks are weak. Needs `pip install insightface`."
+            ),
+            inputs=[
+                io.Combo.Input("pack", options=face_detector_packs(), tooltip="A model pack folder in models/insightface (or models/insightface/models) with a detection .onnx."),
+                io.Float.Input("threshold", default=0.5, min=0.05, max=0.99, step=0.05, tooltip="Minimum face score."),
+                io.Combo.Input("device", options=["cpu", "cuda"], default="cpu", tooltip="onnxruntime provider for the detector."),
+            ],
+            outputs=[FaceDetectorSocket.Output(display_name="face_detector", tooltip="For Wan Animate Preprocess' face_detector input.")],
+        )
 
     @classmethod
-    def INPUT_TYPES(cls):
-        return {
-            "required": {
-                "pack": (face_detector_packs(), {"tooltip": "A model pack folder in models/insightface (or models/insightface/models) with a detection .onnx."}),
-                "threshold": ("FLOAT", {"default": 0.5, "min": 0.05, "max": 0.99, "step": 0.05, "tooltip": "Minimum face score."}),
-                "device": (["cpu", "cuda"], {"default": "cpu", "tooltip": "onnxruntime provider for the detector."}),
-            }
-        }
+    def validate_inputs(cls, pack=None) -> bool | str:
+        return check_message(pack_folder, pack=pack)
 
-    def load(self, pack, threshold, device):
-        import os
-
+    @classmethod
+    def execute(cls, pack, threshold, device) -> io.NodeOutput:
         from wan_animate.preprocess.face_detector import InsightFaceDetector
 
-        root = next((r for r in folder_paths_for("insightface") if os.path.isdir(os.path.join(r, pack))), None)
-        if root is None:
-            raise FileNotFoundError(f"face detector pack '{pack}' is no longer in models/insightface.")
         providers = ["CUDAExecutionProvider", "CPUExecutionProvider"] if device == "cuda" else ["CPUExecutionProvider"]
-        return (InsightFaceDetector(os.path.join(root, pack), det_thresh=threshold, providers=providers),)
+        return io.NodeOutput(InsightFaceDetector(pack_folder(pack), det_thresh=threshold, providers=providers))
 
 
-class WanAnimatePreprocess:
-    DESCRIPTION = (
-        "Turns a driving video into what Wan2.2-Animate needs, by the official recipe: skeleton video, RGB 512x512 "
-        "face crops, and for replacement the character mask and the background. Batched, with person choice, "
-        "gap filling, retargeting to the reference's proportions and optional smoothing of keypoints and face boxes."
-    )
-    CATEGORY = CATEGORY
-    RETURN_TYPES = ("IMAGE", "IMAGE", "IMAGE", "IMAGE", "MASK", "FLOAT", "INT", "INT", "INT")
-    RETURN_NAMES = (
-        "pose_video", "face_video", "reference_image", "background_video", "character_mask", "fps", "width", "height", "frame_count",
-    )
-    OUTPUT_TOOLTIPS = (
-        "Skeleton frames at the working size (letterboxed to the reference's aspect in animate mode).",
-        "RGB 512x512 face crops, one per frame (core WanAnimateToVideo's face_video takes them as they are).",
-        "The reference image letterboxed to the working size.",
-        "Replace mode: the driving frames with the character blacked out. Animate mode: one black frame (not used).",
-        "Replace mode: per-frame mask, 1 on the character. Animate mode: one all-ones mask (not used).",
-        "Frame rate of the outputs (target_fps, or the driving video's).",
-        "Working width (divisible by 16).",
-        "Working height (divisible by 16).",
-        "Number of output frames.",
-    )
-    FUNCTION = "run"
+class WanAnimatePreprocess(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="WanAnimatePreprocess",
+            display_name="Wan Animate Preprocess",
+            category=CATEGORY,
+            description=(
+                "Turns a driving video into what Wan2.2-Animate needs, by the official recipe: skeleton video, RGB "
+                "512x512 face crops, and for replacement the character mask and the background. Batched, with person "
+                "choice, gap filling, retargeting to the reference's proportions and optional smoothing of keypoints "
+                "and face boxes."
+            ),
+            inputs=[
+                PoseModelSocket.Input("pose_model", tooltip="From Load Wan Animate Pose Models."),
+                io.Image.Input("video", tooltip="Driving video frames (core Load Video -> Get Video Components, or any IMAGE batch)."),
+                io.Image.Input("reference_image", tooltip="The character (core Load Image). Only the first image is used."),
+                io.Combo.Input("mode", options=list(MODES), default="animate", tooltip="animate: the reference character performs the driving motion. replace: the reference character replaces the person in the driving video."),
+                io.Int.Input("resolution_area", default=OFFICIAL_AREA, min=256, max=4096 * 4096, step=256, tooltip="Target pixel area (official 1280x720). Width and height keep the aspect and are divisible by 16."),
+                io.Float.Input("fps", default=30.0, min=1.0, max=240.0, step=0.001, tooltip="Frame rate of the driving video (link Get Video Components' fps here)."),
+                io.Float.Input("target_fps", default=OFFICIAL_FPS, min=0.0, max=240.0, step=0.001, tooltip="Resample the motion to this rate (official 30). 0 keeps the driving video's rate."),
+                io.Combo.Input("person", options=list(STRATEGIES), default="largest", tooltip="Whom to follow when several people are present: the largest in each frame, the person_index-th from the left, or tracked from track_start_frame."),
+                io.Int.Input("person_index", default=0, min=0, max=63, tooltip="For index/track: which person, counted from the left (0 = leftmost)."),
+                io.Int.Input("track_start_frame", default=0, min=0, max=1000000, tooltip="For track: the frame where person_index is picked before being followed both ways."),
+                io.Combo.Input("fill", options=list(FILL_MODES), default="interpolate", tooltip="Frames where the person is not found: interpolate between neighbours or hold the last pose (counted in the log)."),
+                io.Boolean.Input("retarget", default=False, tooltip="Animate mode: rescale each limb of the driving pose to the reference character's proportions (official per-limb ratios)."),
+                io.Boolean.Input("check_reference", default=True, tooltip="Stop with a clear error when no person is detected in the reference image. Turn off for characters the detector cannot see (animals, stylised figures)."),
+                io.Float.Input("smoothing", default=0.0, min=0.0, max=1.0, step=0.05, tooltip="Temporal smoothing of keypoints and face boxes (one-euro): 0 off, 1 strongest. Removes jitter without lagging on fast motion."),
+                io.Int.Input("mask_dilation", default=DILATION_ITERATIONS, min=0, max=20, tooltip="Replace mode: dilation passes on the character mask (official 3, kernel 7). 0 uses the mask as it is."),
+                io.Mask.Input("character_mask", optional=True, tooltip="Replace mode: your own per-frame mask from any segmenter (SAM2, ...), 1 on the character; one per frame or one for all. Without it the mask comes from the pose."),
+                FaceDetectorSocket.Input("face_detector", optional=True, tooltip="Optional, from Load Wan Animate Face Detector: places face crops where the pose's face landmarks are weak."),
+            ],
+            outputs=[
+                io.Image.Output(display_name="pose_video", tooltip="Skeleton frames at the working size (letterboxed to the reference's aspect in animate mode)."),
+                io.Image.Output(display_name="face_video", tooltip="RGB 512x512 face crops, one per frame (core WanAnimateToVideo's face_video takes them as they are)."),
+                io.Image.Output(display_name="reference_image", tooltip="The reference image letterboxed to the working size."),
+                io.Image.Output(display_name="background_video", tooltip="Replace mode: the driving frames with the character blacked out. Animate mode: one black frame (not used)."),
+                io.Mask.Output(display_name="character_mask", tooltip="Replace mode: per-frame mask, 1 on the character. Animate mode: one all-ones mask (not used)."),
+                io.Float.Output(display_name="fps", tooltip="Frame rate of the outputs (target_fps, or the driving video's)."),
+                io.Int.Output(display_name="width", tooltip="Working width (divisible by 16)."),
+                io.Int.Output(display_name="height", tooltip="Working height (divisible by 16)."),
+                io.Int.Output(display_name="frame_count", tooltip="Number of output frames."),
+            ],
+        )
 
     @classmethod
-    def INPUT_TYPES(cls):
-        return {
-            "required": {
-                "pose_model": (POSE_MODEL_TYPE, {"tooltip": "From Load Wan Animate Pose Models."}),
-                "video": ("IMAGE", {"tooltip": "Driving video frames (core Load Video -> Get Video Components, or any IMAGE batch)."}),
-                "reference_image": ("IMAGE", {"tooltip": "The character (core Load Image). Only the first image is used."}),
-                "mode": (list(MODES), {"default": "animate", "tooltip": "animate: the reference character performs the driving motion. replace: the reference character replaces the person in the driving video."}),
-                "resolution_area": ("INT", {"default": OFFICIAL_AREA, "min": 256, "max": 4096 * 4096, "step": 256, "tooltip": "Target pixel area (official 1280x720). Width and height keep the aspect and are divisible by 16."}),
-                "fps": ("FLOAT", {"default": 30.0, "min": 1.0, "max": 240.0, "step": 0.001, "tooltip": "Frame rate of the driving video (link Get Video Components' fps here)."}),
-                "target_fps": ("FLOAT", {"default": OFFICIAL_FPS, "min": 0.0, "max": 240.0, "step": 0.001, "tooltip": "Resample the motion to this rate (official 30). 0 keeps the driving video's rate."}),
-                "person": (list(STRATEGIES), {"default": "largest", "tooltip": "Whom to follow when several people are present: the largest in each frame, the person_index-th from the left, or tracked from track_start_frame."}),
-                "person_index": ("INT", {"default": 0, "min": 0, "max": 63, "tooltip": "For index/track: which person, counted from the left (0 = leftmost)."}),
-                "track_start_frame": ("INT", {"default": 0, "min": 0, "max": 1000000, "tooltip": "For track: the frame where person_index is picked before being followed both ways."}),
-                "fill": (list(FILL_MODES), {"default": "interpolate", "tooltip": "Frames where the person is not found: interpolate between neighbours or hold the last pose (counted in the log)."}),
-                "retarget": ("BOOLEAN", {"default": False, "tooltip": "Animate mode: rescale each limb of the driving pose to the reference character's proportions (official per-limb ratios)."}),
-                "check_reference": ("BOOLEAN", {"default": True, "tooltip": "Stop with a clear error when no person is detected in the reference image. Turn off for characters the detector cannot see (animals, stylised figures)."}),
-                "smoothing": ("FLOAT", {"default": 0.0, "min": 0.0, "max": 1.0, "step": 0.05, "tooltip": "Temporal smoothing of keypoints and face boxes (one-euro): 0 off, 1 strongest. Removes jitter without lagging on fast motion."}),
-                "mask_dilation": ("INT", {"default": DILATION_ITERATIONS, "min": 0, "max": 20, "tooltip": "Replace mode: dilation passes on the character mask (official 3, kernel 7). 0 uses the mask as it is."}),
-            },
-            "optional": {
-                "character_mask": ("MASK", {"tooltip": "Replace mode: your own per-frame mask from any segmenter (SAM2, ...), 1 on the character; one per frame or one for all. Without it the mask comes from the pose."}),
-                "face_detector": (FACE_DETECTOR_TYPE, {"tooltip": "Optional, from Load Wan Animate Face Detector: places face crops where the pose's face landmarks are weak."}),
-            },
-        }
+    def validate_inputs(cls, mode=None, retarget=None) -> bool | str:
+        return check_message(_check_options, mode=mode, retarget=retarget)
 
-    def run(self, pose_model, video, reference_image, mode, resolution_area, fps, target_fps, person, person_index,
-            track_start_frame, fill, retarget, check_reference, smoothing, mask_dilation, character_mask=None, face_detector=None):
-        from wan_animate.preprocess.pipeline import PreprocessOptions, preprocess
+    @classmethod
+    def execute(cls, pose_model, video, reference_image, mode, resolution_area, fps, target_fps, person, person_index,
+                track_start_frame, fill, retarget, check_reference, smoothing, mask_dilation, character_mask=None,
+                face_detector=None) -> io.NodeOutput:
+        from wan_animate.preprocess.pipeline import preprocess
 
         frames = image_to_frames(video, "video")
         mask = None
@@ -199,7 +210,7 @@ class WanAnimatePreprocess:
         h, w = result.height, result.width
         background = result.background if result.background is not None else np.zeros((1, h, w, 3), np.uint8)
         char_mask = result.mask if result.mask is not None else np.ones((1, h, w), np.uint8)
-        return (
+        return io.NodeOutput(
             frames_to_image(result.pose),
             frames_to_image(result.face),
             frames_to_image(result.reference),
@@ -212,8 +223,4 @@ class WanAnimatePreprocess:
         )
 
 
-NODES = {
-    "WanAnimatePoseModelLoader": (WanAnimatePoseModelLoader, "Load Wan Animate Pose Models"),
-    "WanAnimateFaceDetectorLoader": (WanAnimateFaceDetectorLoader, "Load Wan Animate Face Detector"),
-    "WanAnimatePreprocess": (WanAnimatePreprocess, "Wan Animate Preprocess"),
-}
+NODES = [WanAnimatePoseModelLoader, WanAnimateFaceDetectorLoader, WanAnimatePreprocess]

@@ -66,7 +66,7 @@ def test_detection_folder_lists_onnx_models(comfy_server):
     (folder / "listed_detector.onnx").write_bytes(b"not a real model")
     (folder / "notes.txt").write_text("not a model")
     info = comfy_server.get_json("/object_info/WanAnimatePoseModelLoader")["WanAnimatePoseModelLoader"]
-    choices = info["input"]["required"]["detector"][0]
+    choices = _combo_options(info["input"]["required"]["detector"])
     assert "listed_detector.onnx" in choices and "notes.txt" not in choices
 
 
@@ -93,8 +93,25 @@ def _load_module(relative: str):
     return module
 
 
+def _combo_options(spec) -> list:
+    """A dropdown's choices from /object_info: V3 nodes send ("COMBO", {"options": [...]})."""
+    assert spec[0] == "COMBO", spec
+    return spec[1]["options"]
+
+
 def _errors(body, node_id):
     return body["node_errors"][node_id]["errors"]
+
+
+def _by_input(errors) -> dict:
+    return {e["extra_info"]["input_name"]: e for e in errors}
+
+
+def _refused(comfy_server, prompt, node_id) -> dict:
+    """POST /prompt, expect ComfyUI's validation to refuse it; the errors of one node by input name."""
+    status, body = comfy_server.queue(prompt)
+    assert status == 400, body
+    return _by_input(_errors(body, node_id))
 
 
 def _sampler_prompt(**overrides):
@@ -117,15 +134,45 @@ def _sampler_prompt(**overrides):
 
 
 def test_bad_values_come_back_as_readable_node_errors(comfy_server):
-    status, body = comfy_server.queue(_sampler_prompt(steps=0, segment_length=78, scheduler="ddim"))
+    status, body = comfy_server.queue(_sampler_prompt(steps=0, segment_length=78))
     assert status == 400 and body["error"]["type"] == "prompt_outputs_failed_validation"
-    loader = _errors(body, "1")
-    assert any(e["type"] == "value_not_in_list" and "no_such_model.safetensors" in e["details"] for e in loader)
-    sampler = {e["extra_info"]["input_name"]: e for e in _errors(body, "3")}
+    loader = _by_input(_errors(body, "1"))
+    assert loader["model"]["type"] == "custom_validation_failed"
+    assert "'no_such_model.safetensors' is not in the 'diffusion_models' model folder" in loader["model"]["details"]
+    sampler = _by_input(_errors(body, "3"))
     assert sampler["steps"]["type"] == "value_smaller_than_min"
-    assert sampler["scheduler"]["type"] == "value_not_in_list"
     assert sampler["segment_length"]["type"] == "custom_validation_failed"
+    # the engine's own rule and words (wan_animate.engine.segments), not a copy in the node
     assert "4n+1" in sampler["segment_length"]["details"] and "77 or 81" in sampler["segment_length"]["details"]
+
+
+def test_guide_frames_are_checked_by_the_engine_rule(comfy_server):
+    sampler = _refused(comfy_server, _sampler_prompt(guide_frames="3"), "3")
+    assert "guide_frames=3" in sampler["guide_frames"]["details"] and "1 (official default) or 5" in sampler["guide_frames"]["details"]
+
+
+def test_preprocess_refuses_retarget_in_replace_mode_before_running(comfy_server):
+    prompt = {
+        "1": {"class_type": "WanAnimatePoseModelLoader", "inputs": {
+            "detector": "yolov10m.onnx", "pose": "vitpose_h_wholebody.onnx", "device": "cpu"}},
+        "2": {"class_type": "EmptyImage", "inputs": {"width": 64, "height": 64, "batch_size": 1, "color": 0}},
+        "3": {"class_type": "WanAnimatePreprocess", "inputs": {
+            "pose_model": ["1", 0], "video": ["2", 0], "reference_image": ["2", 0], "mode": "replace",
+            "resolution_area": 4096, "fps": 30.0, "target_fps": 30.0, "person": "largest", "person_index": 0,
+            "track_start_frame": 0, "fill": "interpolate", "retarget": True, "check_reference": True,
+            "smoothing": 0.0, "mask_dilation": 3}},
+        "4": {"class_type": "PreviewImage", "inputs": {"images": ["3", 0]}},
+    }
+    errors = _refused(comfy_server, prompt, "3")
+    assert "retarget works in animate mode only" in errors["retarget"]["details"]
+
+
+def test_a_lora_no_longer_in_the_folder_is_named(comfy_server):
+    prompt = _sampler_prompt()
+    prompt["5"] = {"class_type": "WanAnimateLoraSelect", "inputs": {"lora": "gone.safetensors", "strength": 1.0}}
+    prompt["3"]["inputs"]["loras"] = ["5", 0]
+    errors = _refused(comfy_server, prompt, "5")
+    assert "'gone.safetensors' is not in the 'loras' model folder" in errors["lora"]["details"]
 
 
 def test_missing_required_input_is_named(comfy_server):
@@ -155,5 +202,5 @@ def test_extra_model_paths_yaml_detection_folder_is_kept(comfyui_source, tmp_pat
         info = server.get_json("/object_info/WanAnimatePoseModelLoader")["WanAnimatePoseModelLoader"]
     finally:
         server.stop()
-    choices = info["input"]["required"]["detector"][0]
+    choices = _combo_options(info["input"]["required"]["detector"])
     assert {"from_yaml.onnx", "from_models_dir.onnx"} <= set(choices), choices

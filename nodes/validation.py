@@ -1,0 +1,25 @@
+"""Validation of widget values before a prompt runs, by the libraries' own checks.
+
+ComfyUI calls a node's `validate_inputs` with the values of the inputs it names; an input fed by a link is None there
+(it is computed later) and is left to the check's default. ComfyUI files a refusal under every input the function
+names, so each node names only one group of related inputs (e.g. segment_length with guide_frames); the other values
+are checked by the same library code when the node runs, before any work is done.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+
+
+def check_message(check: Callable[..., object], **values) -> bool | str:
+    """True when `check(**values)` accepts the known values, else its message (shown on the node, prompt refused)."""
+    given = {name: value for name, value in values.items() if value is not None}
+    try:
+        check(**given)
+    except (ValueError, FileNotFoundError) as error:
+        return str(error)
+    return True
+
+
+def as_int(value):
+    """A numeric dropdown value ("1", "5") as an int; anything else as it is, for the check to name."""
+    return int(value) if isinstance(value, str) and value.isdigit() else value
