@@ -5,8 +5,9 @@
 """
 from .forward import AnimateDiT
 from .inputs import AnimateInputs
+from .jobs import AnimateResult, AnimationCancelled, EngineOutOfMemory
 from .options import AnimateOptions
-from .run import AnimateResult, AnimationCancelled, EngineOutOfMemory, animate
+from .run import animate
 from .sinks import FrameCollector, FrameSink, Mp4Writer
 
 __all__ = [

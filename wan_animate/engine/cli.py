@@ -70,7 +70,7 @@ def run(args: argparse.Namespace) -> int:
     from wan_loader.errors import WanLoaderError
 
     from ..preprocess.errors import PreprocessError
-    from .run import AnimationCancelled, EngineOutOfMemory
+    from .jobs import AnimationCancelled, EngineOutOfMemory
 
     try:
         with tempfile.TemporaryDirectory(prefix="wan_animate_") as work:

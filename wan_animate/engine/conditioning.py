@@ -49,10 +49,13 @@ def clean_prompt(text: str) -> str:
 
 
 @torch.no_grad()
-def encode_text(text_encoder, tokenizer, prompt: str, device: torch.device) -> torch.Tensor:
-    """umT5 embedding (1, 512, d): the prompt's tokens followed by zeros (official padding, not the pad token's)."""
+def encode_text(text_encoder, tokenizer, prompt: str, device: torch.device, clean: bool = True) -> torch.Tensor:
+    """umT5 embedding (1, 512, d): the prompt's tokens followed by zeros (official padding, not the pad token's).
+
+    clean: ftfy/whitespace clean-up first (Animate-14B's official tokenizer wrapper); Animate-2 encodes the prompt
+    exactly as given."""
     tokens = tokenizer(
-        [clean_prompt(prompt)],
+        [clean_prompt(prompt) if clean else prompt],
         padding="max_length",
         max_length=TEXT_LENGTH,
         truncation=True,

@@ -10,11 +10,7 @@ segment, so device and host memory do not grow with the video length.
 from __future__ import annotations
 
 import contextlib
-import gc
-import time
-import traceback
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -34,34 +30,12 @@ from .conditioning import (
 )
 from .forward import AnimateDiT, BlockRunner
 from .inputs import AnimateInputs, gather, gather_face, gather_mask, mask_scale
+from .jobs import AnimateResult, StepControl, default_device, execute
 from .options import AnimateOptions
 from .placement import placed
 from .schedulers import make_scheduler
 from .segments import SegmentPlan, plan_segments
-from .sinks import FrameCollector, FrameSink
-
-MEMORY_ADVICE = (
-    "To lower memory: tiled_vae=True (--tiled-vae), a shorter segment_frames (e.g. 45 or 33; --segment-frames), "
-    "guide_scale 1 (CFG > 1 runs a second forward), a lower resolution in preprocessing, fp8 weights or block swap "
-    "for the DiT, and offload=True so the DiT/VAE leave the GPU between jobs."
-)
-
-
-class AnimationCancelled(RuntimeError):
-    """The caller's `cancel` check returned True; nothing more was written to the sink."""
-
-
-class EngineOutOfMemory(RuntimeError):
-    """The device ran out of memory; device memory was released. The message names options that lower memory."""
-
-
-@dataclass
-class AnimateResult:
-    frames: np.ndarray | None  # (T, H, W, 3) uint8 when no sink was given, else None
-    num_frames: int
-    segments: int
-    segment_frames: int
-    seconds: float
+from .sinks import FrameSink
 
 
 def animate(
@@ -96,35 +70,9 @@ def animate(
         raise ValueError(f"The model is missing {', '.join(missing)}; load the full Wan2.2-Animate model.")
     plan = plan_segments(len(inputs), options.segment_frames, options.guide_frames, options.fit_short)
     device = torch.device(device) if device is not None else default_device()
-    collector = FrameCollector() if sink is None else None
-    began = time.perf_counter()
-    job = _Job(components, inputs, options, plan, device, sink or collector, progress, cancel, loras, block_runner)
-    try:
-        job.run()
-    except torch.OutOfMemoryError as error:
-        traceback.clear_frames(error.__traceback__)
-        job = None
-        release_device_memory(device)
-        raise EngineOutOfMemory(f"Out of memory on {device} ({error}). {MEMORY_ADVICE}") from None
-    except BaseException as error:
-        traceback.clear_frames(error.__traceback__)
-        job = None
-        release_device_memory(device)
-        raise
-    job = None
-    release_device_memory(device)
-    frames = collector.frames() if collector is not None else None
-    return AnimateResult(frames, plan.num_frames, plan.num_segments, plan.segment_frames, time.perf_counter() - began)
-
-
-def default_device() -> torch.device:
-    return torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")
-
-
-def release_device_memory(device: torch.device) -> None:
-    gc.collect()
-    if device.type == "cuda" and torch.cuda.is_available():
-        torch.cuda.empty_cache()
+    control = StepControl(plan, options.steps, progress, cancel)
+    return execute(lambda out: _Job(components, inputs, options, plan, device, out, control, loras, block_runner),
+                   plan, device, sink)
 
 
 @contextlib.contextmanager
@@ -142,15 +90,14 @@ def job_loras(transformer, loras: list, mode: str):
 
 class _Job:
     def __init__(self, components, inputs: AnimateInputs, options: AnimateOptions, plan: SegmentPlan, device,
-                 sink: FrameSink, progress, cancel, loras, block_runner):
+                 sink: FrameSink, control: StepControl, loras, block_runner):
         self.c = components
         self.inputs = inputs
         self.o = options
         self.plan = plan
         self.device = device
         self.sink = sink
-        self.progress = progress
-        self.cancel = cancel
+        self.control = control
         self.loras = list(loras)
         self.block_runner = block_runner
         self.height, self.width = inputs.size
@@ -158,14 +105,8 @@ class _Job:
         self.generator = torch.Generator().manual_seed(options.seed)
         self.mask_scale = mask_scale(inputs.mask) if options.mode == "replace" else 1.0
 
-    def check_cancel(self, segment: int, step: int) -> None:
-        if self.cancel is not None and self.cancel():
-            raise AnimationCancelled(
-                f"Cancelled at segment {segment + 1}/{self.plan.num_segments}, step {step}/{self.o.steps}."
-            )
-
     def run(self) -> None:
-        self.check_cancel(0, 0)
+        self.control.check_cancel(0, 0)
         reference = to_pixels(fit_reference(np.asarray(self.inputs.reference), self.height, self.width)[None])
         self.encode_prompts()
         with placed(self.c.image_encoder, self.device, restore=True, borrow=True):
@@ -224,7 +165,7 @@ class _Job:
 
     def segment(self, index: int) -> None:
         plan, o, dit = self.plan, self.o, self.dit
-        self.check_cancel(index, 0)
+        self.control.check_cancel(index, 0)
         pose_latents = self.codec.encode(to_pixels(gather(self.inputs.pose, plan, index), self.device))
         pose = dit.embed_pose(pose_latents)
         size = dit.config.motion_encoder_size
@@ -238,7 +179,7 @@ class _Job:
         scheduler, timesteps = make_scheduler(o.solver, o.steps, o.shift, self.device)
         rotary = dit.rotary((1, latents.shape[1] + cond.shape[1]) + shape[2:])
         for step, t in enumerate(timesteps):
-            self.check_cancel(index, step)
+            self.control.check_cancel(index, step)
             latent_input = torch.cat([latents, cond], dim=1)
             embedding = dit.time_embedding(t.reshape(1).to(self.device), self.context)
             pred = dit(latent_input, embedding, self.context, motion, pose, rotary).float()
@@ -247,9 +188,7 @@ class _Job:
                 pred = uncond + o.guide_scale * (pred - uncond)
             latents = scheduler.step(pred, t, latents, return_dict=False)[0]
             del latent_input, pred
-            if self.progress is not None:
-                self.progress(index * o.steps + step + 1, plan.num_segments * o.steps, step=step + 1, steps=o.steps,
-                              segment=index + 1, segments=plan.num_segments)
+            self.control.step_done(index, step)
         del cond, pose, motion, rotary
 
         frames = self.codec.decode(latents[:, :, 1:])[0]

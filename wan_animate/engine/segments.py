@@ -80,7 +80,14 @@ def pingpong_index(index: int, length: int) -> int:
     return m if m < length else period - m
 
 
-def segment_indices(plan: SegmentPlan, index: int, length: int) -> list[int]:
-    """Indices into an input of `length` frames for every frame of segment `index`."""
+def zigzag_index(index: int, length: int) -> int:
+    """Input frame shown at padded position `index`: 0,1,..,n-1,n-1,..,1,0,0,1,.. (Wan-Animate-2's padding, which
+    repeats the end frame; diffusers' pipeline pads once and fails when more padding than frames is needed)."""
+    m = index % (2 * length)
+    return m if m < length else 2 * length - 1 - m
+
+
+def segment_indices(plan: SegmentPlan, index: int, length: int, pad=pingpong_index) -> list[int]:
+    """Indices into an input of `length` frames for every frame of segment `index`, padded by `pad`."""
     start = plan.starts[index]
-    return [pingpong_index(i, length) for i in range(start, start + plan.segment_frames)]
+    return [pad(i, length) for i in range(start, start + plan.segment_frames)]

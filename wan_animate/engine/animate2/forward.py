@@ -1,0 +1,194 @@
+"""The Wan-Animate-2 DiT forward, with the work split by how often it changes.
+
+The model definition stays diffusers' `WanAnimate2Transformer3DModel` (same modules, weights and maths); the order
+of work differs from its `forward`:
+
+- per job:     `encode_context` (umT5 text and CLIP tokens projected once for each prompt and image);
+- per segment: `driving_pass` runs the driving-video tokens through every block once and keeps each layer's
+               keys (rotary applied) and values. diffusers keeps them before rotary and re-applies it at every
+               step; the reference pass uses the fixed timestep 1, as diffusers does;
+- per step:    `time_embedding`, then `__call__` over the generation tokens with in-context attention
+               (attention.py) instead of a flex BlockMask.
+
+Seams for the fast paths are those of the Animate-14B forward: swapped `nn.Linear`s (fp8), the self-attention
+kernel (`kernel`, `lse_kernel`), diffusers' attention backend for cross-attention, and `block_runner` (block swap,
+compiled blocks) which calls `run(block)` for each block in order.
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+
+from ..accel.processors import apply_rotary, sdpa_kernel
+from . import attention
+from .rope import reference_offsets, rotary_tables
+
+UNCONDITIONAL_SKIPPED_BLOCK = 9  # the unconditional CFG pass skips this block (diffusers `is_uncondtion`)
+REFERENCE_TIMESTEP = 1.0  # the driving pass is modulated at this fixed timestep
+
+BlockCall = Callable[[torch.nn.Module], torch.Tensor]
+Animate2BlockRunner = Callable[[int, torch.nn.Module, BlockCall], torch.Tensor]
+
+
+def run_block(index: int, block: torch.nn.Module, call: BlockCall) -> torch.Tensor:
+    return call(block)
+
+
+@dataclass
+class Context:
+    """Projected cross-attention inputs of one prompt + image: text tokens and CLIP tokens (or None)."""
+
+    text: torch.Tensor
+    image: torch.Tensor | None
+
+
+@dataclass
+class DrivingCache:
+    """Per-layer driving-video keys (rotary applied) and values of one segment, (B, T*hw, H, D) each."""
+
+    keys: list[torch.Tensor]
+    values: list[torch.Tensor]
+    grid: tuple[int, int, int]
+
+
+class Animate2DiT:
+    """Runs a diffusers WanAnimate2Transformer3DModel with per-job and per-segment work hoisted out of the steps."""
+
+    def __init__(self, transformer, block_runner: Animate2BlockRunner | None = None,
+                 kernel: attention.Kernel | None = None, lse_kernel: attention.LseKernel | None = None):
+        self.model = transformer
+        self.config = transformer.config
+        self.block_runner = block_runner or run_block
+        self.kernel = kernel or sdpa_kernel
+        self.lse_kernel = lse_kernel
+        self.head_dim = self.config.dim // self.config.num_heads
+
+    @property
+    def dtype(self) -> torch.dtype:
+        linear = self.model.blocks[0].self_attn.to_q
+        return getattr(linear, "compute_dtype", None) or linear.weight.dtype
+
+    @property
+    def device(self) -> torch.device:
+        return self.model.patch_embedding.weight.device
+
+    def encode_context(self, text_embeds: torch.Tensor, clip_embeds: torch.Tensor | None) -> Context:
+        """umT5 states (B, L <= text_len, d) zero-padded to text_len, and CLIP penultimate states -> Context."""
+        model = self.model
+        pad = self.config.text_len - text_embeds.shape[1]
+        text = torch.nn.functional.pad(text_embeds.to(self.dtype), (0, 0, 0, pad))
+        image = model.img_emb(clip_embeds.to(self.dtype)) if self.config.use_img_emb and clip_embeds is not None \
+            else None
+        return Context(model.text_embedding(text), image)
+
+    def time_embedding(self, timestep: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(temb (B, dim) for the head, projection (B, 6, dim) for the blocks), in the time embedding's dtype."""
+        model = self.model
+        dtype = next(model.time_embedding.parameters()).dtype
+        temb = model.time_embedding(model.timesteps_proj(timestep).to(dtype))
+        return temb, model.time_projection(temb).unflatten(1, (6, self.config.dim))
+
+    def _embed(self, latent_input: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int, int]]:
+        conv = self.model.patch_embedding
+        hidden = conv(latent_input.to(conv.weight.dtype))
+        grid = tuple(hidden.shape[2:])
+        return hidden.flatten(2).transpose(1, 2).to(self.dtype), grid
+
+    def _qkv(self, attn, x, rotary):
+        q = attn.norm_q(attn.to_q(x)).unflatten(2, (attn.heads, -1))
+        k = attn.norm_k(attn.to_k(x)).unflatten(2, (attn.heads, -1))
+        v = attn.to_v(x).unflatten(2, (attn.heads, -1))
+        return apply_rotary(q, *rotary), apply_rotary(k, *rotary), v
+
+    @staticmethod
+    def _block(block, hidden, proj, context: Context, self_attention) -> torch.Tensor:
+        """One WanAnimate2TransformerBlock with `self_attention(attn, normed hidden) -> (B, S, dim)`."""
+        shift, scale, gate, c_shift, c_scale, c_gate = (block.modulation + proj).chunk(6, dim=1)
+        normed = (block.norm1(hidden.float()) * (1 + scale) + shift).type_as(hidden)
+        hidden = (hidden.float() + self_attention(block.self_attn, normed) * gate).type_as(hidden)
+        hidden = hidden + block.cross_attn(block.norm3(hidden.float()).type_as(hidden),
+                                           encoder_hidden_states=context.text,
+                                           encoder_hidden_states_image=context.image)
+        normed = (block.norm2(hidden.float()) * (1 + c_scale) + c_shift).type_as(hidden)
+        return (hidden.float() + block.ffn(normed).float() * c_gate).type_as(hidden)
+
+    @staticmethod
+    def _out(attn, out: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+        return attn.to_out[1](attn.to_out[0](out.flatten(2, 3).type_as(like)))
+
+    @torch.no_grad()
+    def driving_pass(self, driving_input: torch.Tensor, context: Context) -> DrivingCache:
+        """Driving latents with their conditioning (B, 36, T, h, w) -> every layer's keys/values (the K/V cache)."""
+        hidden, grid = self._embed(driving_input)
+        rotary = rotary_tables(self.head_dim, grid, reference_offsets(self.config, grid), self.config.refer_stride,
+                               self.device)
+        timestep = torch.full((driving_input.shape[0],), REFERENCE_TIMESTEP, device=self.device)
+        _, proj = self.time_embedding(timestep)
+        keys, values = [], []
+
+        def self_attention(attn, x):
+            q, k, v = self._qkv(attn, x, rotary)
+            keys.append(k)
+            values.append(v)
+            return self._out(attn, self.kernel(q, k, v), x)
+
+        for index, block in enumerate(self.model.blocks):
+            hidden = self.block_runner(index, block,
+                                       lambda b, h=hidden: self._block(b, h, proj, context, self_attention))
+        return DrivingCache(keys, values, grid)
+
+    @torch.no_grad()
+    def __call__(self, latent_input: torch.Tensor, timestep: torch.Tensor, context: Context,
+                 driving: DrivingCache | None, unconditional: bool = False, driving_strength: float = 1.0,
+                 reference_strength: float = 1.0) -> torch.Tensor:
+        """Velocity (B, 16, F, h, w) for [noisy latents; conditioning] (B, 36, F, h, w), F = 1 + driving frames.
+
+        driving None: plain self-attention (the driving video's influence windowed out for this step).
+        driving_strength scales the driving values, reference_strength the values of the reference image's frame
+        (ComfyUI's pose_strength / reference_image_strength); 1 is the model as trained.
+        """
+        model = self.model
+        hidden, grid = self._embed(latent_input)
+        hw = grid[1] * grid[2]
+        if driving is not None and driving.grid[0] != grid[0] - 1:
+            raise ValueError(f"the driving cache has {driving.grid[0]} latent frames; the generation needs "
+                             f"{grid[0] - 1} (its frames minus the reference image's slot).")
+        rotary = rotary_tables(self.head_dim, grid, device=self.device)
+        temb, proj = self.time_embedding(timestep)
+        layer = 0
+
+        def self_attention(attn, x):
+            q, k, v = self._qkv(attn, x, rotary)
+            if reference_strength != 1.0:
+                v = torch.cat([v[:, :hw] * reference_strength, v[:, hw:]], dim=1)
+            if driving is None:
+                return self._out(attn, self.kernel(q, k, v), x)
+            k_ref, v_ref = driving.keys[layer], driving.values[layer]
+            if driving_strength != 1.0:
+                v_ref = v_ref * driving_strength
+            if self.lse_kernel is not None:
+                out = attention.merged(q, k, v, k_ref, v_ref, hw, self.lse_kernel)
+            else:
+                out = attention.framewise(q, k, v, k_ref, v_ref, hw, self.kernel)
+            return self._out(attn, out, x)
+
+        for index, block in enumerate(model.blocks):
+            if unconditional and index == UNCONDITIONAL_SKIPPED_BLOCK:
+                continue
+            layer = index
+            hidden = self.block_runner(index, block,
+                                       lambda b, h=hidden: self._block(b, h, proj, context, self_attention))
+        head = model.head
+        shift, scale = (head.modulation + temb.float().unsqueeze(1)).chunk(2, dim=1)
+        hidden = head.head((head.norm(hidden.float()) * (1 + scale) + shift).type_as(hidden))
+        return self._unpatchify(hidden, grid)
+
+    def _unpatchify(self, hidden: torch.Tensor, grid: tuple[int, int, int]) -> torch.Tensor:
+        b = hidden.shape[0]
+        p_t, p_h, p_w = self.config.patch_size
+        c = self.config.out_dim
+        hidden = hidden[:, :math.prod(grid)].reshape(b, *grid, p_t, p_h, p_w, c)
+        return hidden.permute(0, 7, 1, 4, 2, 5, 3, 6).reshape(b, c, grid[0] * p_t, grid[1] * p_h, grid[2] * p_w)

@@ -1,0 +1,203 @@
+"""One Wan-Animate-2 job: reference image + raw driving video -> video, any length, memory bounded by one segment.
+
+Per job: umT5 embeddings of the prompt, the negative prompt (CFG) and the driving-video prompt; CLIP features of
+the letterboxed reference and of the first driving frame; the projected contexts; the reference's VAE latent.
+Per segment (segment_frames frames, consecutive segments sharing one frame): the driving frames are read,
+letterboxed and VAE-encoded; the driving pass fills the K/V cache once; the segment is denoised against it (the
+unconditional CFG pass skips block 9), decoded, cropped back to the reference's aspect and written to the sink.
+Only the segment's last decoded frame is kept, to condition the next segment.
+
+Deliberate differences from diffusers' modular pipelines (each tested on its own in tests/test_animate2_engine.py):
+a clip shorter than one segment is generated with the smallest 4n+1 segment that holds it (`fit_short`; diffusers
+pads to a whole segment and fails below 41 frames), padding repeats the clip back and forth as often as needed,
+and the driving K/V are stored after rotary embedding (same values, applied once instead of every step).
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import torch
+
+from ..conditioning import (
+    LatentCodec,
+    encode_clip,
+    encode_text,
+    frame_mask,
+    to_pixels,
+    to_uint8,
+)
+from ..jobs import AnimateResult, StepControl, default_device, execute
+from ..placement import placed
+from ..segments import SegmentPlan, plan_segments, segment_indices, zigzag_index
+from ..sinks import FrameSink
+from .forward import Animate2BlockRunner, Animate2DiT
+from .framing import (
+    Framing,
+    Resampled,
+    letterbox_driving,
+    letterbox_reference,
+    plan_framing,
+    resample_indices,
+)
+from .options import GUIDE_FRAMES, Animate2Options
+from .schedulers import make_scheduler
+
+REQUIRED = ("transformer", "vae", "text_encoder", "tokenizer", "image_encoder", "image_processor")
+
+
+class Animate2Inputs:
+    """reference: (H, W, 3) uint8 RGB character image. video: driving frames (H, W, 3) uint8 (any sequence, read
+    one segment at a time). video_fps: the video's frame rate; when given, it is resampled to the job's fps."""
+
+    def __init__(self, reference: np.ndarray, video, video_fps: float | None = None):
+        self.reference = np.asarray(reference)
+        self.video = video
+        self.video_fps = video_fps
+
+    def check(self) -> None:
+        ref = self.reference
+        if ref.ndim != 3 or ref.shape[2] not in (3, 4) or ref.dtype != np.uint8:
+            raise ValueError(f"reference image: expected (H, W, 3) uint8 RGB, got {ref.shape} {ref.dtype}.")
+        if len(self.video) < 1:
+            raise ValueError("The driving video has no frames.")
+        first = np.asarray(self.video[0])
+        if first.ndim != 3 or first.shape[2] not in (3, 4) or first.dtype != np.uint8:
+            raise ValueError(f"driving video: expected frames (H, W, 3) uint8 RGB, got {first.shape} {first.dtype}.")
+        if self.video_fps is not None and self.video_fps <= 0:
+            raise ValueError(f"video_fps={self.video_fps}: must be > 0 (or None to take the frames as they are).")
+
+    def frames_at(self, fps: float):
+        """The driving frames as the model sees them in time: resampled to `fps` when the video's rate is known."""
+        if self.video_fps is None:
+            return self.video
+        return Resampled(self.video, resample_indices(len(self.video), self.video_fps, fps))
+
+
+def animate2(components, inputs: Animate2Inputs, options: Animate2Options | None = None, *,
+             device: torch.device | str | None = None, sink: FrameSink | None = None,
+             progress: Callable[..., None] | None = None, cancel: Callable[[], bool | None] | None = None,
+             block_runner: Animate2BlockRunner | None = None, lse_kernel=None) -> AnimateResult:
+    """Generate the video for `inputs` with loaded Wan-Animate-2 `components` (transformer: diffusers'
+    WanAnimate2Transformer3DModel). sink/progress/cancel behave as in `wan_animate.engine.animate`.
+    Raises ValueError for bad inputs/options (before any work), AnimationCancelled, EngineOutOfMemory."""
+    options = (options or Animate2Options()).resolved()
+    inputs.check()
+    missing = [n for n in REQUIRED if getattr(components, n, None) is None]
+    if missing:
+        raise ValueError(f"The model is missing {', '.join(missing)}; load the full Wan-Animate-2 model.")
+    check_is_animate2(components.transformer)
+    frames = inputs.frames_at(options.fps)
+    if len(frames) < 1:
+        raise ValueError(f"The driving video is too short to give one frame at {options.fps:g} fps.")
+    plan = plan_segments(len(frames), options.segment_frames, GUIDE_FRAMES, options.fit_short)
+    framing = plan_framing(inputs.reference.shape[:2], options.area)
+    device = torch.device(device) if device is not None else default_device()
+    control = StepControl(plan, options.steps, progress, cancel)
+    return execute(lambda out: _Job(components, inputs.reference, frames, options, plan, framing, device, out,
+                                    control, block_runner, lse_kernel), plan, device, sink)
+
+
+def check_is_animate2(transformer) -> None:
+    """A clear error when the transformer is another model (e.g. Animate-14B given to the Animate-2 engine)."""
+    name = type(transformer).__name__
+    if not name.startswith("WanAnimate2"):
+        raise ValueError(f"The loaded transformer is {name}, not Wan-Animate-2: the Animate-2 sampler needs "
+                         "Wan2.2-Animate-2-14B weights (e.g. Comfy-Org's wan_animate_2_bf16 or "
+                         "Wan-AI/Wan2.2-Animate-2-14B-Diffusers). Animate-14B weights go to the Wan Animate sampler.")
+
+
+class _Job:
+    def __init__(self, components, reference: np.ndarray, frames, options: Animate2Options, plan: SegmentPlan,
+                 framing: Framing, device, sink: FrameSink, control: StepControl, block_runner, lse_kernel):
+        self.c, self.frames, self.o, self.plan, self.framing = components, frames, options, plan, framing
+        self.device, self.sink, self.control = device, sink, control
+        self.reference = letterbox_reference(reference, framing)
+        self.block_runner, self.lse_kernel = block_runner, lse_kernel
+        self.latent_h, self.latent_w = framing.height // 8, framing.width // 8
+        self.generator = torch.Generator().manual_seed(options.seed)
+
+    def driving_pixels(self, index: int) -> torch.Tensor:
+        indices = segment_indices(self.plan, index, len(self.frames), pad=zigzag_index)
+        video = np.stack([letterbox_driving(np.asarray(self.frames[i]), self.framing) for i in indices])
+        return to_pixels(video, self.device)
+
+    def run(self) -> None:
+        self.control.check_cancel(0, 0)
+        reference = to_pixels(self.reference[None], self.device)
+        first = to_pixels(letterbox_driving(np.asarray(self.frames[0]), self.framing)[None], self.device)
+        texts = self.encode_prompts()
+        with placed(self.c.image_encoder, self.device, restore=True, borrow=True):
+            clip = encode_clip(self.c.image_encoder, self.c.image_processor, reference[:, :, 0])
+            clip_driving = encode_clip(self.c.image_encoder, self.c.image_processor, first[:, :, 0])
+        with placed(self.c.transformer, self.device, self.o.offload), placed(self.c.vae, self.device, self.o.offload):
+            self.dit = Animate2DiT(self.c.transformer, self.block_runner, lse_kernel=self.lse_kernel)
+            self.codec = LatentCodec(self.c.vae, tiled=self.o.tiled_vae)
+            with torch.no_grad():
+                self.context = self.dit.encode_context(texts["prompt"], clip)
+                self.context_negative = self.dit.encode_context(texts["negative"], clip) if self.o.cfg else None
+                self.context_driving = self.dit.encode_context(texts["driving"], clip_driving)
+                del texts, clip, clip_driving
+                ref_mask = frame_mask(1, self.latent_h, self.latent_w, 1, device=self.device).unsqueeze(0)
+                self.y_ref = torch.cat([ref_mask, self.codec.encode(reference).float()], dim=1)
+                self.tail: torch.Tensor | None = None
+                for index in range(self.plan.num_segments):
+                    self.segment(index)
+
+    def encode_prompts(self) -> dict[str, torch.Tensor]:
+        prompts = {"prompt": self.o.prompt, "driving": self.o.prompt_ref}
+        if self.o.cfg:
+            prompts["negative"] = self.o.negative_prompt
+        with placed(self.c.text_encoder, self.device, restore=True, borrow=True):
+            return {name: encode_text(self.c.text_encoder, self.c.tokenizer, text, self.device, clean=False)
+                    for name, text in prompts.items()}
+
+    def conditioning(self, index: int) -> torch.Tensor:
+        """[mask; latents] of the reference frame, then of the previous segment's last frame followed by blanks."""
+        plan = self.plan
+        known = 0 if index == 0 else GUIDE_FRAMES
+        video = torch.zeros(1, 3, plan.segment_frames, self.framing.height, self.framing.width, device=self.device)
+        if known:
+            video[:, :, :known] = self.tail.unsqueeze(0)
+        mask = frame_mask(plan.latent_frames, self.latent_h, self.latent_w, known, device=self.device)
+        latents = self.codec.encode(video).float()
+        return torch.cat([self.y_ref, torch.cat([mask.unsqueeze(0), latents], dim=1)], dim=2)
+
+    def driving(self, index: int):
+        """The segment's driving K/V cache: driving latents with an all-known mask, through the driving pass."""
+        latents = self.codec.encode(self.driving_pixels(index)).float()
+        mask = frame_mask(self.plan.latent_frames, self.latent_h, self.latent_w, self.plan.segment_frames,
+                          device=self.device).unsqueeze(0)
+        return self.dit.driving_pass(torch.cat([latents, mask, latents], dim=1), self.context_driving)
+
+    def segment(self, index: int) -> None:
+        plan, o, dit = self.plan, self.o, self.dit
+        self.control.check_cancel(index, 0)
+        driving = self.driving(index)
+        cond = self.conditioning(index)
+        shape = (1, self.c.vae.config.z_dim, plan.latent_frames + 1, self.latent_h, self.latent_w)
+        latents = torch.randn(shape, generator=self.generator, dtype=torch.float32).to(self.device)
+        scheduler, timesteps = make_scheduler(o.solver, o.steps, o.shift, self.device)
+        strengths = {"driving_strength": o.driving_strength, "reference_strength": o.reference_strength}
+        for step, t in enumerate(timesteps):
+            self.control.check_cancel(index, step)
+            latent_input = torch.cat([latents, cond], dim=1).to(dit.dtype)
+            timestep = t.reshape(1).to(self.device)
+            attended = driving if o.drives(step) else None
+            pred = dit(latent_input, timestep, self.context, attended, **strengths).float()
+            if o.cfg:
+                uncond = dit(latent_input, timestep, self.context_negative, attended, unconditional=True,
+                             **strengths).float()
+                pred = uncond + o.guide_scale * (pred - uncond)
+            latents = scheduler.step(pred, t, latents, return_dict=False)[0]
+            del latent_input, pred
+            self.control.step_done(index, step)
+        del cond, driving
+
+        frames = self.codec.decode(latents[:, :, 1:])[0]
+        del latents
+        self.tail = frames[:, -GUIDE_FRAMES:].clone()
+        first, end = plan.output_range(index)
+        skip = 0 if index == 0 else GUIDE_FRAMES
+        if end > first:
+            self.sink.write(self.framing.crop_frames(to_uint8(frames[:, skip:skip + end - first])))
