@@ -105,11 +105,11 @@ def tiny_tokenizer():
     return T5Tokenizer(vocab=vocab, extra_ids=0)
 
 
-def tiny_image_encoder(seed: int = 0):
+def tiny_image_encoder(seed: int = 0, config: dict | None = None):
     from transformers import CLIPVisionConfig, CLIPVisionModel
 
     torch.manual_seed(seed + 3)
-    return CLIPVisionModel(CLIPVisionConfig(**TINY_CLIP_CONFIG)).eval()
+    return CLIPVisionModel(CLIPVisionConfig(**(config or TINY_CLIP_CONFIG))).eval()
 
 
 def tiny_image_processor():
@@ -129,4 +129,36 @@ def tiny_components(seed: int = 0) -> WanAnimateComponents:
         image_encoder=tiny_image_encoder(seed),
         image_processor=tiny_image_processor(),
         sources={"all": f"tiny random (seed {seed})"},
+    )
+
+
+# Wan-Animate-2: the Wan2.1-I2V-shaped DiT. Ten layers so that the unconditional pass's skipped block (9) exists;
+# its CLIP projection takes 1280-wide features whatever the model size, so the tiny CLIP is 1280 wide (two layers)
+# and sees 224 px images, as the Animate-2 pipeline feeds it.
+TINY_ANIMATE2_CONFIG = dict(dim=32, ffn_dim=32, freq_dim=16, text_dim=TINY_UMT5_CONFIG["d_model"], num_heads=2,
+                            num_layers=10, text_len=512)
+TINY_ANIMATE2_CLIP_CONFIG = dict(hidden_size=1280, intermediate_size=32, num_hidden_layers=2, num_attention_heads=2,
+                                 image_size=224, patch_size=14, projection_dim=16, hidden_act="gelu")
+
+
+def tiny_animate2_transformer(seed: int = 0):
+    from diffusers import WanAnimate2Transformer3DModel
+
+    torch.manual_seed(seed)
+    return WanAnimate2Transformer3DModel(**TINY_ANIMATE2_CONFIG).eval()
+
+
+def tiny_animate2_components(seed: int = 0) -> WanAnimateComponents:
+    """A tiny Wan-Animate-2 (transformer, VAE, umT5, CLIP 224 px), in memory, deterministic for a given seed."""
+    from transformers import CLIPImageProcessor
+
+    size = TINY_ANIMATE2_CLIP_CONFIG["image_size"]
+    return WanAnimateComponents(
+        transformer=tiny_animate2_transformer(seed),
+        vae=tiny_vae(seed),
+        text_encoder=tiny_text_encoder(seed),
+        tokenizer=tiny_tokenizer(),
+        image_encoder=tiny_image_encoder(seed, TINY_ANIMATE2_CLIP_CONFIG),
+        image_processor=CLIPImageProcessor(size={"shortest_edge": size}, crop_size={"height": size, "width": size}),
+        sources={"all": f"tiny random Wan-Animate-2 (seed {seed})"},
     )
