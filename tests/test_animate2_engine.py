@@ -21,7 +21,7 @@ from wan_animate.engine.animate2.attention import framewise, merged, sdpa_with_l
 from wan_animate.engine.animate2.framing import plan_framing
 from wan_animate.engine.jobs import AnimationCancelled
 from wan_animate.engine.segments import zigzag_index
-from wan_loader.tiny import tiny_animate2_components
+from wan_loader.testing.tiny import tiny_animate2_components
 
 AREA = 32 * 32  # a 48x40 reference -> 32x16 frames (latent 4x2), its content the 24x16 rows 4..27
 SEGMENT, STEPS, PROMPT = 9, 2, "a man dancing"
@@ -189,7 +189,7 @@ def test_framing_follows_the_reference_aspect():
 
 
 def test_bad_inputs_are_named(tiny2):
-    from wan_loader.tiny import tiny_components
+    from wan_loader.testing.tiny import tiny_components
 
     with pytest.raises(ValueError, match="not Wan-Animate-2.*Animate-14B weights go to the Wan Animate sampler"):
         animate2(tiny_components(), Animate2Inputs(REFERENCE, clip(5)), device="cpu")
