@@ -8,6 +8,7 @@ import folder_paths
 from comfy_api.latest import io
 
 from wan_animate.engine.accel.attention import CHOICES as ATTENTION_CHOICES
+from wan_loader.discovery.hub import is_repo_id
 
 from .folders import full_path
 from .io_types import CATEGORY, LorasSocket, ModelSocket
@@ -66,12 +67,6 @@ def resolve_model(choice: str, hub_id: str) -> str:
                 return os.path.join(root, name)
         raise FileNotFoundError(f"model folder '{name}' is not in ComfyUI's 'diffusers' model folder any more.")
     return full_path("diffusion_models", choice)
-
-
-def is_repo_id(text: str) -> bool:
-    """'owner/name' (not a path): what to fetch from the Hub; anything else goes to the loader as a path."""
-    parts = text.split("/")
-    return len(parts) == 2 and all(parts) and not text.startswith((".", "~")) and "\\" not in text
 
 
 def download_with_progress(repo_id: str) -> str:

@@ -18,6 +18,12 @@ _ORIGINAL_PATTERNS = {
 }
 
 
+def is_repo_id(text: str) -> bool:
+    """'owner/name' and not a path (no leading . or ~, no backslash): what to fetch from the Hub."""
+    parts = text.split("/")
+    return len(parts) == 2 and all(parts) and not text.startswith((".", "~")) and "\\" not in text
+
+
 def offline() -> bool:
     return os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes", "on")
 

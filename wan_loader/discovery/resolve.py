@@ -15,7 +15,7 @@ from ..dtypes import dominant_dtype, dtype_name, is_fp8, parse_dtype
 from ..errors import WrongModelError
 from ..io.readers import LegacyCheckpointError, MergedSource, open_file, open_index, weight_files
 from ..model.detect import Identified, identify
-from .hub import download
+from .hub import download, is_repo_id
 
 WEIGHT_COMPONENTS = ("transformer", "vae", "text_encoder", "image_encoder")
 TOKENIZER_FILES = ("spiece.model", "tokenizer.json", "tokenizer_config.json")
@@ -62,8 +62,8 @@ def resolve(source, files: dict[str, str] | None = None, components=None) -> Res
         explicit = {**source, **explicit}
         source = None
     if source is not None:
-        path = Path(os.fspath(source)).expanduser()
-        if not path.exists() and _looks_like_repo_id(str(source)):
+        path = local_path(source)
+        if not path.exists() and is_repo_id(str(source)):
             res.looked.append(f"Hugging Face Hub repo {source}")
             path = Path(download(str(source), components=components))
         if path.is_dir():
@@ -72,11 +72,12 @@ def resolve(source, files: dict[str, str] | None = None, components=None) -> Res
             res.looked.append(str(path))
             _add_file(path, res, wanted=None)
         else:
-            raise FileNotFoundError(f"{source}: no such file or folder (and not a Hugging Face repo id).")
+            raise FileNotFoundError(f"{source}: no such file or folder (and not a Hugging Face repo id)."
+                                    f"{_separator_hint(source)}")
     for component, p in explicit.items():
         if p is None:
             continue
-        p = Path(os.fspath(p)).expanduser()
+        p = local_path(p)
         if component in ("tokenizer", "image_processor"):
             if component == "tokenizer":
                 res.tokenizer_dirs.insert(0, str(p))
@@ -89,13 +90,26 @@ def resolve(source, files: dict[str, str] | None = None, components=None) -> Res
         elif p.is_file():
             _add_file(p, res, wanted=component)
         else:
-            raise FileNotFoundError(f"{p}: no such file or folder (given as the {component}).")
+            raise FileNotFoundError(f"{p}: no such file or folder (given as the {component}).{_separator_hint(p)}")
     return res
 
 
-def _looks_like_repo_id(s: str) -> bool:
-    parts = s.split("/")
-    return len(parts) == 2 and all(parts) and not s.startswith((".", "~")) and "\\" not in s
+def local_path(given) -> Path:
+    """A path as the user gave it, as this system names it: `~` expanded; where it does not exist as written and
+    this system separates folders with '/' only, the same path with its backslashes read as separators (a path
+    typed the Windows way, e.g. `models\\wan.safetensors`), if that one exists."""
+    text = os.fspath(given)
+    path = Path(text).expanduser()
+    if path.exists() or "\\" not in text or os.sep == "\\":
+        return path
+    forward = Path(text.replace("\\", "/")).expanduser()
+    return forward if forward.exists() else path
+
+
+def _separator_hint(given) -> str:
+    if "\\" in os.fspath(given) and os.sep != "\\":
+        return " The path has backslashes: on this system folders are separated by '/'."
+    return ""
 
 
 def _scan_folder(root: Path, res: Resolved, wanted: str | None = None) -> None:

@@ -14,6 +14,10 @@ refused with EINVAL: some file systems) or switched off with the environment var
 buffered reads; RWF_NOWAIT unsupported (non-Linux, old kernels) -> plain buffered reads, because without a cache
 probe a direct read would fetch warm data from the disk again. Buffers that are not page-aligned, or have no room
 for the aligned superset (size + 2 * ALIGN bytes), are read buffered.
+
+Buffered positional reads use what the platform has, found when the file object is made (never at import):
+os.preadv (Linux, BSDs, macOS 11+), else os.pread (other POSIX systems; one extra copy), else one file object per
+reading thread with seek + readinto (Windows, whose Python has neither).
 """
 from __future__ import annotations
 
@@ -27,7 +31,6 @@ import torch
 from ..errors import CorruptFileError
 
 ALIGN = 4096  # O_DIRECT needs offsets, lengths and addresses on logical-block (<= page) boundaries
-NOWAIT = getattr(os, "RWF_NOWAIT", None)
 
 
 def aligned_empty(nbytes: int, pin: bool = False) -> torch.Tensor:
@@ -42,10 +45,10 @@ def _ends_early(path: str) -> CorruptFileError:
     return CorruptFileError(f"{path}: file ends early (truncated download?). Delete it and download it again.")
 
 
-def pread_into(fd: int, buf: memoryview, offset: int, path: str) -> None:
-    """Fill `buf` from `offset` with positional (thread-safe) buffered reads."""
+def _fill(read, buf: memoryview, offset: int, path: str) -> None:
+    """Fill `buf` from `offset` with read(view, offset) -> bytes read, looping over short reads."""
     while len(buf):
-        n = os.preadv(fd, [buf], offset)
+        n = read(buf, offset)
         if n <= 0:
             raise _ends_early(path)
         buf = buf[n:]
@@ -60,15 +63,24 @@ class RangeFile:
         self.path = str(path)
         self._fd: int | None = None
         self._direct_fd: int | None = None
-        self.direct = os.environ.get("WAN_LOADER_DIRECT_IO", "1") != "0" and hasattr(os, "O_DIRECT")
-        self.nowait = NOWAIT is not None
+        self._handles: list = []              # per-thread file objects of the seek + readinto path
+        self._local = threading.local()
+        self.direct = os.environ.get("WAN_LOADER_DIRECT_IO", "1") != "0" and hasattr(os, "O_DIRECT") and \
+            hasattr(os, "preadv")
+        self.nowait = hasattr(os, "RWF_NOWAIT") and hasattr(os, "preadv")
+        if hasattr(os, "preadv"):
+            self._read = self._read_preadv
+        elif hasattr(os, "pread"):
+            self._read = self._read_pread
+        else:
+            self._read = self._read_seek
         self._lock = threading.Lock()  # reader threads may be the first to ask for a descriptor
 
     @property
     def fd(self) -> int:
         with self._lock:
             if self._fd is None:
-                self._fd = os.open(self.path, os.O_RDONLY)
+                self._fd = os.open(self.path, os.O_RDONLY | getattr(os, "O_BINARY", 0))
             return self._fd
 
     @property
@@ -82,12 +94,38 @@ class RangeFile:
                     self.direct = False
             return self._direct_fd if self.direct else None
 
+    def read_into(self, buf: memoryview, offset: int) -> None:
+        """Fill `buf` with the bytes from `offset` on (buffered, safe from many threads at once). Raises
+        CorruptFileError when the file ends first."""
+        _fill(self._read, buf, offset, self.path)
+
+    def _read_preadv(self, buf: memoryview, offset: int) -> int:
+        return os.preadv(self.fd, [buf], offset)
+
+    def _read_pread(self, buf: memoryview, offset: int) -> int:
+        data = os.pread(self.fd, len(buf), offset)
+        buf[:len(data)] = data
+        return len(data)
+
+    def _read_seek(self, buf: memoryview, offset: int) -> int:
+        handle = getattr(self._local, "handle", None)
+        if handle is None:
+            handle = self._local.handle = open(self.path, "rb", buffering=0)
+            with self._lock:
+                self._handles.append(handle)
+        handle.seek(offset)
+        return handle.readinto(buf) or 0
+
     def close(self) -> None:
         with self._lock:
             for fd in (self._fd, self._direct_fd):
                 if fd is not None:
                     os.close(fd)
+            for handle in self._handles:
+                handle.close()
             self._fd = self._direct_fd = None
+            self._handles = []
+            self._local = threading.local()
 
     def __del__(self):
         try:
@@ -108,14 +146,14 @@ def read_range(file: RangeFile, buf: memoryview, pos: int, size: int) -> int:
         at = _read_direct(file, buf, pos, size) if file.nowait else None  # probe unsupported: no way to tell
         if at is not None:
             return at
-    pread_into(file.fd, want, pos, file.path)
+    file.read_into(want, pos)
     return 0
 
 
 def _read_cached(file: RangeFile, want: memoryview, pos: int) -> int:
     """How many leading bytes of the range were read from the page cache alone (fewer than asked: not all cached)."""
     try:
-        return os.preadv(file.fd, [want], pos, NOWAIT)
+        return os.preadv(file.fd, [want], pos, os.RWF_NOWAIT)
     except BlockingIOError:  # EAGAIN: the first page is not cached
         return 0
     except OSError as e:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import torch
 
-from .direct_io import RangeFile, pread_into
+from .direct_io import RangeFile
 from ..errors import CorruptFileError
 
 SAFETENSORS_DTYPES = {
@@ -141,7 +141,7 @@ class SafetensorsFile(RangeFile, TensorSource):
         dtype, shape, start, end = self._entries[key]
         out = torch.empty(shape, dtype=dtype)
         if end > start:
-            pread_into(self.fd, tensor_bytes(out), start, self.path)
+            self.read_into(tensor_bytes(out), start)
         return out
 
 

@@ -25,7 +25,7 @@ from ..dtypes import fp32_keys, is_fp8
 from ..errors import ShapeMismatchError, WanLoaderError
 from ..keymaps import Plan, meta_shapes
 from ..model.fp8 import FP8Linear, dequantize, quantize_fp8
-from .direct_io import ALIGN, aligned_empty, pread_into, read_range
+from .direct_io import ALIGN, aligned_empty, read_range
 from .readers import SafetensorsFile, TensorSource, tensor_bytes
 
 CHUNK_BYTES = int(os.environ.get("WAN_LOADER_CHUNK_MB", "32")) * 1024 * 1024
@@ -104,7 +104,7 @@ class Stager:
             fut = self.pool.submit(read_range, file, tensor_bytes(self.buffers[slot]), pos, size)
             self.pending.append((fut, slot, size, dest_slice, then))
         else:
-            fut = self.pool.submit(pread_into, file.fd, tensor_bytes(dest_slice), pos, file.path)
+            fut = self.pool.submit(file.read_into, tensor_bytes(dest_slice), pos)
             self.pending.append((fut, None, size, dest_slice, then))
 
     def _complete(self, item) -> None:
