@@ -1,7 +1,8 @@
 """Conversions between ComfyUI's types and the arrays the libraries take.
 
 ComfyUI: IMAGE is a float tensor [B,H,W,C] in 0..1 (C may be 4 after some nodes), MASK is [B,H,W] or [H,W] in 0..1,
-VIDEO is a comfy_api VideoInput. The libraries take uint8 RGB frames [N,H,W,3] and float masks [N,H,W].
+VIDEO is a comfy_api VideoInput, AUDIO a dict {"waveform": [B,C,T] float, "sample_rate": int}. The libraries take
+uint8 RGB frames [N,H,W,3], float masks [N,H,W] and (channels, samples) sound.
 """
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ from fractions import Fraction
 
 import numpy as np
 import torch
+
+from wan_animate.preprocess.audio import fit_samples, mono_or_stereo, span_samples
 
 
 def image_to_frames(image: torch.Tensor, name: str = "images") -> np.ndarray:
@@ -72,8 +75,28 @@ def video_to_image(video) -> tuple[torch.Tensor, float]:
     return components.images, float(components.frame_rate)
 
 
-def image_to_video(images: torch.Tensor, fps: float):
-    """IMAGE [N,H,W,3] + fps -> VIDEO that core SaveVideo writes as H.264 mp4 (even sizes required by yuv420p)."""
+def audio_for_frames(audio, frames: int, fps: float) -> dict:
+    """AUDIO {"waveform": [B,C,T], "sample_rate"} -> the same sound cut, or padded with silence, to last exactly as
+    long as `frames` frames at `fps` (from the first frame on, as wan_animate.preprocess.audio does for files), in mono
+    or stereo (all core Save Video writes). Only the first sound of a batch is kept."""
+    waveform = audio.get("waveform") if isinstance(audio, dict) else None
+    if not isinstance(waveform, torch.Tensor) or waveform.ndim not in (2, 3) or waveform.shape[-2] == 0:
+        raise ValueError(
+            "'audio' must be an AUDIO ({'waveform': [batch, channels, samples] tensor, 'sample_rate': int}), as core "
+            f"Get Video Components or Load Audio give; got {type(audio).__name__}."
+        )
+    rate = int(audio.get("sample_rate") or 0)
+    if rate <= 0:
+        raise ValueError(f"'audio' has sample_rate {audio.get('sample_rate')!r}; it must be a positive number of "
+                         "samples per second.")
+    samples = (waveform if waveform.ndim == 2 else waveform[0]).detach().float().cpu().numpy()
+    fitted = fit_samples(mono_or_stereo(samples), span_samples(frames, fps, rate))
+    return {"waveform": torch.from_numpy(np.ascontiguousarray(fitted)).unsqueeze(0), "sample_rate": rate}
+
+
+def image_to_video(images: torch.Tensor, fps: float, audio: dict | None = None):
+    """IMAGE [N,H,W,3] + fps (+ AUDIO, fitted to the frames by audio_for_frames) -> VIDEO that core SaveVideo writes as
+    H.264 mp4 with AAC sound (even sizes required by yuv420p)."""
     from comfy_api.input_impl import VideoFromComponents
     from comfy_api.util import VideoComponents
 
@@ -83,7 +106,8 @@ def image_to_video(images: torch.Tensor, fps: float):
     if h % 2 or w % 2:
         raise ValueError(f"H.264 video needs even width and height, got {w}x{h}; resize to an even size first.")
     rate = Fraction(fps).limit_denominator(1001)
-    return VideoFromComponents(VideoComponents(images=images, frame_rate=rate))
+    sound = audio_for_frames(audio, len(images), rate) if audio is not None else None
+    return VideoFromComponents(VideoComponents(images=images, audio=sound, frame_rate=rate))
 
 
 class ImageBatchSink:

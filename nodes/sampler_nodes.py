@@ -6,7 +6,7 @@ from comfy_api.latest import io
 from wan_animate.engine.options import COLOR_ANCHORS, LORA_MODES, AnimateOptions
 from wan_animate.engine.schedulers import SOLVERS
 
-from .convert import ImageBatchSink, image_to_frames, image_to_video, mask_to_array
+from .convert import ImageBatchSink, audio_for_frames, image_to_frames, image_to_video, mask_to_array
 from .io_types import CATEGORY, LorasSocket, ModelSocket
 from .progress import NodeProgress, raise_if_interrupted
 from .validation import as_int, check_message
@@ -51,10 +51,11 @@ class WanAnimateSampler(io.ComfyNode):
                 io.Image.Input("background_video", optional=True, tooltip="Replace mode: the driving frames with the character removed (Wan Animate Preprocess)."),
                 io.Mask.Input("character_mask", optional=True, tooltip="Replace mode: 1 where the new character goes, one mask per frame (from Wan Animate Preprocess or any segmenter)."),
                 LorasSocket.Input("loras", optional=True, tooltip="From Wan Animate LoRA nodes."),
+                io.Audio.Input("audio", optional=True, tooltip="The driving video's sound (core Get Video Components' audio): the video output carries it, cut or padded with silence to the frames' length, from the first frame on."),
             ],
             outputs=[
                 io.Image.Output(display_name="frames", tooltip="The generated frames (one per pose frame)."),
-                io.Video.Output(display_name="video", tooltip="The same frames as a VIDEO at `fps` (for core Save Video)."),
+                io.Video.Output(display_name="video", tooltip="The same frames as a VIDEO at `fps`, with the audio input's sound when connected (for core Save Video)."),
                 io.Float.Output(display_name="fps", tooltip="Frame rate of the video."),
             ],
         )
@@ -66,10 +67,11 @@ class WanAnimateSampler(io.ComfyNode):
     @classmethod
     def execute(cls, model, reference_image, pose_video, face_video, mode, prompt, negative_prompt, steps, guide_scale,
                 shift, scheduler, seed, segment_length, guide_frames, color_anchor, color_anchor_strength, tiled_vae,
-                lora_mode, fps, background_video=None, character_mask=None, loras=()) -> io.NodeOutput:
+                lora_mode, fps, background_video=None, character_mask=None, loras=(), audio=None) -> io.NodeOutput:
         from wan_animate.engine import AnimateInputs, animate
 
         pose = image_to_frames(pose_video, "pose_video")
+        sound = audio_for_frames(audio, len(pose), fps) if audio is not None else None  # checked before the long work
         background = mask = None
         if mode == "replace":
             if background_video is None or character_mask is None:
@@ -108,7 +110,7 @@ class WanAnimateSampler(io.ComfyNode):
             block_runner=model.block_runner,
         )
         images = sink.result()
-        return io.NodeOutput(images, image_to_video(images, fps), float(fps))
+        return io.NodeOutput(images, image_to_video(images, fps, sound), float(fps))
 
 
 NODES = [WanAnimateSampler]

@@ -9,6 +9,8 @@ import numpy as np
 
 BEEP_HZ = 880.0
 BEEP_S = 0.1
+# How exactly an mp4 states a track's length: in its movie time scale, milliseconds as PyAV writes it.
+STATED_LENGTH_S = 0.001
 
 
 def beeps(seconds: float, sample_rate: int, at: tuple[float, ...], channels: int = 2) -> np.ndarray:
@@ -53,11 +55,12 @@ def write_clip(path: Path, *, fps: float | Fraction, frames: int, beep_at: tuple
         if audio is not None:
             seconds = audio_seconds if audio_seconds is not None else frames / float(rate)
             clock = beeps(audio_start + seconds, sample_rate, beep_at, channels)[:, int(round(audio_start * sample_rate)):]
-            _encode_audio(out, audio, clock, sample_rate, int(round(audio_start * sample_rate)))
+            encode_sound(out, audio, clock, sample_rate, int(round(audio_start * sample_rate)))
     return path
 
 
-def _encode_audio(out, stream, samples: np.ndarray, sample_rate: int, first_pts: int) -> None:
+def encode_sound(out, stream, samples: np.ndarray, sample_rate: int, first_pts: int = 0) -> None:
+    """Encode (channels, T) float samples into `stream` of the open output container `out`, starting at first_pts."""
     import av
 
     fmt = stream.codec_context.format

@@ -8,8 +8,11 @@ from fractions import Fraction
 
 import numpy as np
 import pytest
+import torch
 
-from tests.audio_files import audio_codec, beep_onsets, bright_frames, decoded_sound, durations, write_clip
+from tests.audio_files import (
+    STATED_LENGTH_S, audio_codec, beep_onsets, bright_frames, decoded_sound, durations, write_clip,
+)
 from wan_animate.preprocess.audio import DrivingSound, fit_samples, mono_or_stereo, span_samples
 from wan_animate.preprocess.video_io import VideoFile, VideoWriter, resample_stream, resampled_count
 
@@ -51,7 +54,7 @@ def test_sound_stays_in_sync_after_resampling_to_30_fps(tmp_path, fps, codec):
     if codec == "aac":  # copied packets: the track ends with the packet that covers the last frame
         assert video_s <= audio_s < video_s + packet_s(out)
     else:  # re-encoded: cut to the sample
-        assert audio_s == pytest.approx(video_s, abs=1 / 44100)
+        assert audio_s == pytest.approx(video_s, abs=STATED_LENGTH_S)
     source_onsets, onsets = beep_onsets(src), beep_onsets(out)
     assert len(onsets) == 2
     np.testing.assert_allclose(onsets, source_onsets, atol=ONSET_TOLERANCE_S)
@@ -84,7 +87,7 @@ def test_sound_shorter_than_the_video_is_padded_with_silence(tmp_path):
     out = tmp_path / "out.mp4"
     video_s, audio_s = durations(out)
     assert not writer._sound_writer.copied
-    assert audio_s == pytest.approx(video_s, abs=1 / 44100) and video_s == pytest.approx(2.0)
+    assert audio_s == pytest.approx(video_s, abs=STATED_LENGTH_S) and video_s == pytest.approx(2.0)
     samples, rate, start = decoded_sound(out)
     assert start == pytest.approx(0, abs=1e-3)
     assert np.abs(samples[:, int(1.1 * rate):int(2.0 * rate)]).max() < 0.01  # silence after the sound ran out
@@ -104,7 +107,7 @@ def test_video_trimmed_after_the_sound_starts_takes_the_sound_from_its_first_fra
     # the beep before the first frame is cut away; the other keeps its place against the frames
     assert onsets == pytest.approx([t for t in beep_onsets(src) if t > 0], abs=ONSET_TOLERANCE_S)
     video_s, audio_s = durations(out)
-    assert audio_s == pytest.approx(video_s, abs=1 / 44100)
+    assert audio_s == pytest.approx(video_s, abs=STATED_LENGTH_S)
 
 
 def test_sound_starting_after_the_first_frame_gets_leading_silence(tmp_path):
@@ -114,7 +117,7 @@ def test_sound_starting_after_the_first_frame_gets_leading_silence(tmp_path):
     samples, rate, start = decoded_sound(out)
     assert not writer._sound_writer.copied and start == pytest.approx(0, abs=1e-3)
     assert beep_onsets(out) == pytest.approx(beep_onsets(src), abs=ONSET_TOLERANCE_S)
-    assert durations(out)[1] == pytest.approx(2.0, abs=1 / 44100)
+    assert durations(out)[1] == pytest.approx(2.0, abs=STATED_LENGTH_S)
 
 
 def test_more_than_two_channels_are_mixed_to_stereo_and_odd_rates_resampled(tmp_path):
@@ -232,3 +235,47 @@ def test_animate_cli_output_carries_the_sound_in_sync(tmp_path):
     assert video_s == pytest.approx(0.5) and video_s <= audio_s < video_s + packet_s(out)
     assert audio_codec(out) == "aac"
     assert beep_onsets(out) == pytest.approx(beep_onsets(src), abs=ONSET_TOLERANCE_S)
+
+
+# ------------------------------------------------------------------------------------------------ the nodes' VIDEO
+
+
+@pytest.fixture(scope="module")
+def convert():
+    import importlib.util
+
+    from tests.comfyui_server import REPO_ROOT
+
+    # by path: the repository's nodes/ package only registers nodes inside ComfyUI
+    spec = importlib.util.spec_from_file_location("wan_nodes_convert", REPO_ROOT / "nodes" / "convert.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize("frames, sound_s", [(45, 2.0), (60, 1.0)], ids=["sound-longer", "sound-shorter"])
+def test_node_video_carries_the_sound_fitted_to_its_frames(convert, comfyui_source, monkeypatch, tmp_path,
+                                                            frames, sound_s):
+    """The sampler's VIDEO from core's own pieces: the AUDIO that core's VideoFromFile (Load Video / Get Video
+    Components) decodes, fitted by the package, saved by core's VideoFromComponents.save_to (what Save Video runs)."""
+    monkeypatch.syspath_prepend(str(comfyui_source))
+    input_impl = pytest.importorskip("comfy_api.input_impl")
+    src = write_clip(tmp_path / "src.mp4", fps=25, frames=50, beep_at=(0.5,), audio_seconds=sound_s)
+    audio = input_impl.VideoFromFile(str(src)).get_components().audio
+    video = convert.image_to_video(torch.rand(frames, 16, 16, 3), 30, audio)
+    assert video.get_components().audio["waveform"].shape == (1, 2, span_samples(frames, 30, 44100))
+    video.save_to(str(tmp_path / "out.mp4"))
+    video_s, audio_s = durations(tmp_path / "out.mp4")
+    assert video_s == pytest.approx(frames / 30) and audio_s == pytest.approx(video_s, abs=STATED_LENGTH_S)
+    assert beep_onsets(tmp_path / "out.mp4") == pytest.approx(beep_onsets(src), abs=ONSET_TOLERANCE_S)
+
+
+def test_node_audio_is_checked_and_mixed_for_core(convert):
+    six = {"waveform": torch.ones(1, 6, 100), "sample_rate": 100}
+    fitted = convert.audio_for_frames(six, frames=3, fps=2)
+    assert fitted["waveform"].shape == (1, 1, 150) and fitted["waveform"][0, 0, 100:].abs().max() == 0
+    for bad, words in [({"waveform": np.zeros((1, 2, 5)), "sample_rate": 100}, "must be an AUDIO"),
+                       ("sound.wav", "must be an AUDIO"),
+                       ({"waveform": torch.zeros(1, 2, 5), "sample_rate": 0}, "sample_rate 0")]:
+        with pytest.raises(ValueError, match=words):
+            convert.audio_for_frames(bad, frames=3, fps=2)

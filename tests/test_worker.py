@@ -455,8 +455,9 @@ def wan_models(workers, tmp_path_factory):
 def test_shipped_editor_workflow_runs_with_tiny_models(workers, wan_models, tmp_path):
     """The smoke job of the real thing: workflows/ui/wan_animate_animate.json as saved by the editor, its reference
     image and driving video sent as base64, CPU-sized numbers given as overrides by node id."""
-    from tests.test_workflows_support import (DRIVING, DRIVING_FRAMES, REFERENCE, SIZE, cpu_overrides,
-                                              write_driving_video, write_reference)
+    from tests.audio_files import STATED_LENGTH_S, beep_onsets, durations
+    from tests.test_workflows_support import (DRIVING, DRIVING_BEEP_S, DRIVING_FRAMES, REFERENCE, SIZE,
+                                              cpu_overrides, write_driving_video, write_reference)
 
     name = "wan_animate_animate"
     ui = json.loads((REPO_ROOT / "workflows" / "ui" / f"{name}.json").read_text())
@@ -471,6 +472,11 @@ def test_shipped_editor_workflow_runs_with_tiny_models(workers, wan_models, tmp_
     }, timeout=900))
     [video] = [o for o in out["outputs"] if o["kind"] == "video"]
     assert count_frames(base64.b64decode(video["base64"])) == (DRIVING_FRAMES, SIZE, SIZE)
+    returned = tmp_path / "returned.mp4"  # with the driving video's sound, in sync (issue 18)
+    returned.write_bytes(base64.b64decode(video["base64"]))
+    video_s, audio_s = durations(returned)
+    assert audio_s == pytest.approx(video_s, abs=STATED_LENGTH_S)
+    assert beep_onsets(returned) == pytest.approx([DRIVING_BEEP_S], abs=0.003)
 
 
 def test_comfyui_killed_mid_job_is_reported_and_restarted(workers):

@@ -1,5 +1,5 @@
 """The saved workflows: API twins in sync with the UI files, and each API workflow run headlessly through a real
-ComfyUI server to an mp4 (decoded: frame count and size).
+ComfyUI server to an mp4 (decoded: frame count and size, and the driving video's sound in sync).
 
 Models are tiny and random, written in the real file layouts under the real file names the workflows use; the
 ONNX detector/pose models are tiny planted graphs with the real input/output signatures. Sizes, steps and segment
@@ -13,8 +13,10 @@ import urllib.request
 
 import pytest
 
+from tests.audio_files import STATED_LENGTH_S, beep_onsets, durations
 from tests.comfyui_server import REPO_ROOT
 from tests.test_workflows_support import (
+    DRIVING_BEEP_S,
     REFERENCE,
     expected_frames,
     install_workflow_assets,
@@ -75,9 +77,14 @@ def test_workflow_runs_headless_to_mp4(comfy_server, assets, name):
         if item["filename"].endswith(".mp4")
     ]
     assert len(videos) == 1, entry["outputs"]
-    frames, (width, height) = mp4_frames_and_size(comfy_server.output_path(videos[0]))
+    saved = comfy_server.output_path(videos[0])
+    frames, (width, height) = mp4_frames_and_size(saved)
     assert (width, height) == assets.expected_size
     assert frames == expected_frames(name)
+    # the driving video's sound is wired through: as long as the frames, the beep where it was
+    video_s, audio_s = durations(saved)
+    assert audio_s == pytest.approx(video_s, abs=STATED_LENGTH_S)
+    assert beep_onsets(saved) == pytest.approx([DRIVING_BEEP_S], abs=0.003)
 
 
 def _node_id(prompt: dict, class_type: str) -> str:

@@ -1,5 +1,6 @@
-"""Helpers (no tests) shared by the workflow and browser tests: tiny models and input files under the exact names the
-shipped workflows use, a shrinker that makes an API workflow cheap on CPU, and an mp4 probe."""
+"""Helpers (no tests) shared by the workflow and browser tests: tiny models and input files (a driving video with
+sound) under the exact names the shipped workflows use, a shrinker that makes an API workflow cheap on CPU, and an mp4
+probe."""
 from __future__ import annotations
 
 import shutil
@@ -13,6 +14,8 @@ DRIVING_FRAMES = 13
 FPS = 30
 REFERENCE = "wan_animate_reference.png"
 DRIVING = "wan_animate_driving.mp4"
+DRIVING_SAMPLE_RATE = 44100
+DRIVING_BEEP_S = 0.2  # the driving video's sound beeps here; the workflows' outputs must beep at the same time
 
 # file name in the workflows -> ComfyUI model folder
 MODEL_FILES = {
@@ -32,13 +35,18 @@ class WorkflowAssets:
 
 
 def write_driving_video(path: Path, frames: int = DRIVING_FRAMES, size: int = SIZE, fps: int = FPS) -> None:
+    """A moving box with its sound: AAC silence with a beep at DRIVING_BEEP_S, as long as the video."""
     import av
+
+    from tests.audio_files import beeps, encode_sound
 
     rng = np.random.default_rng(0)
     with av.open(str(path), "w") as out:
         stream = out.add_stream("libx264", rate=fps)
         stream.width = stream.height = size
         stream.pix_fmt = "yuv420p"
+        sound = out.add_stream("aac", rate=DRIVING_SAMPLE_RATE)
+        sound.layout = "stereo"
         for i in range(frames):
             img = np.full((size, size, 3), 40 + 10 * i, np.uint8)
             img[16:56, 24:40] = rng.integers(120, 255, 3, dtype=np.uint8)  # a "person"
@@ -46,6 +54,7 @@ def write_driving_video(path: Path, frames: int = DRIVING_FRAMES, size: int = SI
                 out.mux(packet)
         for packet in stream.encode():
             out.mux(packet)
+        encode_sound(out, sound, beeps(frames / fps, DRIVING_SAMPLE_RATE, (DRIVING_BEEP_S,)), DRIVING_SAMPLE_RATE)
 
 
 def write_reference(path: Path, size: int = SIZE) -> None:
