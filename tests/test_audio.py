@@ -50,7 +50,7 @@ def test_sound_stays_in_sync_after_resampling_to_30_fps(tmp_path, fps, codec):
     video_s, audio_s = durations(out)
     assert video_s == pytest.approx(count / OUT_FPS)
     assert audio_codec(out) == "aac"
-    assert writer._sound_writer.copied == (codec == "aac")
+    assert writer._sound_track.copied == (codec == "aac")
     if codec == "aac":  # copied packets: the track ends with the packet that covers the last frame
         assert video_s <= audio_s < video_s + packet_s(out)
     else:  # re-encoded: cut to the sample
@@ -69,7 +69,7 @@ def test_fewer_frames_than_the_sound_cut_it_at_the_last_frame(tmp_path):
     count, writer = resample_with_sound(src, tmp_path / "out.mp4", frames=45)  # the job produced 1.5 s
     video_s, audio_s = durations(tmp_path / "out.mp4")
     assert count == 45 and video_s == pytest.approx(1.5)
-    assert writer._sound_writer.copied and video_s <= audio_s < video_s + packet_s(tmp_path / "out.mp4")
+    assert writer._sound_track.copied and video_s <= audio_s < video_s + packet_s(tmp_path / "out.mp4")
     assert beep_onsets(tmp_path / "out.mp4") == pytest.approx([beep_onsets(src)[0]], abs=ONSET_TOLERANCE_S)
 
 
@@ -86,7 +86,7 @@ def test_sound_shorter_than_the_video_is_padded_with_silence(tmp_path):
     _, writer = resample_with_sound(src, tmp_path / "out.mp4")
     out = tmp_path / "out.mp4"
     video_s, audio_s = durations(out)
-    assert not writer._sound_writer.copied
+    assert not writer._sound_track.copied
     assert audio_s == pytest.approx(video_s, abs=STATED_LENGTH_S) and video_s == pytest.approx(2.0)
     samples, rate, start = decoded_sound(out)
     assert start == pytest.approx(0, abs=1e-3)
@@ -102,7 +102,7 @@ def test_video_trimmed_after_the_sound_starts_takes_the_sound_from_its_first_fra
     assert sound.origin > 0.4 and sound.start < -0.4
     _, writer = resample_with_sound(src, tmp_path / "out.mp4")
     out = tmp_path / "out.mp4"
-    assert not writer._sound_writer.copied
+    assert not writer._sound_track.copied
     onsets = beep_onsets(out)
     # the beep before the first frame is cut away; the other keeps its place against the frames
     assert onsets == pytest.approx([t for t in beep_onsets(src) if t > 0], abs=ONSET_TOLERANCE_S)
@@ -115,7 +115,7 @@ def test_sound_starting_after_the_first_frame_gets_leading_silence(tmp_path):
     _, writer = resample_with_sound(src, tmp_path / "out.mp4")
     out = tmp_path / "out.mp4"
     samples, rate, start = decoded_sound(out)
-    assert not writer._sound_writer.copied and start == pytest.approx(0, abs=1e-3)
+    assert not writer._sound_track.copied and start == pytest.approx(0, abs=1e-3)
     assert beep_onsets(out) == pytest.approx(beep_onsets(src), abs=ONSET_TOLERANCE_S)
     assert durations(out)[1] == pytest.approx(2.0, abs=STATED_LENGTH_S)
 

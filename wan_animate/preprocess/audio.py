@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 
+import av
 import numpy as np
 
 log = logging.getLogger("wan_animate.audio")
@@ -78,8 +79,6 @@ class DrivingSound:
 
     @classmethod
     def _probe(cls, path: Path) -> DrivingSound | None:
-        import av
-
         try:
             with av.open(str(path)) as container:
                 if not container.streams.audio:
@@ -122,43 +121,36 @@ def _first_video_time(container) -> float:
     return 0.0
 
 
-class SoundWriter:
-    """Writes a driving video's sound into an mp4 being written from frames at `fps`, in step with them.
+class SoundTrack:
+    """A driving video's sound being written into an mp4 beside frames at `fps`, in step with them.
 
     Call `write_until(frames)` as the video advances (packets interleave, so nothing piles up in memory) and
-    `close(frames)` with the number of frames written: the sound ends exactly at frames / fps (copied packets: within
-    one packet after). `expected_frames` decides whether the packets can be copied (None: always encoded).
+    `close(frames)` with the number of frames written: the sound ends at frames / fps. `open` picks the kind.
     """
 
-    def __init__(self, output, sound: DrivingSound, fps: float, expected_frames: int | None = None):
-        import av
+    copied = False
 
+    def __init__(self, output, sound: DrivingSound, fps: float):
         self.sound, self.fps = sound, float(fps)
         self._output = output
         self._source = av.open(str(sound.path))
         self._source_stream = self._source.streams.audio[0]
-        self.copied = expected_frames is not None and sound.can_copy(expected_frames / self.fps)
-        if self.copied:
-            self.stream = output.add_stream_from_template(self._source_stream)
-            self._packets = self._source.demux(self._source_stream)
-            self._next_packet = None
-        else:
-            self.rate = sound.sample_rate if sound.sample_rate in AAC_RATES else 48_000
-            self._layout = "mono" if sound.channels == 1 else "stereo"
-            self.stream = output.add_stream("aac", rate=self.rate)
-            self.stream.layout = self._layout
-            self.stream.bit_rate = AAC_BIT_RATE
-            self._chunks = self._timeline()
-            self._pending: np.ndarray | None = None
-            self.samples_written = 0
         self._closed = False
+
+    @staticmethod
+    def open(output, sound: DrivingSound, fps: float, expected_frames: int | None = None) -> SoundTrack:
+        """The packets copied when they fit an output of `expected_frames` frames as they are, else re-encoded
+        (always, when the frame count is not known)."""
+        if expected_frames is not None and sound.can_copy(expected_frames / float(fps)):
+            return CopiedSound(output, sound, fps)
+        return EncodedSound(output, sound, fps)
 
     def write_until(self, frames: int) -> None:
         """Write the sound that goes with the first `frames` frames."""
-        if self.copied:
-            self._copy_until(frames / self.fps)
-        else:
-            self._encode_until(span_samples(frames, self.fps, self.rate))
+        raise NotImplementedError
+
+    def _flush(self) -> None:
+        """Write what the encoder still holds."""
 
     def close(self, frames: int) -> None:
         """End the sound with the last of `frames` frames and release the source."""
@@ -167,9 +159,7 @@ class SoundWriter:
         self._closed = True
         try:
             self.write_until(frames)
-            if not self.copied:
-                for packet in self.stream.encode(None):
-                    self._output.mux(packet)
+            self._flush()
         finally:
             self._source.close()
 
@@ -179,8 +169,21 @@ class SoundWriter:
             self._closed = True
             self._source.close()
 
-    def _copy_until(self, seconds: float) -> None:
-        """Copy every packet that starts before `seconds`, moved onto the output's clock."""
+
+class CopiedSound(SoundTrack):
+    """AAC packets copied as they are, moved onto the output's clock; ends within one packet after the video."""
+
+    copied = True
+
+    def __init__(self, output, sound: DrivingSound, fps: float):
+        super().__init__(output, sound, fps)
+        self.stream = output.add_stream_from_template(self._source_stream)
+        self._packets = self._source.demux(self._source_stream)
+        self._next_packet = None
+
+    def write_until(self, frames: int) -> None:
+        """Copy every packet that starts before frames / fps."""
+        seconds = frames / self.fps
         shift = round(self.sound.origin / self._source_stream.time_base)
         while True:
             if self._next_packet is None:
@@ -197,15 +200,28 @@ class SoundWriter:
             self._output.mux(packet)
             self._next_packet = None
 
-    def _encode_until(self, target: int) -> None:
-        import av
 
+class EncodedSound(SoundTrack):
+    """The sound decoded, cut and padded with silence to the sample, and encoded as AAC (mono or stereo)."""
+
+    def __init__(self, output, sound: DrivingSound, fps: float):
+        super().__init__(output, sound, fps)
+        self.rate = sound.sample_rate if sound.sample_rate in AAC_RATES else 48_000
+        self.layout = "mono" if sound.channels == 1 else "stereo"
+        self.stream = output.add_stream("aac", rate=self.rate)
+        self.stream.layout = self.layout
+        self.stream.bit_rate = AAC_BIT_RATE
+        self._chunks = self._timeline()
+        self._pending: np.ndarray | None = None
+        self.samples_written = 0
+
+    def write_until(self, frames: int) -> None:
+        target = span_samples(frames, self.fps, self.rate)
         while self.samples_written < target:
             chunk = self._pending if self._pending is not None else next(self._chunks)
             take = min(chunk.shape[1], target - self.samples_written)
             self._pending = chunk[:, take:] if take < chunk.shape[1] else None
-            frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(chunk[:, :take]), format="fltp",
-                                               layout=self._layout)
+            frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(chunk[:, :take]), format="fltp", layout=self.layout)
             frame.sample_rate = self.rate
             frame.pts = self.samples_written
             frame.time_base = Fraction(1, self.rate)
@@ -213,13 +229,15 @@ class SoundWriter:
                 self._output.mux(packet)
             self.samples_written += take
 
+    def _flush(self) -> None:
+        for packet in self.stream.encode(None):
+            self._output.mux(packet)
+
     def _timeline(self) -> Iterator[np.ndarray]:
         """(channels, n) float32 chunks of the output's sound from its sample 0 on: the source's decoded samples at
         their place on the clock, silence where it has none, endless silence after its end."""
-        import av
-
-        channels = 1 if self._layout == "mono" else 2
-        resampler = av.AudioResampler(format="fltp", layout=self._layout, rate=self.rate)
+        channels = 1 if self.layout == "mono" else 2
+        resampler = av.AudioResampler(format="fltp", layout=self.layout, rate=self.rate)
         cursor = 0
         for packet in self._source.demux(self._source_stream):
             for frame in packet.decode():

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .audio import DrivingSound, SoundWriter
+from .audio import DrivingSound, SoundTrack
 from .errors import ImageReadError, InputSizeError, VideoReadError
 
 OFFICIAL_FPS = 30.0
@@ -145,7 +145,7 @@ class VideoWriter:
         self.sound, self.expected_frames = sound, expected_frames
         self._container = None
         self._stream = None
-        self._sound_writer: SoundWriter | None = None
+        self._sound_track: SoundTrack | None = None
         self.frames_written = 0
 
     def _open(self, height: int, width: int) -> None:
@@ -163,7 +163,7 @@ class VideoWriter:
         self._stream.width, self._stream.height = width, height
         self._stream.pix_fmt = "yuv420p"
         if self.sound is not None:
-            self._sound_writer = SoundWriter(self._container, self.sound, self.fps, self.expected_frames)
+            self._sound_track = SoundTrack.open(self._container, self.sound, self.fps, self.expected_frames)
 
     def write(self, frames: np.ndarray) -> None:
         """Append one frame (H, W[, 3]) or a batch (n, H, W[, 3]); grey frames are written as grey RGB."""
@@ -183,8 +183,8 @@ class VideoWriter:
             for packet in self._stream.encode(packet_frame):
                 self._container.mux(packet)
             self.frames_written += 1
-        if self._sound_writer is not None:
-            self._sound_writer.write_until(self.frames_written)
+        if self._sound_track is not None:
+            self._sound_track.write_until(self.frames_written)
 
     def close(self) -> None:
         if self._container is None:
@@ -192,11 +192,11 @@ class VideoWriter:
         try:
             for packet in self._stream.encode(None):
                 self._container.mux(packet)
-            if self._sound_writer is not None:
-                self._sound_writer.close(self.frames_written)
+            if self._sound_track is not None:
+                self._sound_track.close(self.frames_written)
         finally:
-            if self._sound_writer is not None:
-                self._sound_writer.abort()
+            if self._sound_track is not None:
+                self._sound_track.abort()
             self._container.close()
             self._container = None
 
