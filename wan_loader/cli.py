@@ -10,12 +10,12 @@ from .discovery.hub import DIFFUSERS_REPO, download
 from .dtypes import DTYPE_NAMES
 from .errors import WanLoaderError
 from .inspection import format_report, inspect
-from .testing.tiny import tiny_components
+from .testing.tiny import tiny_animate2_components, tiny_components
 from .writers import write_components
 
 
 def _inspect(args) -> int:
-    info = inspect(args.path)
+    info = inspect(args.path, model=args.model)
     print(json.dumps(info, indent=2) if args.json else format_report(info))
     if info["is_animate"] is False:
         return 3  # another model than Wan2.2-Animate
@@ -23,7 +23,8 @@ def _inspect(args) -> int:
 
 
 def _convert(args) -> int:
-    dst = convert(args.src, args.dst, args.to, args.dtype, prefix=args.prefix, per_channel=args.per_channel)
+    dst = convert(args.src, args.dst, args.to, args.dtype, prefix=args.prefix, per_channel=args.per_channel,
+                  model=args.model)
     print(f"wrote {args.to} layout to {dst}")
     return 0
 
@@ -35,10 +36,19 @@ def _download(args) -> int:
 
 
 def _tiny(args) -> int:
-    dst = write_components(tiny_components(args.seed), args.dir, args.layout, args.dtype,
+    if args.model == "animate2":
+        components = tiny_animate2_components(args.seed)
+        components.distilled = args.distilled
+        what = "Wan2.2-Animate-2" + (" distilled" if args.distilled else "")
+    else:
+        components, what = tiny_components(args.seed), "Wan2.2-Animate-14B"
+    dst = write_components(components, args.dir, args.layout, args.dtype,
                            prefix="model.diffusion_model." if args.prefix else "")
-    print(f"wrote tiny random Wan2.2-Animate ({args.layout}, {args.dtype}) to {dst}")
+    print(f"wrote tiny random {what} ({args.layout}, {args.dtype}) to {dst}")
     return 0
+
+
+ANIMATE2_HELP = "read an unmarked Wan2.1-I2V-shaped transformer as Wan-Animate-2 (same weights layout)"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -48,6 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("inspect", help="what a file/folder/repo holds (layout, components, Animate or not)")
     s.add_argument("path")
     s.add_argument("--json", action="store_true", help="one JSON object")
+    s.add_argument("--model", choices=["animate2"], default=None, help=ANIMATE2_HELP)
     s.set_defaults(fn=_inspect)
     s = sub.add_parser("convert", help="write a copy in another layout/dtype")
     s.add_argument("src")
@@ -56,6 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--dtype", choices=DTYPE_NAMES, default=None, help="default: the source's dtype")
     s.add_argument("--prefix", default="", help="comfy: key prefix of the transformer, e.g. model.diffusion_model.")
     s.add_argument("--per-channel", action="store_true", help="fp8: one scale per output channel")
+    s.add_argument("--model", choices=["animate2"], default=None, help=ANIMATE2_HELP)
     s.set_defaults(fn=_convert)
     s = sub.add_parser("download", help="download the needed files of a Hub repo")
     s.add_argument("repo_id", nargs="?", default=None, help="default Wan-AI/Wan2.2-Animate-14B-Diffusers")
@@ -69,6 +81,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--dtype", choices=DTYPE_NAMES, default="fp32")
     s.add_argument("--prefix", action="store_true", help="comfy: keys under model.diffusion_model.")
     s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--model", choices=["animate", "animate2"], default="animate",
+                   help="animate: Wan2.2-Animate-14B; animate2: Wan2.2-Animate-2-14B")
+    s.add_argument("--distilled", action="store_true", help="animate2: mark it as the distilled variant")
     s.set_defaults(fn=_tiny)
     return p
 

@@ -9,9 +9,12 @@ from .model.components import COMPONENT_NAMES
 from .model.detect import count_parameters
 
 
-def inspect(path, files: dict | None = None) -> dict:
-    """A JSON-able description of `path` (a file, folder or Hub repo id). Reads headers only."""
-    res = resolve(str(path) if isinstance(path, Path) else path, files)
+def inspect(path, files: dict | None = None, model: str | None = None) -> dict:
+    """A JSON-able description of `path` (a file, folder or Hub repo id). Reads headers only.
+
+    `family` says which model the transformer is: "animate" (Wan2.2-Animate-14B) or "animate2" (Wan-Animate-2,
+    `distilled` for its few-step variant); model="animate2" reads an unmarked Wan2.1-I2V-shaped file as Animate-2."""
+    res = resolve(str(path) if isinstance(path, Path) else path, files, model=model)
     prefer_dtype(res, "bf16")
     components = {}
     for name, part in res.parts.items():
@@ -36,6 +39,7 @@ def inspect(path, files: dict | None = None) -> dict:
     others = [{"file": f, "model": what} for f, what, _ in res.others]
     transformer = res.parts.get("transformer")
     wrong = [o for o, (_, _, comp) in zip(others, res.others) if comp == "transformer"]
+    family = transformer.family if transformer is not None else None
     if transformer is not None:
         is_animate, model = True, transformer.model
     elif wrong:
@@ -45,7 +49,8 @@ def inspect(path, files: dict | None = None) -> dict:
         model = "no transformer found" if res.parts else (others[0]["model"] if others else "no weights found")
     present = [c for c in COMPONENT_NAMES if c in components]
     return {
-        "path": str(path), "layout": layout, "model": model, "is_animate": is_animate,
+        "path": str(path), "layout": layout, "model": model, "is_animate": is_animate, "family": family,
+        "distilled": bool(transformer is not None and transformer.distilled),
         "dtype": components.get("transformer", next(iter(components.values()), {})).get("dtype"),
         "parameters": sum(c.get("parameters", 0) for c in components.values()),
         "components": components, "found": present,
@@ -57,6 +62,7 @@ def inspect(path, files: dict | None = None) -> dict:
 
 def format_report(info: dict) -> str:
     lines = [f"{info['path']}", f"  model:      {info['model']}", f"  is_animate: {info['is_animate']}",
+             f"  family:     {info['family']}{' (distilled)' if info['distilled'] else ''}",
              f"  layout:     {info['layout']}", f"  dtype:      {info['dtype']}",
              f"  parameters: {_count(info['parameters'])}", "  components:"]
     for name, c in info["components"].items():

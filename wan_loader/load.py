@@ -20,7 +20,7 @@ from .io.stream import LoadStats, load_into, release
 from .keymaps import KEYMAPS, ignorable_keys, plan_to_diffusers
 from .model.components import COMPONENT_NAMES, WanAnimateComponents
 from .model.configs import build_empty, component_config
-from .model.detect import ANIMATE
+from .model.detect import FAMILY_NAMES
 from .model.fp8 import fp8_linear_names, replace_linears
 from .processors import load_image_processor, load_tokenizer
 
@@ -59,7 +59,24 @@ def load_part(res: Resolved, component: str, device="cpu", weight_dtype=torch.bf
     return model.eval().requires_grad_(False), stats
 
 
-def check_components(res: Resolved, wanted: list[str]) -> None:
+MODELS = (None, "animate", "animate2")
+RELEASES = {"animate": "the Wan2.2-Animate-14B weights (e.g. Comfy-Org's wan2.2_animate_14B_bf16.safetensors or "
+                       "Wan-AI/Wan2.2-Animate-14B)",
+            "animate2": "the Wan2.2-Animate-2-14B weights (e.g. Comfy-Org's wan_animate_2_bf16.safetensors or "
+                        "Wan-AI/Wan2.2-Animate-2-14B-Diffusers)"}
+
+
+def check_family(res: Resolved, model: str | None) -> None:
+    """Animate-2 weights where Animate-14B is required, or the reverse, is a WrongModelError naming both."""
+    part = res.parts.get("transformer")
+    if model is None or part is None or part.family == model:
+        return
+    raise WrongModelError(f"{', '.join(part.files)}: this is {part.model} ({FAMILY_NAMES[part.family]}), but "
+                          f"{FAMILY_NAMES[model]} is required here. Use {RELEASES[model]}, or the nodes/command "
+                          f"for {FAMILY_NAMES[part.family]}.")
+
+
+def check_components(res: Resolved, wanted: list[str], model: str | None = None) -> None:
     """Raise one clear error when a wanted weights component is missing or only another model was found."""
     weights = [c for c in wanted if c in KEYMAPS]
     missing = [c for c in weights if c not in res.parts]
@@ -70,8 +87,8 @@ def check_components(res: Resolved, wanted: list[str]) -> None:
         wrong = [(f, what) for f, what, comp in res.others if comp == "unknown"]
     if wrong:
         f, what = wrong[0]
-        raise WrongModelError(f"{f}: this is {what}, not {ANIMATE}. Use the Wan2.2-Animate-14B weights "
-                              "(e.g. Comfy-Org's wan2.2_animate_14B_bf16.safetensors or Wan-AI/Wan2.2-Animate-14B).")
+        family = model or "animate"
+        raise WrongModelError(f"{f}: this is {what}, not {FAMILY_NAMES[family]}. Use {RELEASES[family]}.")
     found = res.found()
     looked = res.looked + [f"{f}: {what}" for f, what, _ in res.others]
     raise MissingComponentError(missing_component_message(missing, found, looked), found, looked, missing)
@@ -79,10 +96,12 @@ def check_components(res: Resolved, wanted: list[str]) -> None:
 
 def load_components(source=None, components=None, device="cpu", weight_dtype="bf16", compute_dtype=None,
                     files: dict | None = None, per_channel: bool = False, vae_dtype=None, progress=None,
-                    dtype=None, **component_files) -> WanAnimateComponents:
+                    dtype=None, model: str | None = None, **component_files) -> WanAnimateComponents:
     """Load the Wan2.2-Animate components from any supported source. See the module docstring.
 
     `dtype` is an alias of weight_dtype; component paths may also be given as keywords (vae=..., text_encoder=...).
+    `model`: None takes what the weights are (Animate-14B or Wan-Animate-2); "animate" / "animate2" requires that
+    one (WrongModelError otherwise); "animate2" also takes an unmarked Wan2.1-I2V-shaped file as Animate-2.
     `progress(done, total)`: per weights component, bytes read so far of that component (a new total = a new part).
     """
     if dtype is not None:
@@ -91,11 +110,14 @@ def load_components(source=None, components=None, device="cpu", weight_dtype="bf
     unknown = set(files) - set(COMPONENT_NAMES)
     if unknown:
         raise TypeError(f"unknown component(s) {sorted(unknown)}; known: {', '.join(COMPONENT_NAMES)}")
+    if model not in MODELS:
+        raise ValueError(f"model={model!r}: use None (whatever the weights are), 'animate' or 'animate2'.")
     wanted = list(components or COMPONENT_NAMES)
-    res = resolve(source, files, wanted)
+    res = resolve(source, files, wanted, model)
     prefer_dtype(res, parse_dtype(weight_dtype))
-    check_components(res, wanted)
-    out = WanAnimateComponents()
+    check_components(res, wanted, model)
+    check_family(res, model)
+    out = WanAnimateComponents(distilled=bool(res.parts.get("transformer") and res.parts["transformer"].distilled))
     loaded: list[torch.nn.Module] = []
     try:
         for name in wanted:
@@ -121,11 +143,12 @@ def load_components(source=None, components=None, device="cpu", weight_dtype="bf
 
 
 def load_transformer(source, device="cpu", weight_dtype="bf16", compute_dtype=None, per_channel: bool = False,
-                     files: dict | None = None, progress=None):
-    """Only the WanAnimateTransformer3DModel (any layout), e.g. for benchmarks and tools."""
-    res = resolve(source, files, ["transformer"])
+                     files: dict | None = None, progress=None, model: str | None = None):
+    """Only the transformer (any layout), e.g. for benchmarks and tools; `model` as in load_components."""
+    res = resolve(source, files, ["transformer"], model)
     prefer_dtype(res, parse_dtype(weight_dtype))
-    check_components(res, ["transformer"])
+    check_components(res, ["transformer"], model)
+    check_family(res, model)
     model, _ = load_part(res, "transformer", device, weight_dtype, compute_dtype, per_channel, progress=progress)
     return model
 

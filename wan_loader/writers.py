@@ -18,8 +18,8 @@ import torch
 
 from .dtypes import dtype_name, is_fp8, parse_dtype
 from .io.readers import SAFETENSORS_DTYPES, tensor_bytes
-from .keymaps import KEYMAPS, Plan, Recipe, meta_shapes
-from .model.configs import original_config_json
+from .keymaps import KEYMAPS, Plan, Recipe, keymap, meta_shapes
+from .model.configs import TRANSFORMER_CLASSES, original_config_json
 from .model.fp8 import dequantize, quantize_fp8
 
 _ST_NAMES = {v: k for k, v in SAFETENSORS_DTYPES.items()}
@@ -47,6 +47,11 @@ class Weights:
     dtypes: dict[str, torch.dtype]
     get: Callable[[str], torch.Tensor]
     config: dict
+    distilled: bool = False  # Wan-Animate-2's distilled variant: recorded in the files' metadata / index
+
+    @property
+    def family(self) -> str:
+        return "animate2" if self.config.get("_class_name") == TRANSFORMER_CLASSES["animate2"] else "animate"
 
 
 def weights_from_module(component: str, module: torch.nn.Module) -> Weights:
@@ -58,6 +63,8 @@ def weights_from_module(component: str, module: torch.nn.Module) -> Weights:
         seen.add(v.data_ptr())
         keep[k] = v
     config = dict(module.config) if component in ("transformer", "vae") else module.config.to_dict()
+    if component == "transformer":
+        config["_class_name"] = type(module).__name__
     return Weights(component, {k: tuple(v.shape) for k, v in keep.items()}, {k: v.dtype for k, v in keep.items()},
                    lambda k: keep[k], config)
 
@@ -83,7 +90,7 @@ def weights_from_part(component: str, part, plan: Plan, config: dict) -> Weights
 def _out_plan(w: Weights, layout: str) -> Plan:
     if layout == "diffusers":
         return {k: Recipe((k,)) for k in w.shapes}
-    return getattr(KEYMAPS[w.component], f"plan_diffusers_to_{layout}")(w.shapes)
+    return getattr(keymap(w.component, w.family), f"plan_diffusers_to_{layout}")(w.shapes)
 
 
 def _is_fp8_weight(key: str, shape) -> bool:
@@ -212,7 +219,7 @@ def save_config(w: Weights, folder: Path, written: Written) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     cfg = {k: v for k, v in w.config.items() if not k.startswith("_") or k == "_class_name"}
     if w.component == "transformer":
-        cfg["_class_name"] = "WanAnimateTransformer3DModel"
+        cfg["_class_name"] = TRANSFORMER_CLASSES[w.family]
     elif w.component == "vae":
         cfg["_class_name"] = "AutoencoderKLWan"
     else:
@@ -243,17 +250,24 @@ def write_component(w: Weights, dst: Path, layout: str, dtype: torch.dtype, writ
     if layout == "comfy":
         name = {"transformer": "wan2.2_animate_14B", "vae": "wan_2.1_vae", "text_encoder": "umt5_xxl",
                 "image_encoder": "clip_vision_h"}[w.component]
+        metadata = None
+        if w.component == "transformer" and w.family == "animate2":
+            name = "wan_animate_2_distill" if w.distilled else "wan_animate_2"
+            metadata = comfy_animate2_metadata(w)
         suffix = {"fp8_e4m3fn": "fp8_e4m3fn_scaled", "fp8_e5m2": "fp8_e5m2_scaled"}.get(dtype_name(dtype),
                                                                                        dtype_name(dtype))
         path = dst / COMFY_FOLDERS[w.component] / f"{name}_{suffix}.safetensors"
         pre = prefix if w.component == "transformer" else ""
-        write_safetensors(written.add(path), layout_tensors(w, "comfy", dtype, pre, per_channel))
+        write_safetensors(written.add(path), layout_tensors(w, "comfy", dtype, pre, per_channel), metadata)
         return [path]
     if layout == "original":
         if w.component == "transformer":
             write_sharded(dst, "diffusion_pytorch_model", layout_tensors(w, "original", dtype), written,
                           force_index=True)
-            written.add(dst / "config.json").write_text(json.dumps(original_config_json(w.config), indent=2))
+            config = original_config_json(w.config)
+            if w.distilled:
+                config["distilled"] = True
+            written.add(dst / "config.json").write_text(json.dumps(config, indent=2))
             return [dst]
         path = dst / ORIGINAL_FILES[w.component]
         write_torch(path, layout_tensors(w, "original", dtype), written)
@@ -261,10 +275,45 @@ def write_component(w: Weights, dst: Path, layout: str, dtype: torch.dtype, writ
     raise ValueError(f"unknown layout {layout!r}: use diffusers, original or comfy")
 
 
-def write_extras(dst: Path, layout: str, tokenizer, image_processor, written: Written, components) -> None:
+def comfy_animate2_metadata(w: Weights) -> dict:
+    """What Comfy-Org's Animate-2 files say about themselves: ComfyUI's `config` entry (model_type, and the head
+    count, which no weight shape tells) and, for the distilled file, a title naming it."""
+    config = {"transformer": {"model_type": "animate2", "num_heads": w.config["num_heads"]}}
+    title = "Wan2.2-Animate-2-14B" + (" distill" if w.distilled else "")
+    return {"config": json.dumps(config), "modelspec.title": title}
+
+
+def write_modular_index(dst: Path, written: Written, distilled: bool, present) -> None:
+    """modular_model_index.json of a Wan-Animate-2 Diffusers folder (components point at the local subfolders)."""
+    import diffusers
+    from diffusers import DPMSolverMultistepScheduler, FlowMatchEulerDiscreteScheduler
+
+    scheduler = FlowMatchEulerDiscreteScheduler(shift=5.0) if distilled else DPMSolverMultistepScheduler(
+        algorithm_type="dpmsolver++", use_flow_sigmas=True, prediction_type="flow_prediction", flow_shift=5.0)
+    scheduler.save_pretrained(dst / "scheduler")
+    written.add(dst / "scheduler")
+    blocks = "WanAnimate2DistilledBlocks" if distilled else "WanAnimate2Blocks"
+    index = {"_blocks_class_name": blocks, "_class_name": "WanAnimate2ModularPipeline",
+             "_diffusers_version": diffusers.__version__}
+    classes = {**DIFFUSERS_CLASSES, "transformer": ["diffusers", TRANSFORMER_CLASSES["animate2"]],
+               "scheduler": ["diffusers", type(scheduler).__name__]}
+    for name in ("image_encoder", "scheduler", "text_encoder", "tokenizer", "transformer", "vae"):
+        if name in present or name == "scheduler":
+            index[name] = [*classes[name], {"pretrained_model_name_or_path": ".", "subfolder": name,
+                                            "type_hint": classes[name]}]
+    written.add(dst / "modular_model_index.json").write_text(json.dumps(index, indent=2))
+
+
+def write_extras(dst: Path, layout: str, tokenizer, image_processor, written: Written, components,
+                 family: str = "animate", distilled: bool = False) -> None:
     """Tokenizer, image processor, scheduler and model_index.json where each layout keeps them."""
     dst = Path(dst)
-    if layout == "diffusers":
+    if layout == "diffusers" and family == "animate2":
+        if tokenizer is not None:
+            tokenizer.save_pretrained(dst / "tokenizer")
+            written.add(dst / "tokenizer")
+        write_modular_index(dst, written, distilled, [*components, *(["tokenizer"] if tokenizer is not None else [])])
+    elif layout == "diffusers":
         from diffusers import UniPCMultistepScheduler
         import diffusers
         if tokenizer is not None:
@@ -299,8 +348,11 @@ def write_components(components, dst, layout: str, dtype="fp32", prefix: str = "
             if module is None:
                 continue
             names.append(name)
-            write_component(weights_from_module(name, module), dst, layout, dtype, written, prefix, per_channel)
-        write_extras(dst, layout, components.tokenizer, components.image_processor, written, names)
+            weights = weights_from_module(name, module)
+            weights.distilled = components.distilled
+            write_component(weights, dst, layout, dtype, written, prefix, per_channel)
+        write_extras(dst, layout, components.tokenizer, components.image_processor, written, names,
+                     components.family, components.distilled)
     except BaseException:
         written.rollback()
         raise

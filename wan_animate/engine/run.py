@@ -68,6 +68,9 @@ def animate(
                if getattr(components, n, None) is None]
     if missing:
         raise ValueError(f"The model is missing {', '.join(missing)}; load the full Wan2.2-Animate model.")
+    if type(components.transformer).__name__.startswith("WanAnimate2"):
+        raise ValueError("The loaded transformer is Wan-Animate-2, not Wan2.2-Animate-14B: use the Animate-2 "
+                         "sampler (wan_animate.engine.animate2), which takes the raw driving video.")
     plan = plan_segments(len(inputs), options.segment_frames, options.guide_frames, options.fit_short)
     device = torch.device(device) if device is not None else default_device()
     control = StepControl(plan, options.steps, progress, cancel)

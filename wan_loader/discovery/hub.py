@@ -6,6 +6,12 @@ import os
 DIFFUSERS_REPO = "Wan-AI/Wan2.2-Animate-14B-Diffusers"
 ORIGINAL_REPO = "Wan-AI/Wan2.2-Animate-14B"
 UMT5_TOKENIZER_REPO = "google/umt5-xxl"
+ANIMATE2_REPO = "Wan-AI/Wan2.2-Animate-2-14B-Diffusers"
+
+
+def is_animate2_diffusers(repo_id: str) -> bool:
+    """A Wan-Animate-2 Diffusers repo (the full one, its distilled sibling): modular layout, same folders."""
+    return repo_id.startswith("Wan-AI/") and "Animate-2" in repo_id and repo_id.endswith("Diffusers")
 
 _DIFFUSERS_PATTERNS = {
     "transformer": ["transformer/*"], "vae": ["vae/*"], "text_encoder": ["text_encoder/*"],
@@ -48,7 +54,9 @@ def allow_patterns(repo_id: str, components=None) -> list[str]:
     pats = ["model_index.json", "*/config.json", "*.json"] if table is _DIFFUSERS_PATTERNS else ["*.json"]
     for c in wanted:
         pats += table.get(c, [])
-    if repo_id not in (DIFFUSERS_REPO, ORIGINAL_REPO):
+    if is_animate2_diffusers(repo_id):  # modular_model_index.json, no image_processor folder, a scheduler
+        pats = [p for p in pats if not p.startswith("image_processor")] + ["scheduler/*"]
+    elif repo_id not in (DIFFUSERS_REPO, ORIGINAL_REPO):
         pats = ["*.json", "*.safetensors", "*.pth", "*.model", "*.txt", "*/*"]
     return pats
 

@@ -14,7 +14,7 @@ from pathlib import Path
 from ..dtypes import dominant_dtype, dtype_name, is_fp8, parse_dtype
 from ..errors import WrongModelError
 from ..io.readers import LegacyCheckpointError, MergedSource, open_file, open_index, weight_files
-from ..model.detect import Identified, identify
+from ..model.detect import ANIMATE2_MODEL_TYPES, Identified, animate2_name, identify
 from .hub import download, is_repo_id
 
 WEIGHT_COMPONENTS = ("transformer", "vae", "text_encoder", "image_encoder")
@@ -32,6 +32,7 @@ class Resolved:
     looked: list[str] = field(default_factory=list)
     others: list[tuple[str, str, str]] = field(default_factory=list)  # (file, what it is, component) not used
     alternatives: dict[str, list[Identified]] = field(default_factory=dict)  # other usable copies per component
+    as_animate2: bool = False  # take an unmarked Wan2.1-I2V-shaped transformer as Wan-Animate-2
 
     def found(self) -> dict[str, str]:
         return {c: f"{p.model}, {p.layout} layout, {', '.join(p.files)}" for c, p in self.parts.items()}
@@ -52,11 +53,12 @@ def _is_umt5_tokenizer_dir(d: Path) -> bool:
     return "T5" in cls or (d / "spiece.model").is_file() or not cls
 
 
-def resolve(source, files: dict[str, str] | None = None, components=None) -> Resolved:
+def resolve(source, files: dict[str, str] | None = None, components=None, model: str | None = None) -> Resolved:
     """Find the components in `source` (folder / file / Hub id / dict) and in the explicit `files`.
 
-    A Hub repo id is fetched (or found in the HF cache) with only the files `components` need."""
-    res = Resolved()
+    A Hub repo id is fetched (or found in the HF cache) with only the files `components` need.
+    model "animate2": an unmarked Wan2.1-I2V-shaped transformer is Wan-Animate-2 (same weights layout)."""
+    res = Resolved(as_animate2=model == "animate2")
     explicit = dict(files or {})
     if isinstance(source, dict):
         explicit = {**source, **explicit}
@@ -114,13 +116,16 @@ def _separator_hint(given) -> str:
 
 def _scan_folder(root: Path, res: Resolved, wanted: str | None = None) -> None:
     res.looked.append(str(root))
-    index = _read_json(root / "model_index.json")
+    index = _read_json(root / "model_index.json") or _read_json(root / "modular_model_index.json")
     if index is not None and wanted is None:
         _scan_diffusers(root, res, index)
         return
     cfg = _read_json(root / "config.json")
     if cfg and cfg.get("_class_name") == "WanAnimateModel":
         res.original_config = cfg
+    elif cfg and str(cfg.get("model_type", "")).lower() in ANIMATE2_MODEL_TYPES:  # a Wan-style Animate-2 release
+        res.original_config = cfg
+        res.as_animate2 = True
     candidates = {f.parent for name in ("spiece.model", "tokenizer_config.json") for f in root.rglob(name)}
     for d in sorted(candidates):
         if _is_umt5_tokenizer_dir(d) and str(d) not in res.tokenizer_dirs:
@@ -133,6 +138,10 @@ def _scan_folder(root: Path, res: Resolved, wanted: str | None = None) -> None:
     for f in weight_files(root):
         if str(f) not in grouped:
             _add_file(f, res, wanted)
+    transformer = res.parts.get("transformer")
+    if transformer is not None and transformer.family == "animate2" and (res.original_config or {}).get("distilled"):
+        transformer.distilled = True
+        transformer.model = animate2_name(True)
 
 
 def _scan_diffusers(root: Path, res: Resolved, index: dict) -> None:
@@ -151,6 +160,11 @@ def _scan_diffusers(root: Path, res: Resolved, index: dict) -> None:
         else:
             for f in weight_files(sub, max_depth=0):
                 _add_file(f, res, component, layout="diffusers")
+    transformer = res.parts.get("transformer")
+    if transformer is not None and transformer.family == "animate2" and "Distilled" in str(
+            index.get("_blocks_class_name", "")):  # modular_model_index.json of the distilled repo
+        transformer.distilled = True
+        transformer.model = animate2_name(True)
     if (root / "tokenizer").is_dir():
         res.tokenizer_dirs.insert(0, str(root / "tokenizer"))
     if (root / "image_processor").is_dir():
@@ -167,7 +181,7 @@ def _add_file(path: Path, res: Resolved, wanted: str | None, layout: str | None 
 
 
 def _add_source(src, res: Resolved, wanted: str | None, layout: str | None = None) -> None:
-    found = identify(src)
+    found = identify(src, res.as_animate2)
     name = ", ".join(src.files)
     if found.component == "unknown" or not found.is_animate_part:
         if wanted is not None:
@@ -189,7 +203,7 @@ def _add_source(src, res: Resolved, wanted: str | None, layout: str | None = Non
         same_dir = Path(prev.files[0]).parent == Path(src.files[0]).parent
         disjoint = not (set(prev.view.base.keys()) & set(src.keys()))
         if same_dir and disjoint and prev.layout == found.layout and prev.prefix == found.prefix and wanted is None:
-            merged = identify(MergedSource([prev.view.base, src]))
+            merged = identify(MergedSource([prev.view.base, src]), res.as_animate2)
             merged.layout = prev.layout
             res.parts[found.component] = merged
             return

@@ -12,10 +12,16 @@ where "diffusers" means the diffusers / transformers module's own state-dict nam
 """
 from __future__ import annotations
 
-from . import clip, t5, transformer, vae
+from . import clip, t5, transformer, transformer_animate2, vae
 from .plan import Plan, Recipe, execute, meta_shapes, renamed, used_sources
 
 KEYMAPS = {"transformer": transformer, "vae": vae, "text_encoder": t5, "image_encoder": clip}  # weights components
+TRANSFORMER_KEYMAPS = {"animate": transformer, "animate2": transformer_animate2}  # per transformer family
+
+
+def keymap(component: str, family: str = "animate"):
+    """The key-map module of a component (the transformer's depends on its family)."""
+    return TRANSFORMER_KEYMAPS[family] if component == "transformer" else KEYMAPS[component]
 
 
 def plan_to_diffusers(component: str, part) -> Plan:
@@ -23,17 +29,17 @@ def plan_to_diffusers(component: str, part) -> Plan:
     view = part.view
     if part.layout == "diffusers":
         return renamed({k: k for k in view.keys()})
-    return getattr(KEYMAPS[component], f"plan_{part.layout}_to_diffusers")(view.shapes())
+    return getattr(keymap(component, part.family), f"plan_{part.layout}_to_diffusers")(view.shapes())
 
 
 def ignorable_keys(component: str, part) -> set[str]:
     """Keys of an identified file that the module has no place for and that are safe to skip."""
     keys = part.view.keys()
     if component == "transformer":
-        return {k for k in keys if transformer.is_ignorable_original_key(k)}
+        return {k for k in keys if part.family == "animate" and transformer.is_ignorable_original_key(k)}
     fn = getattr(KEYMAPS[component], f"ignored_{part.layout}_keys", None)
     return set(fn(keys)) if fn else set()
 
 
-__all__ = ["KEYMAPS", "Plan", "Recipe", "execute", "ignorable_keys", "meta_shapes", "plan_to_diffusers", "renamed",
+__all__ = ["KEYMAPS", "TRANSFORMER_KEYMAPS", "keymap", "Plan", "Recipe", "execute", "ignorable_keys", "meta_shapes", "plan_to_diffusers", "renamed",
            "used_sources"]

@@ -13,8 +13,8 @@ from accelerate import init_empty_weights
 
 from ..errors import ShapeMismatchError, WrongModelError
 from ..keymaps import Plan, meta_shapes
-from ..testing.tiny import TINY_CLIP_CONFIG, TINY_UMT5_CONFIG, TINY_VAE_CONFIG
-from .detect import ANIMATE, Identified
+from ..testing.tiny import TINY_ANIMATE2_CLIP_CONFIG, TINY_CLIP_CONFIG, TINY_UMT5_CONFIG, TINY_VAE_CONFIG
+from .detect import ANIMATE2, FAMILY_NAMES, Identified
 
 UMT5_XXL_CONFIG = dict(vocab_size=256384, d_model=4096, d_kv=64, d_ff=10240, num_layers=24, num_heads=64,
                        relative_attention_num_buckets=32, relative_attention_max_distance=128,
@@ -35,8 +35,10 @@ ANIMATE_14B_CONFIG = dict(patch_size=(1, 2, 2), num_attention_heads=40, attentio
 KNOWN_CONFIGS = {
     "vae": {"Wan2.1 VAE": WAN21_VAE_CONFIG, "tiny": TINY_VAE_CONFIG},
     "text_encoder": {"umT5-XXL": UMT5_XXL_CONFIG, "tiny": TINY_UMT5_CONFIG},
-    "image_encoder": {"CLIP ViT-H/14": CLIP_VIT_H_CONFIG, "tiny": TINY_CLIP_CONFIG},
+    "image_encoder": {"CLIP ViT-H/14": CLIP_VIT_H_CONFIG, "tiny": TINY_CLIP_CONFIG,
+                      "tiny (Animate-2)": TINY_ANIMATE2_CLIP_CONFIG},
 }
+TRANSFORMER_CLASSES = {"animate": "WanAnimateTransformer3DModel", "animate2": "WanAnimate2Transformer3DModel"}
 
 
 def component_config(component: str, part: Identified, plan: Plan, res) -> dict:
@@ -47,11 +49,15 @@ def component_config(component: str, part: Identified, plan: Plan, res) -> dict:
     if component in res.configs and (part.layout == "diffusers" or component != "transformer"):
         cfg = dict(res.configs[component])
         cls = cfg.get("_class_name")
-        if component == "transformer" and cls and cls != "WanAnimateTransformer3DModel":
-            raise WrongModelError(f"{where}: the config says {cls}, not WanAnimateTransformer3DModel: this is not "
-                                  f"{ANIMATE}. Use the Animate checkpoint (Wan-AI/Wan2.2-Animate-14B-Diffusers).")
+        want = TRANSFORMER_CLASSES[part.family]
+        if component == "transformer" and cls and cls != want:
+            raise WrongModelError(f"{where}: the config says {cls}, not {want}: this is not "
+                                  f"{FAMILY_NAMES[part.family]}. Use its Diffusers release (e.g. "
+                                  "Wan-AI/Wan2.2-Animate-14B-Diffusers or Wan-AI/Wan2.2-Animate-2-14B-Diffusers).")
         return cfg
     shapes = meta_shapes(plan, part.view)
+    if component == "transformer" and part.family == "animate2":
+        return infer_animate2_config(shapes, part.view.metadata, res.original_config or {})
     if component == "transformer":
         cfg = infer_transformer_config(shapes, hints_from_original_config(res.original_config or {}))
         if res.original_config:
@@ -60,10 +66,10 @@ def component_config(component: str, part: Identified, plan: Plan, res) -> dict:
     return match_known_config(component, shapes, where)
 
 
-def module_class(component: str):
+def module_class(component: str, config: dict | None = None):
     if component == "transformer":
-        from diffusers import WanAnimateTransformer3DModel
-        return WanAnimateTransformer3DModel
+        import diffusers
+        return getattr(diffusers, (config or {}).get("_class_name") or TRANSFORMER_CLASSES["animate"])
     if component == "vae":
         from diffusers import AutoencoderKLWan
         return AutoencoderKLWan
@@ -78,7 +84,7 @@ def module_class(component: str):
 
 def build_empty(component: str, config: dict):
     """The module with parameters on the meta device (buffers real, on the CPU), in eval mode."""
-    cls = module_class(component)
+    cls = module_class(component, config)
     with init_empty_weights(include_buffers=False):
         if component == "text_encoder":
             from transformers import UMT5Config
@@ -162,6 +168,29 @@ def infer_transformer_config(shapes: dict[str, tuple[int, ...]], hints: dict | N
     return cfg
 
 
+def infer_animate2_config(shapes: dict[str, tuple[int, ...]], metadata: dict, original: dict) -> dict:
+    """WanAnimate2Transformer3DModel config from diffusers-named shapes. The head count is not in any shape: it comes
+    from ComfyUI's `config` metadata or an original config.json when they give it, else 128-wide heads (14B: 40)."""
+    import json
+
+    s = shapes
+    dim, in_dim = s["patch_embedding.weight"][:2]
+    patch = tuple(s["patch_embedding.weight"][2:])
+    try:
+        given = json.loads(metadata.get("config") or "{}").get("transformer") or {}
+    except (json.JSONDecodeError, AttributeError):
+        given = {}
+    heads = int(given.get("num_heads") or original.get("num_heads") or max(dim // 128, 1))
+    if dim % heads:
+        raise ShapeMismatchError(f"{ANIMATE2}: model width {dim} does not split into {heads} heads; the file's "
+                                 "metadata or config.json is wrong.")
+    return {"_class_name": TRANSFORMER_CLASSES["animate2"], "patch_size": patch, "in_dim": in_dim, "dim": dim,
+            "ffn_dim": s["blocks.0.ffn.0.weight"][0], "freq_dim": s["time_embedding.0.weight"][1],
+            "text_dim": s["text_embedding.0.weight"][1], "out_dim": s["head.head.weight"][0] // math.prod(patch),
+            "num_heads": heads, "num_layers": _layer_count(s, r"blocks\.(\d+)\."),
+            "use_img_emb": "img_emb.proj.0.weight" in s, "eps": float(given.get("eps") or original.get("eps") or 1e-6)}
+
+
 def hints_from_original_config(config: dict) -> dict:
     """The few values of an original Wan-AI config.json that shapes cannot tell (head count, eps)."""
     out = {}
@@ -174,6 +203,10 @@ def hints_from_original_config(config: dict) -> dict:
 
 def original_config_json(cfg: dict) -> dict:
     """An original-layout config.json (as in Wan-AI/Wan2.2-Animate-14B) for a diffusers transformer config."""
+    if cfg.get("_class_name") == TRANSFORMER_CLASSES["animate2"]:
+        keys = ("patch_size", "in_dim", "dim", "ffn_dim", "freq_dim", "text_dim", "out_dim", "num_heads", "num_layers",
+                "eps", "text_len")
+        return {"_class_name": "WanModel", "model_type": "animate2", **{k: cfg[k] for k in keys if k in cfg}}
     inner = cfg["num_attention_heads"] * cfg["attention_head_dim"]
     return {"_class_name": "WanAnimateModel", "_diffusers_version": "0.33.0", "patch_size": list(cfg["patch_size"]),
             "in_dim": cfg["in_channels"], "dim": inner, "ffn_dim": cfg["ffn_dim"], "freq_dim": cfg["freq_dim"],

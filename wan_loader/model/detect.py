@@ -6,9 +6,9 @@ needs, and if not, what model it most likely is.
 """
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass, field
-
 
 from ..dtypes import is_fp8
 from ..io.readers import SCALED_FP8_MARKER, TensorSource, View
@@ -16,6 +16,9 @@ from ..keymaps import clip as clip_map, t5 as t5_map, vae as vae_map
 
 PREFIXES = ("", "model.diffusion_model.", "diffusion_model.", "model.", "module.", "transformer.")
 ANIMATE = "Wan2.2-Animate-14B"
+ANIMATE2 = "Wan2.2-Animate-2-14B"
+FAMILY_NAMES = {"animate": ANIMATE, "animate2": ANIMATE2}
+ANIMATE2_MODEL_TYPES = ("animate2", "animate_2")  # ComfyUI's `config` metadata: {"transformer": {"model_type": ..}}
 
 
 @dataclass
@@ -23,8 +26,10 @@ class Identified:
     component: str            # transformer | vae | text_encoder | image_encoder | unknown
     layout: str               # diffusers | original | comfy | unknown
     model: str                # what it is, in words
-    is_animate_part: bool     # usable as that component of Wan2.2-Animate
+    is_animate_part: bool     # usable as that component of Wan2.2-Animate (14B or 2)
     prefix: str = ""
+    family: str = "animate"   # transformer only: "animate" (Animate-14B) or "animate2" (Wan-Animate-2)
+    distilled: bool = False   # Wan-Animate-2's few-step distilled variant
     scaled_fp8: bool = False
     view: View | None = field(default=None, repr=False)
 
@@ -76,6 +81,27 @@ def describe_wan_original(keys: set[str], view: View) -> tuple[str, bool]:
     return f"a Wan-family transformer ({size}, in_dim {in_dim})", False
 
 
+def animate2_marker(metadata: dict) -> tuple[bool, bool]:
+    """(is Wan-Animate-2, is its distilled variant) from a safetensors header's metadata.
+
+    The Animate-2 checkpoint is shaped exactly like Wan2.1-I2V-14B; Comfy-Org's repack says what it is in the
+    `config` metadata entry (ComfyUI reads `model_type` from it). Distilled: any metadata value mentioning it."""
+    try:
+        transformer = json.loads(metadata.get("config") or "{}").get("transformer") or {}
+    except (json.JSONDecodeError, AttributeError):
+        transformer = {}
+    marked = str(transformer.get("model_type", "")).lower() in ANIMATE2_MODEL_TYPES
+    return marked, marked and any("distill" in str(v).lower() for v in metadata.values())
+
+
+def animate2_name(distilled: bool) -> str:
+    return f"{ANIMATE2} transformer" + (" (distilled, few steps without CFG)" if distilled else "")
+
+
+I2V_UNMARKED = ("; Wan-Animate-2 has the same weights layout, and this file carries no Animate-2 marker: if it is "
+                "Animate-2, load it with model='animate2'")
+
+
 def describe_wan_diffusers(keys: set[str], view: View) -> tuple[str, bool]:
     if "motion_encoder.motion_synthesis_weight" in keys or "face_adapter.0.to_q.weight" in keys:
         return f"{ANIMATE} transformer", True
@@ -118,15 +144,15 @@ _OTHER_FAMILIES = [  # (key that must exist, what it is)
 ]
 
 
-def identify(source: TensorSource) -> Identified:
-    """Classify a whole file (or shard set)."""
+def identify(source: TensorSource, as_animate2: bool = False) -> Identified:
+    """Classify a whole file (or shard set). as_animate2: take an unmarked Wan2.1-I2V-shaped DiT as Wan-Animate-2."""
     raw = set(source.keys())
     for prefix in PREFIXES:
         if prefix and not any(k.startswith(prefix) for k in raw):
             continue
         view = View(source, prefix)
         keys = set(view.keys())
-        found = _identify_keys(keys, view)
+        found = _identify_keys(keys, view, as_animate2)
         if found is not None:
             found.prefix = prefix
             found.view = view
@@ -137,10 +163,20 @@ def identify(source: TensorSource) -> Identified:
     return Identified("unknown", "unknown", _guess_other(raw), False, view=View(source))
 
 
-def _identify_keys(keys: set[str], view: View) -> Identified | None:
+def _identify_keys(keys: set[str], view: View, as_animate2: bool = False) -> Identified | None:
+    if _has(keys, "patch_embedding.weight", "blocks.0.self_attn.to_q.weight"):  # WanAnimate2Transformer3DModel
+        distilled = animate2_marker(view.metadata)[1]
+        return Identified("transformer", "diffusers", animate2_name(distilled), True, family="animate2",
+                          distilled=distilled)
     if _has(keys, "patch_embedding.weight", "head.modulation") or _has(keys, "patch_embedding.weight",
                                                                        "blocks.0.self_attn.q.weight"):
         model, ok = describe_wan_original(keys, view)
+        if model.startswith("Wan2.1 I2V"):
+            marked, distilled = animate2_marker(view.metadata)
+            if marked or as_animate2:
+                return Identified("transformer", "original", animate2_name(distilled), True, family="animate2",
+                                  distilled=distilled)
+            model += I2V_UNMARKED
         return Identified("transformer", "original", model, ok)
     if _has(keys, "patch_embedding.weight", "blocks.0.attn1.to_q.weight"):
         model, ok = describe_wan_diffusers(keys, view)
