@@ -17,7 +17,8 @@ import tempfile
 import time
 from pathlib import Path
 
-HELP = "Reference image + driving video -> animated video (preprocessing + Wan2.2-Animate), written as mp4"
+HELP = ("Reference image + driving video -> animated video (Wan2.2-Animate-14B with preprocessing, or Wan-Animate-2 "
+        "on the raw video), written as mp4")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -27,19 +28,28 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     d = AnimateOptions()
     parser.add_argument("--ref", help="reference image of the character (PNG/JPEG/WebP)")
     parser.add_argument("--video", help="driving video")
-    parser.add_argument("--models", help="Wan2.2-Animate weights: a Diffusers folder, the Wan-AI release folder or "
-                                         "a ComfyUI models folder (the detection ONNX files are also looked up here)")
+    parser.add_argument("--models", help="Wan2.2-Animate-14B or Wan-Animate-2 weights: a Diffusers folder, the Wan-AI "
+                                         "release folder or a ComfyUI models folder (which model is read from the "
+                                         "weights; the detection ONNX files are also looked up here)")
     parser.add_argument("--out", required=True, help="output mp4")
     parser.add_argument("--tiny", action="store_true", help="run on a tiny random built-in model (demo, CPU)")
+    parser.add_argument("--model", choices=("auto", "animate", "animate2"), default="auto",
+                        help="auto: whatever --models holds; animate2 also reads an unmarked Wan2.1-I2V-shaped file "
+                             "as Wan-Animate-2 (and picks the tiny Animate-2 with --tiny)")
     parser.add_argument("--mode", choices=("animate", "replace"), default=d.mode)
-    parser.add_argument("--prompt", default=None, help="default: the official prompt")
+    parser.add_argument("--prompt", default=None, help="default: the official prompt (Animate-2: empty); "
+                                                        "Animate-2 reads viewpoint and background from it")
     parser.add_argument("--negative-prompt", default=None, help="used with --guide-scale > 1; default: official")
-    parser.add_argument("--steps", type=int, default=d.steps, help=f"sampling steps per segment (official {d.steps})")
+    parser.add_argument("--steps", type=int, default=None,
+                        help=f"sampling steps per segment (official {d.steps}; Animate-2 40, distilled 10)")
     parser.add_argument("--seed", type=int, default=d.seed)
-    parser.add_argument("--guide-scale", type=float, default=d.guide_scale, help="> 1 enables CFG (2 forwards/step)")
+    parser.add_argument("--guide-scale", type=float, default=None,
+                        help=f"> 1 enables CFG (2 forwards/step); default {d.guide_scale} (Animate-2 3.0, distilled 1.0)")
     parser.add_argument("--shift", type=float, default=d.shift)
-    parser.add_argument("--solver", choices=SOLVERS, default=d.solver)
-    parser.add_argument("--segment-frames", type=int, default=d.segment_frames, help="frames per segment, 4n+1")
+    parser.add_argument("--solver", choices=SOLVERS, default=None,
+                        help=f"default {d.solver} (Animate-2: dpm++, distilled euler; it takes dpm++ or euler)")
+    parser.add_argument("--segment-frames", type=int, default=None,
+                        help=f"frames per segment, 4n+1 (default {d.segment_frames}; Animate-2 81)")
     parser.add_argument("--guide-frames", type=int, choices=(1, 5), default=d.guide_frames)
     parser.add_argument("--color-anchor", choices=COLOR_ANCHORS, default=d.color_anchor)
     parser.add_argument("--color-anchor-strength", type=float, default=d.color_anchor_strength)
@@ -54,10 +64,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--detection-models", default=None,
                         help="folder with yolov10m.onnx and a ViTPose whole-body .onnx (default: look in --models)")
     parser.add_argument("--no-download", action="store_true", help="never download missing detection models")
-    parser.add_argument("--fps", type=float, default=30.0, help="frame rate to resample the driving video to "
-                                                                 "(official 30; -1 keeps the video's)")
+    parser.add_argument("--fps", type=float, default=None, help="frame rate to resample the driving video to "
+                                                                 "(official 30, Animate-2 24; -1 keeps the video's)")
     parser.add_argument("--resolution-area", type=int, nargs=2, default=None, metavar=("W", "H"),
-                        help="working size area (official 1280 720; --tiny: 96 64)")
+                        help="working size area (official 1280 720, Animate-2 640 800; --tiny: 96 64)")
+    parser.add_argument("--variant", choices=("auto", "full", "distilled"), default="auto",
+                        help="Animate-2: auto follows the weights (distilled: 10 steps, no CFG)")
+    parser.add_argument("--prompt-ref", default=None, help="Animate-2: text of the driving-video pass "
+                                                           "(default: the model's own)")
+    parser.add_argument("--driving-strength", type=float, default=1.0,
+                        help="Animate-2: how strongly the driving video is followed (1 = as trained)")
+    parser.add_argument("--driving-window", type=float, nargs=2, default=(0.0, 1.0), metavar=("START", "END"),
+                        help="Animate-2: fractions of the steps in which the driving video is attended")
+    parser.add_argument("--reference-strength", type=float, default=1.0,
+                        help="Animate-2: how strongly the reference image is kept (1 = as trained)")
     parser.add_argument("--retarget", action="store_true", help="animate mode: driving pose to the reference's body")
     parser.add_argument("--no-reference-check", action="store_true",
                         help="accept a reference in which no person is detected (non-human characters)")
@@ -84,8 +104,40 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _run(args: argparse.Namespace, work: Path) -> None:
+def model_family(args: argparse.Namespace) -> str:
+    """Which model the command runs: --model, else what --models holds (read from the weights)."""
+    if args.tiny or not args.models or not Path(args.models).exists():
+        return "animate" if args.model == "auto" else args.model
+    from wan_loader import inspect
+
+    found = inspect(args.models, model="animate2" if args.model == "animate2" else None)["family"] or "animate"
+    if args.model not in ("auto", found):
+        names = {"animate": "Wan2.2-Animate-14B", "animate2": "Wan2.2-Animate-2-14B"}
+        raise ValueError(f"{args.models} holds {names[found]} weights, but {names[args.model]} is required by "
+                         f"--model {args.model}. Drop --model to run what the weights are.")
+    return found
+
+
+def device_and_dtype(args: argparse.Namespace):
+    """--device auto: CUDA when available; --dtype auto: bf16 on CUDA, fp32 on the CPU."""
     import torch
+
+    device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else
+                          "cpu" if args.device == "auto" else args.device)
+    return device, args.dtype if args.dtype != "auto" else ("bf16" if device.type == "cuda" else "fp32")
+
+
+def pick(value, default):
+    """A command-line value left unset (None) takes the model's default."""
+    return default if value is None else value
+
+
+def _run(args: argparse.Namespace, work: Path) -> None:
+    if model_family(args) == "animate2":
+        from .animate2.cli import run_animate2
+
+        run_animate2(args, work)
+        return
 
     from wan_loader import load_components
     from wan_loader.lora import parse_lora_spec
@@ -93,14 +145,17 @@ def _run(args: argparse.Namespace, work: Path) -> None:
     from ..preprocess.audio import DrivingSound
     from ..preprocess.estimator import PoseEstimator
     from ..preprocess.pipeline import PreprocessOptions
+    from ..preprocess.video_io import OFFICIAL_FPS
     from .options import AnimateOptions
     from .run import animate
     from .sinks import Mp4Writer
 
+    d = AnimateOptions()
     options = AnimateOptions(
-        mode=args.mode, prompt=args.prompt, negative_prompt=args.negative_prompt, steps=args.steps,
-        guide_scale=args.guide_scale, shift=args.shift, solver=args.solver, seed=args.seed,
-        segment_frames=args.segment_frames, guide_frames=args.guide_frames, color_anchor=args.color_anchor,
+        mode=args.mode, prompt=args.prompt, negative_prompt=args.negative_prompt, steps=pick(args.steps, d.steps),
+        guide_scale=pick(args.guide_scale, d.guide_scale), shift=args.shift, solver=pick(args.solver, d.solver),
+        seed=args.seed, segment_frames=pick(args.segment_frames, d.segment_frames), guide_frames=args.guide_frames,
+        color_anchor=args.color_anchor,
         color_anchor_strength=args.color_anchor_strength, tiled_vae=args.tiled_vae, lora_mode=args.lora_mode,
     )
     options.check()
@@ -109,13 +164,12 @@ def _run(args: argparse.Namespace, work: Path) -> None:
         if not Path(lora.path).is_file():
             raise FileNotFoundError(f"LoRA file not found: {lora.path}")
     models, detection, video, ref, area = _sources(args, work)
-    device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else
-                          "cpu" if args.device == "auto" else args.device)
-    dtype = args.dtype if args.dtype != "auto" else ("bf16" if device.type == "cuda" else "fp32")
+    device, dtype = device_and_dtype(args)
 
     estimator = PoseEstimator(providers="cuda" if device.type == "cuda" else "cpu",
                               search_dirs=[p for p in (detection, models) if p], allow_download=not args.no_download)
-    pre_options = PreprocessOptions(mode=args.mode, target_fps=None if args.fps <= 0 else args.fps,
+    fps = pick(args.fps, OFFICIAL_FPS)
+    pre_options = PreprocessOptions(mode=args.mode, target_fps=None if fps <= 0 else fps,
                                     resolution_area=area[0] * area[1], retarget=args.retarget,
                                     check_reference=not args.no_reference_check)
     pre_options.validate()
@@ -128,7 +182,7 @@ def _run(args: argparse.Namespace, work: Path) -> None:
     sound = None if args.no_audio else DrivingSound.probe(video)
     components = load_components(models, device=str(device), weight_dtype=dtype)
     with Mp4Writer(args.out, fps=fps, sound=sound, expected_frames=len(inputs)) as writer:
-        result = animate(components, inputs, options, device=device, sink=writer, progress=_print_progress,
+        result = animate(components, inputs, options, device=device, sink=writer, progress=print_progress,
                          loras=[(lora.path, lora.strength) for lora in loras])
     print(f"wrote {args.out}: {result.num_frames} frames in {result.segments} segment(s) of {result.segment_frames} "
           f"({result.seconds:.1f} s)", file=sys.stderr)
@@ -189,6 +243,6 @@ def _print_preprocess_progress(done: int, total: int) -> None:
     print(f"\rpreprocessing {done}/{total}", end="" if done < total else "\n", file=sys.stderr, flush=True)
 
 
-def _print_progress(done: int, total: int, *, step: int, steps: int, segment: int, segments: int) -> None:
+def print_progress(done: int, total: int, *, step: int, steps: int, segment: int, segments: int) -> None:
     print(f"\rsegment {segment}/{segments} step {step}/{steps}", end="" if done < total else "\n", file=sys.stderr,
           flush=True)

@@ -1,0 +1,97 @@
+"""`python -m wan_animate animate` when the weights are Wan-Animate-2: reference image + raw driving video -> mp4.
+
+No pose preprocessing: the driving video is decoded once into a memory-mapped uint8 file at its own frame rate
+and the engine reads it one segment at a time (resampled to --fps, default the model's 24), so host memory stays
+bounded for any length. The driving video's sound is kept in sync unless --no-audio.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+
+
+def decode_to_disk(video: Path, work: Path):
+    """(memory-mapped (T, H, W, 3) uint8 frames, fps) of a video file, decoded once."""
+    from ...preprocess.video_io import VideoFile
+
+    source = VideoFile(video)
+    path = work / "driving.u8"
+    count = 0
+    with open(path, "wb") as f:
+        for frame in source.frames():
+            f.write(np.ascontiguousarray(frame).tobytes())
+            count += 1
+            shape = frame.shape
+    frames = np.memmap(path, np.uint8, "r", shape=(count, *shape))
+    return frames, source.fps
+
+
+def sources(args: argparse.Namespace, work: Path) -> tuple[str, Path, Path]:
+    """(models, video, reference); --tiny writes a tiny random Animate-2 (and demo inputs when none are given)."""
+    models, video, ref = args.models, args.video, args.ref
+    if args.tiny:
+        from wan_loader.testing.tiny import tiny_animate2_components
+        from wan_loader.writers import write_components
+
+        from ..demo import write_demo_inputs
+
+        models = str(write_components(tiny_animate2_components(), work / "models", "comfy"))
+        if video is None or ref is None:
+            demo_video, demo_ref = write_demo_inputs(work / "inputs")
+            video, ref = video or demo_video, ref or demo_ref
+    missing = [flag for flag, value in (("--ref", ref), ("--video", video), ("--models", models)) if value is None]
+    if missing:
+        raise ValueError(f"missing {', '.join(missing)} (or use --tiny for the built-in demo).")
+    for what, path in (("reference image", ref), ("driving video", video), ("model folder", models)):
+        if not Path(path).exists():
+            raise FileNotFoundError(f"{what} not found: {path}")
+    return models, Path(video), Path(ref)
+
+
+def options_from(args: argparse.Namespace, distilled: bool):
+    from ..cli import pick
+    from .options import DRIVING_PROMPT, Animate2Options
+
+    variant = ("distilled" if distilled else "full") if args.variant == "auto" else args.variant
+    width, height = args.resolution_area or ((96, 64) if args.tiny else (640, 800))
+    fps = pick(args.fps, 24.0)
+    return Animate2Options(
+        variant=variant, prompt=args.prompt or "", negative_prompt=args.negative_prompt or "",
+        prompt_ref=pick(args.prompt_ref, DRIVING_PROMPT), steps=args.steps, guide_scale=args.guide_scale,
+        shift=args.shift, solver=args.solver, seed=args.seed, segment_frames=pick(args.segment_frames, 81),
+        fps=fps if fps > 0 else 24.0, area=width * height, driving_strength=args.driving_strength,
+        driving_start=args.driving_window[0], driving_end=args.driving_window[1],
+        reference_strength=args.reference_strength, tiled_vae=args.tiled_vae,
+    ).resolved()
+
+
+def run_animate2(args: argparse.Namespace, work: Path) -> None:
+    from wan_loader import load_components
+
+    from ...preprocess.audio import DrivingSound
+    from ...preprocess.video_io import read_image
+    from ..cli import device_and_dtype, print_progress
+    from ..sinks import Mp4Writer
+    from .run import Animate2Inputs, animate2
+
+    if args.mode != "animate" or args.lora or args.mask:
+        raise ValueError("Wan-Animate-2 takes the raw driving video: --mode replace, --mask and --lora are "
+                         "Animate-14B options (Animate-2 puts the character into a new background from --prompt).")
+    models, video, ref = sources(args, work)
+    device, dtype = device_and_dtype(args)
+    components = load_components(models, device=str(device), weight_dtype=dtype, model="animate2")
+    options = options_from(args, components.distilled)
+    frames, video_fps = decode_to_disk(video, work)
+    inputs = Animate2Inputs(read_image(ref), frames, video_fps=video_fps if args.fps is None or args.fps > 0 else None)
+    out_fps = options.fps if inputs.video_fps is not None else video_fps
+    count = len(inputs.frames_at(options.fps))
+    sound = None if args.no_audio else DrivingSound.probe(video)
+    print(f"Wan-Animate-2 ({options.variant}): {count} frames at {out_fps:g} fps, {options.steps} steps",
+          file=sys.stderr)
+    with Mp4Writer(args.out, fps=out_fps, sound=sound, expected_frames=count) as writer:
+        result = animate2(components, inputs, options, device=device, sink=writer, progress=print_progress)
+    print(f"wrote {args.out}: {result.num_frames} frames in {result.segments} segment(s) of {result.segment_frames} "
+          f"({result.seconds:.1f} s)", file=sys.stderr)
