@@ -16,8 +16,10 @@ if importlib.util.find_spec("folder_paths") is not None:
     from .model_nodes import NODES as _MODEL_NODES
     from .preprocess_nodes import NODES as _PREPROCESS_NODES
     from .sampler_nodes import NODES as _SAMPLER_NODES
+    from .segment_nodes import NODES as _SEGMENT_NODES
 
-    NODES: list[type[io.ComfyNode]] = [*_MODEL_NODES, *_PREPROCESS_NODES, *_SAMPLER_NODES, *_ENCODE_NODES]
+    NODES: list[type[io.ComfyNode]] = [*_MODEL_NODES, *_PREPROCESS_NODES, *_SEGMENT_NODES, *_SAMPLER_NODES,
+                                       *_ENCODE_NODES]
 
     class WanAnimateExtension(ComfyExtension):
         async def get_node_list(self) -> list[type[io.ComfyNode]]:

@@ -14,7 +14,12 @@ import folder_paths
 MODEL_FOLDERS: dict[str, set[str]] = {
     "detection": {".onnx"},
     "insightface": {".onnx"},  # face detector packs (buffalo_l/, models/buffalo_l/, ...), as other packs keep them
+    # SAM model folders (transformers layout) where segmentation packs keep SAM files; listed by the segmenter loader
+    "sam2": {".safetensors", ".pt"},
+    "sam3": {".safetensors", ".pt"},
+    "sams": {".safetensors", ".pt", ".pth"},
 }
+SEGMENTER_FOLDERS = ("sam2", "sam3", "sams")
 
 
 def register_model_folders() -> None:

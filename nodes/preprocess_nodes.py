@@ -19,7 +19,7 @@ from wan_animate.preprocess.video_io import OFFICIAL_FPS
 
 from .convert import array_to_mask, frames_to_image, image_to_frames, mask_to_array
 from .folders import folder_paths_for
-from .io_types import CATEGORY, FaceDetectorSocket, PoseModelSocket
+from .io_types import CATEGORY, FaceDetectorSocket, PoseModelSocket, SegmenterSocket
 from .progress import NodeProgress, raise_if_interrupted
 from .validation import check_message
 
@@ -163,8 +163,9 @@ class WanAnimatePreprocess(io.ComfyNode):
                 io.Boolean.Input("check_reference", default=True, tooltip="Stop with a clear error when no person is detected in the reference image. Turn off for characters the detector cannot see (animals, stylised figures)."),
                 io.Float.Input("smoothing", default=0.0, min=0.0, max=1.0, step=0.05, tooltip="Temporal smoothing of keypoints and face boxes (one-euro): 0 off, 1 strongest. Removes jitter without lagging on fast motion."),
                 io.Int.Input("mask_dilation", default=DILATION_ITERATIONS, min=0, max=20, tooltip="Replace mode: dilation passes on the character mask (official 3, kernel 7). 0 uses the mask as it is."),
-                io.Mask.Input("character_mask", optional=True, tooltip="Replace mode: your own per-frame mask from any segmenter (SAM2, ...), 1 on the character; one per frame or one for all. Without it the mask comes from the pose."),
+                io.Mask.Input("character_mask", optional=True, tooltip="Replace mode: your own per-frame mask from any segmenter, 1 on the character; one per frame or one for all. Without it (and without a segmenter) the mask is the person's box and keypoints."),
                 FaceDetectorSocket.Input("face_detector", optional=True, tooltip="Optional, from Load Wan Animate Face Detector: places face crops where the pose's face landmarks are weak."),
+                SegmenterSocket.Input("segmenter", optional=True, tooltip="Replace mode, from Load Wan Animate Segmenter: segments the chosen person with SAM2/SAM3 prompted from the pose (official recipe, no clicks). Not used in animate mode."),
             ],
             outputs=[
                 io.Image.Output(display_name="pose_video", tooltip="Skeleton frames at the working size (letterboxed to the reference's aspect in animate mode)."),
@@ -186,7 +187,7 @@ class WanAnimatePreprocess(io.ComfyNode):
     @classmethod
     def execute(cls, pose_model, video, reference_image, mode, resolution_area, fps, target_fps, person, person_index,
                 track_start_frame, fill, retarget, check_reference, smoothing, mask_dilation, character_mask=None,
-                face_detector=None) -> io.NodeOutput:
+                face_detector=None, segmenter=None) -> io.NodeOutput:
         from wan_animate.preprocess.pipeline import preprocess
 
         frames = image_to_frames(video, "video")
@@ -203,7 +204,12 @@ class WanAnimatePreprocess(io.ComfyNode):
         result = preprocess(
             pose_model, frames, image_to_frames(reference_image[:1], "reference_image")[0], fps=fps, mask=mask,
             face_detector=face_detector, options=options, progress=NodeProgress(),
+            segmenter=segmenter if mode == "replace" else None,
         )
+        if segmenter is not None and mode == "replace":
+            report = segmenter.report
+            _log.info("Wan Animate Preprocess: segmented %d frames in %d chunk(s), %d key frame(s), %d re-prompt(s)",
+                      result.frame_count, report.chunks, len(report.key_frames), len(report.reprompts))
         if result.missing_frames:
             _log.warning("Wan Animate Preprocess: person not found in %d of %d frames (%d interpolated, %d held)",
                          len(result.missing_frames), result.frame_count, result.interpolated_frames, result.held_frames)

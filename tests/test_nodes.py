@@ -15,6 +15,7 @@ OUR_NODES = {
     "WanAnimateLoraSelect": ("Wan Animate LoRA", ["WANANIMATE_LORAS"]),
     "WanAnimatePoseModelLoader": ("Load Wan Animate Pose Models", ["WANANIMATE_POSE_MODEL"]),
     "WanAnimateFaceDetectorLoader": ("Load Wan Animate Face Detector", ["WANANIMATE_FACE_DETECTOR"]),
+    "WanAnimateSegmenterLoader": ("Load Wan Animate Segmenter (SAM2/SAM3)", ["WANANIMATE_SEGMENTER"]),
     "WanAnimatePreprocess": (
         "Wan Animate Preprocess",
         ["IMAGE", "IMAGE", "IMAGE", "IMAGE", "MASK", "FLOAT", "INT", "INT", "INT"],
@@ -68,6 +69,34 @@ def test_detection_folder_lists_onnx_models(comfy_server):
     info = comfy_server.get_json("/object_info/WanAnimatePoseModelLoader")["WanAnimatePoseModelLoader"]
     choices = _combo_options(info["input"]["required"]["detector"])
     assert "listed_detector.onnx" in choices and "notes.txt" not in choices
+
+
+def test_segmenter_loader_lists_sam_folders_and_hub_models_and_names_a_missing_one(comfy_server):
+    """Transformers model folders in models/sam2 and models/sam3 are listed, then the known Hub models; a model
+    that is neither (gone since the list was made) is refused before running, by the library's check."""
+    models = comfy_server.base_dir / "models"
+    for folder in (models / "sam2" / "my-sam2", models / "sam3" / "facebook" / "sam3"):
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "config.json").write_text('{"model_type": "sam2_video"}')
+    (models / "sam2" / "sam2.1_hiera_large.safetensors").write_bytes(b"single file: not listed")
+    info = comfy_server.get_json("/object_info/WanAnimateSegmenterLoader")["WanAnimateSegmenterLoader"]
+    choices = _combo_options(info["input"]["required"]["model"])
+    assert {"my-sam2", "facebook/sam3", "facebook/sam2.1-hiera-large"} <= set(choices)
+    assert choices.count("facebook/sam3") == 1 and "sam2.1_hiera_large.safetensors" not in choices
+    preprocess = object_info_input(comfy_server, "WanAnimatePreprocess", "segmenter")
+    assert preprocess[0] == "WANANIMATE_SEGMENTER"
+    prompt = {
+        "1": {"class_type": "WanAnimateSegmenterLoader", "inputs": {
+            "model": "gone-sam", "device": "cpu", "precision": "auto", "chunk_frames": 400, "prompt": "box+points"}},
+        "2": {"class_type": "PreviewAny", "inputs": {"source": ["1", 0]}},
+    }
+    errors = _refused(comfy_server, prompt, "1")
+    assert "segmenter 'gone-sam' is not a model folder in" in errors["model"]["details"]
+
+
+def object_info_input(comfy_server, node: str, name: str):
+    info = comfy_server.get_json(f"/object_info/{node}")[node]["input"]
+    return {**info["required"], **info.get("optional", {})}[name]
 
 
 def test_register_merges_with_paths_set_before(comfyui_source, monkeypatch, tmp_path):

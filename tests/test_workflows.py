@@ -93,11 +93,17 @@ def _node_id(prompt: dict, class_type: str) -> str:
 
 @pytest.mark.slow
 def test_replace_takes_a_mask_from_any_segmenter(comfy_server, assets):
-    """A MASK made by a core node (ImageToMask on the driving frames) goes into the preprocess node's character_mask."""
+    """A MASK made by a core node (ImageToMask on the driving frames) goes into the preprocess node's character_mask,
+    in place of the template's SAM segmenter."""
     prompt = shrink(json.loads((API_DIR / "wan_animate_replace.json").read_text()), "wan_animate_replace")
     frames = [_node_id(prompt, "GetVideoComponents"), 0]
     prompt["900"] = {"class_type": "ImageToMask", "inputs": {"image": frames, "channel": "red"}}
-    prompt[_node_id(prompt, "WanAnimatePreprocess")]["inputs"]["character_mask"] = ["900", 0]
+    preprocess = prompt[_node_id(prompt, "WanAnimatePreprocess")]["inputs"]
+    preprocess["character_mask"] = ["900", 0]
+    entry = comfy_server.run(prompt, timeout=900)  # the shipped SAM segmenter is linked too: one mask source only
+    errors = [m[1] for m in entry["status"]["messages"] if m[0] == "execution_error"]
+    assert errors and "either a character mask or a segmenter, not both" in errors[0]["exception_message"]
+    del preprocess["segmenter"]
     entry = comfy_server.run(prompt, timeout=900)
     assert entry["status"]["status_str"] == "success", json.dumps(entry["status"]["messages"], indent=1)[-4000:]
 

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import numpy as np
 
+from wan_animate.preprocess.synthetic_sam import write_sam2_folder
+
 SIZE = 64  # square driving video and reference: every resolution rule keeps 64x64
 DRIVING_FRAMES = 13
 FPS = 30
@@ -199,6 +201,8 @@ def install_workflow_assets(base_dir: Path, work: Path) -> WorkflowAssets:
     write_tiny_models(base_dir / "models", Path(work))
     write_full_size_vae(base_dir / "models" / "vae" / FULL_SIZE_VAE)
     write_core_tiny_models(base_dir / "models", Path(work))
+    # The replace workflow's segmenter, facebook/sam2.1-hiera-large, as a tiny random SAM2 in models/sam2 (no download).
+    write_sam2_folder(base_dir / "models" / "sam2" / "sam2.1-hiera-large", "tiny")
     marker.write_text("installed by tests/test_workflows_support.py\n")
     return WorkflowAssets(expected_size=(SIZE, SIZE), driving_frames=DRIVING_FRAMES)
 

@@ -27,6 +27,7 @@ from .segmenter_files import DEFAULT_SEGMENTER, resolve_segmenter
 
 OBJECT_ID = 1
 MAX_PAST_PROMPTS = 2
+PRECISIONS = ("auto", "bfloat16", "float16", "float32")  # auto: bfloat16 on CUDA, float32 on the CPU
 # config.json model_type -> family; SAM 3 checkpoints (facebook/sam3) carry the tracker inside a sam3_video config.
 FAMILIES = {
     "sam2_video": "sam2", "sam2": "sam2",
@@ -59,10 +60,13 @@ def model_family(folder: str | os.PathLike) -> str:
 
 
 def pick_device(device: str = "auto") -> str:
+    """'auto' -> cuda when usable, else cpu; 'cuda...' without a usable GPU is an error that says so."""
     import torch
 
     if device == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"segmenter device {device!r} asked for, but torch sees no CUDA GPU; use 'cpu' or 'auto'")
     return device
 
 
@@ -92,6 +96,8 @@ class SamVideoTracker:
         from safetensors import SafetensorError
         from transformers import Sam2VideoModel, Sam2VideoProcessor, Sam3TrackerVideoModel, Sam3TrackerVideoProcessor
 
+        if dtype not in PRECISIONS:
+            raise ValueError(f"segmenter precision must be one of {PRECISIONS}, got {dtype!r}")
         family = model_family(folder)
         device = pick_device(device)
         if dtype == "auto":
@@ -194,7 +200,7 @@ class SamVideoTracker:
 
 def load_segmenter(source: str | os.PathLike = DEFAULT_SEGMENTER, search_dirs: Sequence[str | os.PathLike] = (),
                    device: str = "auto", dtype: str = "auto", options: SegmentOptions | None = None,
-                   allow_download: bool = True) -> PersonSegmenter:
+                   allow_download: bool = True, tqdm_class=None) -> PersonSegmenter:
     """A PersonSegmenter on the SAM2/SAM3 model found for `source` (see segmenter_files.resolve_segmenter)."""
-    folder = resolve_segmenter(source, search_dirs, allow_download)
+    folder = resolve_segmenter(source, search_dirs, allow_download, tqdm_class)
     return PersonSegmenter(SamVideoTracker.load(folder, device, dtype), options)

@@ -74,9 +74,9 @@ def refuse_single_file(path: Path) -> None:
 
 
 def resolve_segmenter(source: str | os.PathLike = DEFAULT_SEGMENTER, search_dirs: Sequence[str | os.PathLike] = (),
-                      allow_download: bool = True) -> Path:
+                      allow_download: bool = True, tqdm_class=None) -> Path:
     """The local model folder for `source`: a folder path, a checkpoint file's folder, a name in `search_dirs`, or a
-    Hub id (cache, else download)."""
+    Hub id (cache, else download; `tqdm_class` shows its progress)."""
     path = Path(source).expanduser()
     if path.is_dir():
         if not is_model_folder(path):
@@ -99,10 +99,10 @@ def resolve_segmenter(source: str | os.PathLike = DEFAULT_SEGMENTER, search_dirs
             f"segmenter '{text}' is neither a model folder nor in {where}; give a folder path or a Hub id such as "
             f"{DEFAULT_SEGMENTER}"
         )
-    return Path(hub_folder(text, allow_download, where))
+    return Path(hub_folder(text, allow_download, where, tqdm_class))
 
 
-def hub_folder(repo_id: str, allow_download: bool, where: str) -> str:
+def hub_folder(repo_id: str, allow_download: bool, where: str, tqdm_class=None) -> str:
     """The Hub model's folder in the Hugging Face cache, downloaded there when missing and allowed."""
     from huggingface_hub import try_to_load_from_cache
 
@@ -115,10 +115,24 @@ def hub_folder(repo_id: str, allow_download: bool, where: str) -> str:
             f"are off; download https://huggingface.co/{repo_id} into one of those folders"
         )
     try:
-        return hub.download(repo_id, patterns=HUB_PATTERNS)
+        return hub.download(repo_id, patterns=HUB_PATTERNS, tqdm_class=tqdm_class)
     except Exception as error:
         gated = " (facebook/sam3 is gated: accept its licence on the Hub and log in with `hf auth login`)" \
             if repo_id == "facebook/sam3" else ""
         raise ModelNotFoundError(
             f"segmenter {repo_id} is not in {where} and could not be downloaded{gated}: {error}"
         ) from error
+
+
+def check_segmenter_source(source: str, search_dirs: Sequence[str | os.PathLike] = ()) -> None:
+    """Refuse, before any work, a segmenter that is neither a model folder here nor a Hub id (what the node checks)."""
+    path = Path(source).expanduser()
+    if path.is_dir() or find_model_folder(source, search_dirs) is not None or (not path.exists() and is_hub_id(source)):
+        return
+    if path.is_file():
+        refuse_single_file(path)
+    where = ", ".join(str(d) for d in search_dirs) or "(no folders given)"
+    raise ModelNotFoundError(
+        f"segmenter '{source}' is not a model folder in {where}; put the model's folder (config.json, "
+        f"model.safetensors, processor files) there and refresh, or pick a Hub id such as {DEFAULT_SEGMENTER}"
+    )

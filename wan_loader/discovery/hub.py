@@ -62,16 +62,18 @@ def allow_patterns(repo_id: str, components=None) -> list[str]:
 
 
 def download(repo_id: str = DIFFUSERS_REPO, dir: str | None = None, components=None,
-             patterns: list[str] | None = None) -> str:
+             patterns: list[str] | None = None, tqdm_class=None) -> str:
     """Fetch (or find in the cache) the needed files of `repo_id`; returns the local folder.
 
     With `dir` the files land there (a plain folder); otherwise in the HF cache. Interrupted downloads resume;
-    with HF_HUB_OFFLINE=1 only the cache is used.
+    with HF_HUB_OFFLINE=1 only the cache is used. `tqdm_class` shows the download's progress elsewhere (a node's bar).
     """
     from huggingface_hub import snapshot_download
     from huggingface_hub.errors import LocalEntryNotFoundError
 
     kwargs = dict(repo_id=repo_id, allow_patterns=patterns or allow_patterns(repo_id, components))
+    if tqdm_class is not None:
+        kwargs["tqdm_class"] = tqdm_class
     if dir is not None:
         kwargs["local_dir"] = dir
     else:
