@@ -200,13 +200,18 @@ def _sources(args, work: Path):
             demo_video, demo_ref = write_demo_inputs(work / "inputs")
             video, ref = video or demo_video, ref or demo_ref
         area = area or (96, 64)
+    check_sources(models, video, ref)
+    return models, detection, Path(video), Path(ref), area or (1280, 720)
+
+
+def check_sources(models, video, ref) -> None:
+    """Every input given and present, else one error naming the flag or the file."""
     missing = [flag for flag, value in (("--ref", ref), ("--video", video), ("--models", models)) if value is None]
     if missing:
         raise ValueError(f"missing {', '.join(missing)} (or use --tiny for the built-in demo).")
     for what, path in (("reference image", ref), ("driving video", video), ("model folder", models)):
         if not Path(path).exists():
             raise FileNotFoundError(f"{what} not found: {path}")
-    return models, detection, Path(video), Path(ref), area or (1280, 720)
 
 
 def preprocess_to_disk(estimator, options, video: Path, ref: Path, mask, work: Path):

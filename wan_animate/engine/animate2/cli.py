@@ -31,6 +31,8 @@ def decode_to_disk(video: Path, work: Path):
 
 def sources(args: argparse.Namespace, work: Path) -> tuple[str, Path, Path]:
     """(models, video, reference); --tiny writes a tiny random Animate-2 (and demo inputs when none are given)."""
+    from ..cli import check_sources
+
     models, video, ref = args.models, args.video, args.ref
     if args.tiny:
         from wan_loader.testing.tiny import tiny_animate2_components
@@ -42,12 +44,7 @@ def sources(args: argparse.Namespace, work: Path) -> tuple[str, Path, Path]:
         if video is None or ref is None:
             demo_video, demo_ref = write_demo_inputs(work / "inputs")
             video, ref = video or demo_video, ref or demo_ref
-    missing = [flag for flag, value in (("--ref", ref), ("--video", video), ("--models", models)) if value is None]
-    if missing:
-        raise ValueError(f"missing {', '.join(missing)} (or use --tiny for the built-in demo).")
-    for what, path in (("reference image", ref), ("driving video", video), ("model folder", models)):
-        if not Path(path).exists():
-            raise FileNotFoundError(f"{what} not found: {path}")
+    check_sources(models, video, ref)
     return models, Path(video), Path(ref)
 
 
