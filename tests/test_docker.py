@@ -29,6 +29,7 @@ REQUIRED_FOLDERS = {"diffusion_models", "text_encoders", "clip_vision", "vae", "
 sys.path.insert(0, str(DOCKER_DIR))
 
 from comfy_worker.models import load_manifest  # noqa: E402
+from comfy_worker.profiles import available as available_profiles  # noqa: E402
 from comfy_worker.settings import MODEL_STRATEGIES, WorkerSettings  # noqa: E402
 
 
@@ -87,7 +88,7 @@ def test_dockerfile_shape(dockerfile):
     base = _arg_default(dockerfile, "BASE_IMAGE")
     assert re.search(r"@sha256:[0-9a-f]{64}$", base), f"base image not pinned by digest: {base}"
     stages = [ins["value"].split()[-1] for ins in dockerfile.structure if ins["instruction"] == "FROM"]
-    assert stages == ["base", "build", "runtime"]
+    assert stages == ["base", "build", "runtime-base", "models-minimal", "models-debug", "models-production", "runtime"]
     text = (DOCKER_DIR / "Dockerfile").read_text()
     assert "--mount=type=cache,target=/var/cache/apt" in text and "--mount=type=cache,target=/root/.cache/pip" in text
     runtime = _stage(dockerfile, "runtime")
@@ -118,7 +119,9 @@ def test_dockerfile_env_agrees_with_handler_scripts_and_yaml(dockerfile):
     assert section["base_path"] == f"{env['RUNPOD_VOLUME_DIR']}/models" == str(
         WorkerSettings.from_env({**env, "MODEL_STRATEGY": "volume"}).models_root)
     assert REQUIRED_FOLDERS <= set(section)
-    assert {f.folder for f in load_manifest()} <= set(section), "every manifest folder must be on the volume"
+    for profile in available_profiles():
+        manifest = DOCKER_DIR / "profiles" / profile / "profile.json"
+        assert {f.folder for f in load_manifest(manifest)} <= set(section), f"{profile}: a folder is not on the volume"
     start_sh = (SCRIPTS / "start.sh").read_text()
     assert "base_path: /runpod-volume/models" in start_sh and '"$COMFYUI_DIR/extra_model_paths.yaml"' in start_sh
 
@@ -135,7 +138,7 @@ def test_copies_exist_and_land_where_scripts_look(dockerfile):
             destinations[src.rstrip("/")] = dest
     assert destinations["docker/handler.py"] == "/worker/"
     assert destinations["docker/comfy_worker"] == "/worker/comfy_worker/"
-    for needed in ("docker/extra_model_paths.yaml", "docker/models.json", "docker/test_input.json",
+    for needed in ("docker/extra_model_paths.yaml", "docker/profiles", "docker/test_input.json",
                    "docker/scripts/start.sh", "docker/scripts/doctor"):
         assert needed in destinations, f"{needed} is not copied into the image"
     start_sh = (SCRIPTS / "start.sh").read_text()
@@ -144,6 +147,87 @@ def test_copies_exist_and_land_where_scripts_look(dockerfile):
                if line.strip() and not line.startswith("#")]
     assert ".git" in ignored and "tests" in ignored
     assert not any(p.startswith("docker") for p in ignored if not p.startswith("!"))
+
+
+def test_variants_of_one_dockerfile_and_model_layers_before_code(dockerfile):
+    """production / minimal / debug are one build argument; production bakes one layer per model folder, placed
+    before any code so a code change neither rebuilds nor re-pushes weights; the build stage sees no code."""
+    assert _arg_default(dockerfile, "VARIANT") == "production"
+    final_from = [i["value"] for i in dockerfile.structure if i["instruction"] == "FROM"][-1]
+    assert final_from == "models-${VARIANT} AS runtime"
+    copies = [i["value"].split() for i in _stage(dockerfile, "models-production") if i["instruction"] == "COPY"]
+    baked = {dest.rstrip("/").rsplit("/", 1)[-1] for *_, dest in copies}
+    assert all(len(c) == 2 for c in copies), "one model folder per COPY (one layer each)"
+    for profile in available_profiles():
+        folders = {f.folder for f in load_manifest(DOCKER_DIR / "profiles" / profile / "profile.json")}
+        assert folders <= baked, f"{profile}: {folders - baked} would not be baked"
+    for empty in ("models-minimal", "models-debug"):
+        assert not [i for i in _stage(dockerfile, empty) if i["instruction"] != "COMMENT"], f"{empty} adds layers"
+    build_sources = {src for i in _stage(dockerfile, "build") if i["instruction"] == "COPY" for src in i["value"].split()[:-1]}
+    assert not any(s.startswith(("nodes", "wan_loader", "wan_animate", "docker/comfy_worker/job")) for s in build_sources)
+    runtime = " ".join(i["value"] for i in _stage(dockerfile, "runtime"))
+    assert 'if [ "$VARIANT" = debug ]' in runtime and "WORKER_PROFILES=${PROFILES}" in runtime
+
+
+def _plan(names: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "comfy_worker.profiles", "plan", names], cwd=DOCKER_DIR,
+                          capture_output=True, text=True)
+
+
+def test_profiles_choose_comfyui_version_packages_and_manifest():
+    assert set(available_profiles()) >= {"animate", "animate2", "s2v", "infinitetalk"}
+    for name in available_profiles():
+        profile = json.loads((DOCKER_DIR / "profiles" / name / "profile.json").read_text())
+        for workflow in profile["workflows"]:
+            assert (REPO_ROOT / workflow).is_file(), f"{name}: {workflow} (paths are relative to the repository)"
+    plan = _plan("animate,s2v").stdout
+    assert "COMFYUI_VERSION=0.3.64" in plan and "PROFILE_PIP='torchaudio==2.11.0'" in plan
+    assert "COMFYUI_VERSION=0.3.68" in _plan("animate,infinitetalk").stdout
+    bad = _plan("animate,talking-heads")
+    assert bad.returncode == 2 and "profile 'talking-heads' does not exist" in bad.stderr
+    s2v = WorkerSettings.from_env({"WORKER_PROFILES": "animate,s2v", "WORKER_PROFILE": "s2v"})
+    assert s2v.profile == "s2v" and s2v.built_profiles == ("animate", "s2v")
+    env = dict(os.environ, WORKER_PROFILES="animate,s2v", WORKER_PROFILE="s2v")
+    code = "from comfy_worker.models import load_manifest; print(sorted({f.folder for f in load_manifest()}))"
+    out = subprocess.run([sys.executable, "-c", code], cwd=DOCKER_DIR, env=env, capture_output=True, text=True).stdout
+    assert "audio_encoders" in out and "detection" not in out
+
+
+def test_infinitetalk_build_refuses_an_older_comfyui_source(tmp_path):
+    """The InfiniteTalk profile pins a newer ComfyUI than the local 0.3.64 source: the build stops with why."""
+    source = comfyui_dir()
+    if source is None:
+        pytest.skip("no ComfyUI source")
+    fake = tmp_path / "src"
+    fake.mkdir()
+    for name in ("main.py", "comfyui_version.py", "requirements.txt"):
+        shutil.copy2(source / name, fake / name)
+    env = dict(os.environ, COMFYUI_DIR=str(tmp_path / "comfyui"), COMFYUI_SOURCE=str(fake), PYTHON=sys.executable,
+               INSTALL_TORCH="0", PROFILES="infinitetalk")
+    proc = subprocess.run(["bash", str(SCRIPTS / "install_comfyui.sh")], env=env, capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 1 and "older than 0.3.68, which the profiles infinitetalk need" in proc.stderr
+
+
+def test_registry_nodes_are_installed_with_comfy_cli_under_the_torch_constraint(tmp_path):
+    """The Comfy Registry cannot be reached from here: COMFY_CLI is a stand-in that records how it is called.
+    pip itself runs for real (everything is already installed in this environment, torch held by a constraint)."""
+    record = tmp_path / "calls.txt"
+    stand_in = tmp_path / "comfy"
+    stand_in.write_text(f'#!/usr/bin/env bash\necho "$* | $(cat "$PIP_CONSTRAINT" | grep -ci torch)" >> {record}\n')
+    stand_in.chmod(0o755)
+    env = dict(os.environ, PYTHON=sys.executable, COMFY_CLI=str(stand_in), COMFYUI_DIR=str(tmp_path / "comfyui"),
+               PROFILES="animate", REGISTRY_NODES="comfyui-videohelpersuite,comfyui-kjnodes", EXTRA_PIP_PACKAGES="")
+    proc = subprocess.run(["bash", str(SCRIPTS / "install_dependencies.sh")], env=env, capture_output=True, text=True,
+                          timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    calls = record.read_text().splitlines()
+    assert [c.split(" | ")[0].split()[-1] for c in calls] == ["comfyui-videohelpersuite", "comfyui-kjnodes"]
+    assert all(f"--workspace {tmp_path / 'comfyui'} node registry-install" in c and c.endswith("| 2") for c in calls)
+    stand_in.write_text("#!/usr/bin/env bash\nexit 1\n")
+    proc = subprocess.run(["bash", str(SCRIPTS / "install_dependencies.sh")], env=env, capture_output=True, text=True,
+                          timeout=600)
+    assert proc.returncode == 1 and "could not install Comfy Registry node 'comfyui-videohelpersuite'" in proc.stderr
 
 
 def test_smoke_job_is_a_valid_job():

@@ -24,6 +24,7 @@ import os
 import random
 import shlex
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -64,6 +65,38 @@ def mp4_bytes(frames=6, size=32) -> bytes:
         for packet in stream.encode():
             out.mux(packet)
     return buf.getvalue()
+
+
+def audio_bytes(fmt: str, seconds: float = 1.5, rate: int = 16000) -> bytes:
+    """A 220 Hz tone with a rising pitch, encoded as wav, mp3 or flac by PyAV."""
+    import av
+    import numpy as np
+
+    codec = {"wav": "pcm_s16le", "mp3": "libmp3lame", "flac": "flac"}[fmt]
+    t = np.arange(int(seconds * rate)) / rate
+    samples = (0.3 * np.sin(2 * np.pi * (220 + 80 * t) * t) * 32767).astype(np.int16)
+    buf = io.BytesIO()
+    with av.open(buf, "w", format=fmt) as out:
+        stream = out.add_stream(codec, rate=rate, layout="mono")
+        frame = av.AudioFrame.from_ndarray(samples[None, :], format="s16", layout="mono")
+        frame.sample_rate = rate
+        for packet in stream.encode(frame):
+            out.mux(packet)
+        for packet in stream.encode():
+            out.mux(packet)
+    return buf.getvalue()
+
+
+def streams(data: bytes) -> dict:
+    """{"video": frame count, "audio": seconds of sound} of a media file."""
+    import av
+
+    with av.open(io.BytesIO(data)) as f:
+        frames = sum(1 for _ in f.decode(video=0))
+    with av.open(io.BytesIO(data)) as f:
+        audio = [s for s in f.streams if s.type == "audio"]
+        seconds = sum(fr.samples / fr.sample_rate for fr in f.decode(audio=0)) if audio else 0.0
+    return {"video": frames, "audio": seconds}
 
 
 def count_frames(data: bytes) -> tuple[int, int, int]:
@@ -131,6 +164,14 @@ def b64(data: bytes) -> str:
 # --- local stand-ins: a file host, an S3 server, the workers -------------------------------------------------------
 class _FileHost(http.server.SimpleHTTPRequestHandler):
     def do_GET(self):  # noqa: N802 (http.server API)
+        if self.path == "/drop.png":  # a host that hangs up mid-file
+            self.send_response(200)
+            self.send_header("Content-Length", "100000")
+            self.end_headers()
+            self.wfile.write(png_bytes()[:100])
+            self.wfile.flush()
+            self.connection.shutdown(socket.SHUT_RDWR)
+            return
         if self.path.startswith("/redirect-private"):
             self.send_response(302)
             self.send_header("Location", "http://10.11.12.13/secret.png")
@@ -148,6 +189,8 @@ def file_host(tmp_path_factory):
     (root / "ref.png").write_bytes(png_bytes(color=(10, 200, 10)))
     (root / "drive.mp4").write_bytes(mp4_bytes(frames=6))
     (root / "big.bin").write_bytes(os.urandom(3_000_000))
+    for fmt in ("wav", "mp3", "flac"):
+        (root / f"voice.{fmt}").write_bytes(audio_bytes(fmt))
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(_FileHost, directory=str(root)))
     threading.Thread(target=server.serve_forever, daemon=True).start()
     yield f"http://127.0.0.1:{server.server_address[1]}"
@@ -232,9 +275,10 @@ def workers(comfyui_source, tmp_path_factory, s3_server):
         "WORKER_INPUT_URL_ALLOW_NETWORKS": "127.0.0.1/32", "WORKER_MAX_INPUT_BYTES": "2000000",
         "BUCKET_ENDPOINT_URL": s3_server, "BUCKET_NAME": "wan-outputs", "BUCKET_ACCESS_KEY_ID": "test-key",
         "BUCKET_SECRET_ACCESS_KEY": "test-secret", "BUCKET_REGION": "us-east-1",
-        "WORKER_PROGRESS_INTERVAL_S": "0",
+        "WORKER_PROGRESS_INTERVAL_S": "0", "COMFY_BASE_DIR": str(comfy.base_dir), "COMFY_HEALTH_TIMEOUT_S": "5",
     }, logs / "managed.log")
-    attached = WorkerAPI({"COMFY_URL": comfy.url, "COMFY_STARTUP_TIMEOUT_S": "180"}, logs / "attached.log")
+    attached = WorkerAPI({"COMFY_URL": comfy.url, "COMFY_STARTUP_TIMEOUT_S": "180",
+                          "COMFY_BASE_DIR": str(comfy.base_dir)}, logs / "attached.log")
     try:
         managed.wait()
         attached.wait()
@@ -261,6 +305,13 @@ def _failed(result: dict) -> str:
     return result["error"]
 
 
+def _no_job_files(workers) -> None:
+    """Every job's input and output namespace is gone once it ended."""
+    for kind in ("input", "output"):
+        left = list((workers["comfy"].base_dir / kind).rglob("worker-jobs/*"))
+        assert not left, f"job files left in {kind}/: {left}"
+
+
 def _comfy_idle(comfy_url: str, timeout: float = 30) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -268,7 +319,8 @@ def _comfy_idle(comfy_url: str, timeout: float = 30) -> None:
         if not q["queue_running"] and not q["queue_pending"]:
             return
         time.sleep(0.3)
-    raise AssertionError(f"ComfyUI still busy after {timeout}s: {q}")
+    busy = [item[1] for key in ("queue_running", "queue_pending") for item in q[key]]
+    raise AssertionError(f"ComfyUI still busy after {timeout}s with prompts {busy}")
 
 
 # --- tests ----------------------------------------------------------------------------------------------------------
@@ -283,8 +335,10 @@ def test_video_output_from_base64_image_with_override_by_title(workers):
     data = base64.b64decode(video["base64"])
     assert len(data) == video["size"]
     assert count_frames(data) == (7, 48, 48)
+    assert video["subfolder"] == "video"
     stored = workers["comfy"].base_dir / "input"
-    assert (stored / "ref_image.png").is_file() and not list(stored.rglob("*etc*"))
+    assert not list(stored.rglob("*ref_image*")) and not list(stored.rglob("*etc*"))
+    _no_job_files(workers)
 
 
 def test_url_inputs_image_and_video(workers, file_host):
@@ -386,7 +440,9 @@ def test_timeout_interrupts_comfyui_and_next_job_runs(workers):
     assert "[timeout]" in err and "within 3 s" in err
     assert time.monotonic() - started < 20
     _comfy_idle(workers["comfy"].url, timeout=20)
-    assert _ok(w.runsync({"workflow": image_to_video("slow.png", frames=2)}))["outputs"]
+    _no_job_files(workers)
+    assert _ok(w.runsync({"workflow": image_to_video("slow.png", frames=2),
+                          "images": [{"name": "slow.png", "image": b64(png_bytes())}]}))["outputs"]
 
 
 def test_oversized_output_without_bucket_is_a_clear_error(workers):
@@ -417,7 +473,8 @@ def test_cancel_interrupts_comfyui_and_progress_is_forwarded(workers):
     from comfy_worker.settings import WorkerSettings
 
     comfy_url = workers["comfy"].url
-    worker = Worker(WorkerSettings(comfy_url=comfy_url, progress_interval_s=0))
+    worker = Worker(WorkerSettings(comfy_url=comfy_url, progress_interval_s=0,
+                                   comfy_base_dir=workers["comfy"].base_dir))
     events: list[dict] = []
     job = {"id": "cancel-me", "input": {"workflow": slow_workflow("c.png"),
                                         "images": [{"name": "c.png", "image": b64(png_bytes())}]}}
@@ -436,6 +493,7 @@ def test_cancel_interrupts_comfyui_and_progress_is_forwarded(workers):
 
     prompt_id = asyncio.run(scenario())
     _comfy_idle(comfy_url, timeout=15)
+    _no_job_files(workers)
     status = requests.get(f"{comfy_url}/history/{prompt_id}", timeout=5).json()[prompt_id]["status"]
     assert any(kind == "execution_interrupted" for kind, _ in status["messages"])
     done = [e["nodes_done"] for e in events]
@@ -493,7 +551,226 @@ def test_comfyui_killed_mid_job_is_reported_and_restarted(workers):
     t.join(240)
     err = _failed(result)
     assert "[comfyui_died]" in err and "exited with code -9" in err and "restarted for the next job" in err
+    _no_job_files(workers)
     assert int((workers["logs"] / "comfyui.pid").read_text()) != pid
     out = _ok(w.runsync({"workflow": image_to_video("k2.png", frames=2),
                          "images": [{"name": "k2.png", "image": b64(png_bytes())}]}))
     assert out["outputs"][0]["kind"] == "video"
+
+
+def test_hung_comfyui_is_restarted_not_waited_on(workers):
+    """SIGSTOP leaves ComfyUI alive but silent: the next job's health check (COMFY_HEALTH_TIMEOUT_S=5) kills and
+    restarts it instead of waiting for the start-up timeout."""
+    w = workers["managed"]
+    pid_file = workers["logs"] / "comfyui.pid"
+    _ok(w.runsync({"workflow": image_to_video("h.png", frames=2), "images": [{"name": "h.png", "image": b64(png_bytes())}]}))
+    pid = int(pid_file.read_text())
+    os.kill(pid, signal.SIGSTOP)
+    started = time.monotonic()
+    out = _ok(w.runsync({"workflow": image_to_video("h.png", frames=2),
+                         "images": [{"name": "h.png", "image": b64(png_bytes())}]}))
+    assert out["outputs"][0]["kind"] == "video" and time.monotonic() - started < 120
+    assert int(pid_file.read_text()) != pid
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)
+    assert "did not answer within 5 s" in (workers["logs"] / "managed.log").read_text()
+
+
+# --- isolation between jobs -----------------------------------------------------------------------------------------
+def _mean_color(video_b64: str) -> tuple[int, int, int]:
+    import av
+
+    with av.open(io.BytesIO(base64.b64decode(video_b64))) as f:
+        frame = next(f.decode(video=0)).to_ndarray(format="rgb24")
+    return tuple(int(c) for c in frame.reshape(-1, 3).mean(0))
+
+
+def test_concurrent_jobs_with_the_same_input_name_see_their_own_files(workers):
+    """Both jobs upload 'same.png' before either runs (ComfyUI runs one prompt at a time); each must get its own."""
+    colors = {"red": (220, 20, 20), "blue": (20, 20, 220)}
+    results: dict = {}
+
+    def run(name):
+        wf = image_to_video("same.png", frames=8, blurs=6, blur_size=128)
+        results[name] = workers["managed"].runsync({"workflow": wf, "images": [
+            {"name": "same.png", "image": b64(png_bytes(color=colors[name]))}]})
+
+    threads = [threading.Thread(target=run, args=(n,)) for n in colors]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(300)
+    for name, rgb in colors.items():
+        got = _mean_color(_ok(results[name])["outputs"][0]["base64"])
+        assert all(abs(a - b) < 40 for a, b in zip(got, rgb)), (name, got)
+    _no_job_files(workers)
+
+
+def test_a_later_job_cannot_read_an_earlier_jobs_upload(workers):
+    w = workers["managed"]
+    _ok(w.runsync({"workflow": image_to_video("private.png", frames=2),
+                   "images": [{"name": "private.png", "image": b64(png_bytes())}]}))
+    err = _failed(w.runsync({"workflow": image_to_video("private.png", frames=2)}))
+    assert "private.png" in err and "send it in the job's 'images' list" in err
+
+
+@pytest.mark.parametrize("node, value, why", [
+    ("LoadImage", "/etc/hostname", "absolute path"),
+    ("LoadImage", "../../../../etc/hostname", "climbs out"),
+    ("LoadVideo", "../../../../etc/hostname", "climbs out"),
+    ("LoadImage", "test_00001_.mp4 [output]", "output folder"),
+    ("LoadImage", "worker-jobs/someone-else/ref.png", "another job"),
+])
+def test_path_widgets_outside_the_input_folder_are_refused(workers, node, value, why):
+    wf = image_to_video("x.png", frames=2)
+    wf["1"] = {"class_type": node, "inputs": {"image" if node == "LoadImage" else "file": value}}
+    if node == "LoadVideo":
+        wf["2"]["class_type"], wf["2"]["inputs"] = "GetVideoComponents", {"video": ["1", 0]}
+    err = _failed(workers["managed"].runsync({"workflow": wf}))
+    assert "[path_refused]" in err and why in err and "node 1" in err
+
+
+def test_timeout_while_comfyui_still_validates_a_large_prompt_leaves_nothing_running(workers):
+    """6,000 blur+preview pairs take ComfyUI several seconds to validate before it queues them; a 1 s timeout fires
+    while POST /prompt is still in flight. The worker must wait for it, then withdraw the prompt."""
+    wf = {"1": {"class_type": "LoadImage", "inputs": {"image": "w.png"}}}
+    for i in range(6000):
+        wf[str(10 + i)] = {"class_type": "ImageBlur", "inputs": {"image": ["1", 0], "blur_radius": 1,
+                                                                 "sigma": round(1.0 + i * 1e-4, 6)}}
+        wf[str(100000 + i)] = {"class_type": "PreviewImage", "inputs": {"images": [str(10 + i), 0]}}
+    result = workers["managed"].runsync({"workflow": wf, "timeout_s": 1,
+                                         "images": [{"name": "w.png", "image": b64(png_bytes())}]})
+    err = _failed(result)
+    assert "[timeout]" in err
+    prompt_id = err.split("its prompt ")[1].split()[0]
+    _comfy_idle(workers["comfy"].url, timeout=10)
+    entry = requests.get(f"{workers['comfy'].url}/history/{prompt_id}", timeout=10).json().get(prompt_id)
+    if entry is not None:  # taken off the queue before it started (no entry), or interrupted as it started
+        assert any(kind == "execution_interrupted" for kind, _ in entry["status"]["messages"]), entry["status"]
+    _no_job_files(workers)
+
+
+# --- errors a user can act on ---------------------------------------------------------------------------------------
+@pytest.mark.parametrize("mutate, expect", [
+    (lambda ui: ui["nodes"][1].update(type=7), "node 2 has no node type"),
+    (lambda ui: ui["nodes"].append("not a node"), "node #6 is not an object"),
+    (lambda ui: ui.update(definitions="subgraphs"), "'definitions' must be an object"),
+    (lambda ui: ui.update(definitions={"subgraphs": [{"name": "no id"}]}), "subgraph definition #1 has no id"),
+    (lambda ui: ui.update(definitions={"subgraphs": {"a": 1}}), "'definitions.subgraphs' must be a list"),
+    (lambda ui: ui.update(links=[[1, 1]]), "has a link that is not"),
+    (lambda ui: ui["nodes"][1].update(inputs="image"), "has 'inputs' that is not a list"),
+    (lambda ui: ui.update(definitions={"subgraphs": [{"id": "4c7a1f3e-0000-4000-8000-000000000001",
+                                                      "nodes": [{"id": 1, "type": None}]}]}), "has no node type"),
+])
+def test_malformed_editor_workflows_get_one_sentence(workers, mutate, expect):
+    ui = ui_image_to_video()
+    mutate(ui)
+    err = _failed(workers["managed"].runsync({"workflow": ui}))
+    assert err.startswith("[invalid_workflow] The editor workflow is malformed") and expect in err, err
+    assert "Traceback" not in err and "site-packages" not in err and str(REPO_ROOT) not in err
+
+
+def test_cycles_out_of_range_values_and_dropped_file_host_are_named(workers, file_host):
+    w = workers["managed"]
+    wf = image_to_video("c.png", blurs=2)
+    wf["100"]["inputs"]["image"] = ["101", 0]
+    err = _failed(w.runsync({"workflow": wf}))
+    assert "[invalid_workflow] The workflow has a cycle: node 100 (ImageBlur) -> node 101 (ImageBlur) -> node 100" in err
+    wf = image_to_video("v.png")
+    wf["3"]["inputs"]["amount"] = 0
+    err = _failed(w.runsync({"workflow": wf, "images": [{"name": "v.png", "image": b64(png_bytes())}]}))
+    assert "Node 3 'Frames' (RepeatImageBatch) input 'amount': Value 0 smaller than min of 1" in err
+    err = _failed(w.runsync({"workflow": image_to_video("d.png"), "images": [{"name": "d.png", "url": f"{file_host}/drop.png"}]}))
+    assert err.startswith("[url_failed]") and "closed the connection" in err and "ComfyUI" not in err
+
+
+def test_missing_models_name_the_modern_folder_and_this_packages_folders(workers):
+    models = workers["comfy"].base_dir / "models"
+    err = _failed(workers["managed"].runsync({"workflow": {
+        "1": {"class_type": "UNETLoader", "inputs": {"unet_name": "wan2.2_s2v_14B_fp8_scaled.safetensors",
+                                                     "weight_dtype": "default"}},
+        "2": {"class_type": "ModelSamplingSD3", "inputs": {"model": ["1", 0], "shift": 5.0}},
+        "3": {"class_type": "EmptyLatentImage", "inputs": {"width": 64, "height": 64, "batch_size": 1}},
+        "4": {"class_type": "KSampler", "inputs": {"model": ["2", 0], "seed": 0, "steps": 1, "cfg": 1.0,
+                                                   "sampler_name": "euler", "scheduler": "simple", "positive": ["5", 0],
+                                                   "negative": ["5", 0], "latent_image": ["3", 0], "denoise": 1.0}},
+        "5": {"class_type": "ConditioningZeroOut", "inputs": {"conditioning": ["6", 0]}},
+        "6": {"class_type": "CLIPTextEncode", "inputs": {"text": "x", "clip": ["7", 0]}},
+        "7": {"class_type": "CLIPLoader", "inputs": {"clip_name": "umt5.safetensors", "type": "wan"}},
+        "8": {"class_type": "PreviewAny", "inputs": {"source": ["4", 0]}},
+    }}))
+    assert "[missing_model]" in err and f"which is not in {models / 'diffusion_models'}" in err, err
+    info = requests.get(f"{workers['comfy'].url}/object_info/WanAnimateModelLoader", timeout=30).json()
+    required = info["WanAnimateModelLoader"]["input"]["required"]
+    inputs = {k: (spec[1] or {}).get("default", spec[0][0] if isinstance(spec[0], list) else None)
+              for k, spec in required.items() if len(spec) > 1}
+    inputs["model"] = "wan2.2_animate_14B_fp8_scaled.safetensors"
+    err = _failed(workers["managed"].runsync({"workflow": {
+        "1": {"class_type": "WanAnimateModelLoader", "inputs": inputs},
+        "2": {"class_type": "PreviewAny", "inputs": {"source": ["1", 0]}}}}))
+    assert "[missing_model]" in err and "diffusion_models" in err and "unet" not in err, err
+
+
+# --- profiles: audio in, video with its sound out; Wan2.2-S2V end to end; core nodes of a newer ComfyUI ----------------
+def audio_to_video(audio_name: str) -> dict:
+    wf = image_to_video("still.png", frames=8, size=32)
+    wf["20"] = {"class_type": "LoadAudio", "inputs": {"audio": audio_name}}
+    wf["8"]["inputs"]["audio"] = ["20", 0]
+    return wf
+
+
+@pytest.mark.parametrize("fmt, how", [("wav", "base64"), ("mp3", "url"), ("flac", "base64"), ("flac", "url")])
+def test_audio_inputs_and_video_output_with_its_sound(workers, file_host, fmt, how):
+    name = f"voice.{fmt}"
+    audio = {"name": name, "url": f"{file_host}/{name}"} if how == "url" else {"name": name, "image": b64(audio_bytes(fmt))}
+    out = _ok(workers["managed"].runsync({"workflow": audio_to_video(name), "images": [
+        audio, {"name": "still.png", "image": b64(png_bytes())}]}))
+    [video] = out["outputs"]
+    got = streams(base64.b64decode(video["base64"]))
+    assert got["video"] == 8 and got["audio"] > 0.9, got
+    _no_job_files(workers)
+
+
+@pytest.fixture(scope="module")
+def s2v_models(workers, tmp_path_factory):
+    """Random S2V transformer + wav2vec2-large in ComfyUI's layouts (tests/s2v_models.py), the full-size random Wan
+    VAE, and the tiny umT5 (d_model 4096) that stands in for core's CLIPLoader as in the core-native Animate test."""
+    from tests.s2v_models import write_s2v_models
+    from tests.test_workflows_support import FULL_SIZE_VAE, write_core_tiny_models, write_full_size_vae
+
+    models = workers["comfy"].base_dir / "models"
+    write_s2v_models(models, workers["comfy"].comfy_dir)
+    write_full_size_vae(models / "vae" / FULL_SIZE_VAE)
+    write_core_tiny_models(models, tmp_path_factory.mktemp("core_tiny"))
+
+
+def test_s2v_profile_workflow_runs_end_to_end_with_sound(workers, s2v_models):
+    """The S2V profile's workflow (core LoadAudio, AudioEncoderLoader/Encode, UNETLoader, WanSoundImageToVideo,
+    KSampler, VAEDecode, CreateVideo with the audio, SaveVideo) through the worker with a wav sent as base64.
+    CLIPLoader/CLIPTextEncode become this package's text encoder on a tiny umT5 (no tiny file fits core's umT5-XXL)."""
+    from tests.s2v_models import AUDIO_ENCODER, S2V_UNET
+    from tests.test_workflows_support import tiny_stand_in_for_core_encoders
+
+    workflow = tiny_stand_in_for_core_encoders(json.loads((DOCKER_DIR / "profiles" / "s2v" / "workflows" /
+                                                           "wan22_s2v.json").read_text()))
+    out = _ok(workers["managed"].runsync({
+        "workflow": workflow,
+        "overrides": {"5": {"unet_name": S2V_UNET}, "3": {"audio_encoder_name": AUDIO_ENCODER},
+                      "Sound to video": {"width": 64, "height": 64, "length": 5}, "Sampler": {"steps": 1}},
+        "images": [{"name": "reference.png", "image": b64(png_bytes(64))},
+                   {"name": "speech.wav", "image": b64(audio_bytes("wav", seconds=2.0))}],
+    }, timeout=900))
+    [video] = [o for o in out["outputs"] if o["kind"] == "video"]
+    data = base64.b64decode(video["base64"])
+    assert count_frames(data)[1:] == (64, 64)
+    got = streams(data)
+    assert got["video"] == 5 and abs(got["audio"] - 5 / 16) < 0.05, got  # the sound, cut to the video's 16 fps
+    _no_job_files(workers)
+
+
+def test_core_nodes_of_a_newer_comfyui_name_the_version_and_profile(workers):
+    wf = image_to_video("i.png")
+    wf["30"] = {"class_type": "WanInfiniteTalkToVideo", "inputs": {}}
+    err = _failed(workers["managed"].runsync({"workflow": wf}))
+    assert err.startswith("[needs_newer_comfyui]") and "ComfyUI 0.3.68 or newer" in err
+    assert "this worker runs ComfyUI 0.3.64" in err and "PROFILES=infinitetalk" in err

@@ -6,9 +6,15 @@ copies a file) to the same ensure_files() the container runs; everything else is
 sha256 verification, wan_loader inspecting real safetensors files)."""
 from __future__ import annotations
 
+import asyncio
 import hashlib
+import http.server
+import ipaddress
 import json
 import os
+import socket
+import threading
+import urllib.parse
 import subprocess
 import sys
 import textwrap
@@ -22,10 +28,13 @@ DOCKER_DIR = REPO_ROOT / "docker"
 sys.path.insert(0, str(DOCKER_DIR))
 
 from comfy_worker import doctor  # noqa: E402
-from comfy_worker.inputs import address_refusal, decode_base64, rename_references, sanitize_name  # noqa: E402
+from comfy_worker.file_refs import check_file_references, point_at_namespace  # noqa: E402
+from comfy_worker.inputs import decode_base64, sanitize_name  # noqa: E402
+from comfy_worker.namespace import JobNamespace  # noqa: E402
 from comfy_worker.errors import WorkerError  # noqa: E402
 from comfy_worker.models import ModelFile, ensure_files, is_verified  # noqa: E402
 from comfy_worker.settings import WorkerSettings  # noqa: E402
+from comfy_worker.url_guard import address_refusal, fetch_url  # noqa: E402
 
 
 @pytest.mark.parametrize("name, safe", [
@@ -41,11 +50,72 @@ def test_sanitize_name(name, safe):
     assert sanitize_name(name, 3) == safe
 
 
-def test_rename_references_only_touches_exact_names():
+def test_namespace_rewrites_only_exact_names_and_save_prefixes(tmp_path):
+    ns = JobNamespace.create("job/1", {k: tmp_path / k for k in ("input", "output", "temp")})
     prompt = {"1": {"class_type": "LoadImage", "inputs": {"image": "../a b.png"}},
-              "2": {"class_type": "X", "inputs": {"text": "see ../a b.png", "n": 3}}}
-    rename_references(prompt, {"../a b.png": "a_b.png"})
-    assert prompt["1"]["inputs"]["image"] == "a_b.png" and prompt["2"]["inputs"]["text"] == "see ../a b.png"
+              "2": {"class_type": "X", "inputs": {"text": "see ../a b.png", "n": 3}},
+              "3": {"class_type": "SaveVideo", "inputs": {"filename_prefix": "video/out"}}}
+    point_at_namespace(prompt, {"../a b.png": ns.ref("a_b.png")}, ns)
+    assert prompt["1"]["inputs"]["image"] == f"{ns.subfolder}/a_b.png" and ns.subfolder.startswith("worker-jobs/job_1-")
+    assert prompt["2"]["inputs"]["text"] == "see ../a b.png"
+    assert prompt["3"]["inputs"]["filename_prefix"] == f"{ns.subfolder}/video/out"
+    assert ns.public_subfolder(f"{ns.subfolder}/video") == "video"
+    with pytest.raises(WorkerError, match="climbs out"):
+        point_at_namespace({"9": {"class_type": "SaveImage", "inputs": {"filename_prefix": "../../x"}}}, {}, ns)
+
+
+LOADERS = {"LoadImage": {"input": {"required": {"image": [["a.png"], {"image_upload": True}]}}},
+           "LoadVideo": {"input": {"required": {"file": ["COMBO", {"options": [], "video_upload": True}]}}},
+           "UNETLoader": {"input": {"required": {"unet_name": [["m.safetensors"]], "weight_dtype": [["default"]]}}},
+           "CLIPTextEncode": {"input": {"required": {"text": ["STRING", {"multiline": True}]}}}}
+
+
+@pytest.mark.parametrize("node, value, why", [
+    ("LoadImage", "../../etc/passwd", "climbs out"),
+    ("LoadImage", "/etc/passwd", "absolute path"),
+    ("LoadVideo", "C:\\Windows\\win.ini", "absolute path"),
+    ("LoadVideo", "..\\..\\secret.mp4", "climbs out"),
+    ("LoadImage", "x.png [output]", "output folder"),
+    ("LoadImage", "ComfyUI_00001_.png [temp]", "temp folder"),
+    ("LoadImage", "worker-jobs/other-job/ref.png", "another job"),
+    ("UNETLoader", "../../../root/.ssh/id_rsa", "climbs out"),
+])
+def test_path_widgets_reaching_outside_are_refused(tmp_path, node, value, why):
+    ns = JobNamespace.create("j", {k: tmp_path / k for k in ("input", "output", "temp")})
+    key = next(iter(LOADERS[node]["input"]["required"]))
+    with pytest.raises(WorkerError) as e:
+        check_file_references({"5": {"class_type": node, "inputs": {key: value}}}, LOADERS, ns)
+    assert e.value.code == "path_refused" and why in e.value.message and "node 5" in e.value.message
+
+
+def test_symlink_out_of_input_refused_and_own_files_and_text_allowed(tmp_path):
+    dirs = {k: tmp_path / k for k in ("input", "output", "temp")}
+    ns = JobNamespace.create("j", dirs)
+    (dirs["input"] / ns.subfolder).mkdir(parents=True)
+    (dirs["input"] / ns.subfolder / "ref.png").write_bytes(b"png")
+    (tmp_path / "secret.png").write_bytes(b"secret")
+    (dirs["input"] / "linked.png").symlink_to(tmp_path / "secret.png")
+    ok = {"1": {"class_type": "LoadImage", "inputs": {"image": ns.ref("ref.png")}},
+          "2": {"class_type": "CLIPTextEncode", "inputs": {"text": "../../ /etc/passwd is just a prompt"}},
+          "3": {"class_type": "UNETLoader", "inputs": {"unet_name": "wan/m.safetensors", "weight_dtype": "default"}}}
+    check_file_references(ok, LOADERS, ns)
+    with pytest.raises(WorkerError, match="leads out"):
+        check_file_references({"1": {"class_type": "LoadImage", "inputs": {"image": "linked.png"}}}, LOADERS, ns)
+    ns.remember_temp("", "preview.png")
+    (dirs["temp"]).mkdir()
+    (dirs["temp"] / "preview.png").write_bytes(b"p")
+    ns.remove()
+    assert not (dirs["input"] / ns.subfolder).exists() and not (dirs["temp"] / "preview.png").exists()
+
+
+def test_cycles_are_named():
+    from comfy_worker.workflow import check_cycles
+
+    prompt = {"1": {"class_type": "A", "inputs": {"x": ["3", 0]}}, "2": {"class_type": "B", "inputs": {"x": ["1", 0]}},
+              "3": {"class_type": "C", "inputs": {"x": ["2", 0]}}, "4": {"class_type": "D", "inputs": {"x": ["3", 0]}}}
+    with pytest.raises(WorkerError, match=r"cycle: node 1 \(A\) -> node 2 \(B\) -> node 3 \(C\) -> node 1 \(A\)"):
+        check_cycles(prompt)
+    check_cycles({"1": {"class_type": "A", "inputs": {}}, "2": {"class_type": "B", "inputs": {"x": ["1", 0], "y": ["1", 1]}}})
 
 
 @pytest.mark.parametrize("ip, refused", [
@@ -64,6 +134,113 @@ def test_allow_networks_exempt_only_those_addresses():
     settings = WorkerSettings.from_env({"WORKER_INPUT_URL_ALLOW_NETWORKS": "127.0.0.1/32, 10.8.0.0/16"})
     assert address_refusal("127.0.0.1", settings) is None and address_refusal("10.8.3.4", settings) is None
     assert "loopback" in address_refusal("127.0.0.2", settings) and "private" in address_refusal("10.9.0.1", settings)
+
+
+class _CountingHost(http.server.BaseHTTPRequestHandler):
+    """A loopback file host that records every request it receives; /to?u=URL redirects there, /drop hangs up."""
+
+    hits: list[str] = []
+
+    def do_GET(self):  # noqa: N802 (http.server API)
+        _CountingHost.hits.append(self.path)
+        if self.path.startswith("/to?u="):
+            self.send_response(302)
+            # Raw UTF-8 bytes, as a hostile server may send them (http.server's send_header only takes latin-1).
+            location = urllib.parse.unquote(self.path[len("/to?u="):])
+            self._headers_buffer.append(b"Location: " + location.encode() + b"\r\n")
+            self.end_headers()
+        elif self.path == "/drop":
+            self.send_response(200)
+            self.send_header("Content-Length", "100000")
+            self.end_headers()
+            self.wfile.write(b"x" * 1000)
+            self.wfile.flush()
+            self.connection.shutdown(socket.SHUT_RDWR)
+        else:
+            body = b"secret file"
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+
+def _serve(address: str) -> http.server.ThreadingHTTPServer:
+    server = http.server.ThreadingHTTPServer((address, 0), _CountingHost)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
+@pytest.fixture(scope="module")
+def loopback_host():
+    """Port of the counting host on 127.0.0.1 (the target every test must fail to reach)."""
+    server = _serve("127.0.0.1")
+    yield server.server_address[1]
+    server.shutdown()
+
+
+@pytest.fixture(scope="module")
+def redirector():
+    """The same handler on 127.0.0.2: the first, allowed hop of the redirect tests (a stand-in for a public host)."""
+    server = _serve("127.0.0.2")
+    yield server.server_address[1]
+    server.shutdown()
+
+
+# Spellings of 127.0.0.1 that the HTTP client (yarl's IDNA folding) or the socket layer (inet_aton) read as loopback.
+LOOPBACK_SPELLINGS = ["127.0.0.1", "\uff11\uff12\uff17.\uff10.\uff10.\uff11", "127\u30020\u30020\u30021",
+                      "127\uff0e0\uff0e0\uff0e1", "\uff11\uff12\uff17\uff0e\uff10\uff0e\uff10\uff0e\uff11",
+                      "2130706433", "0x7f.1", "0177.0.0.1", "127.1", "0x7f000001", "[::ffff:127.0.0.1]",
+                      "[::ffff:7f00:1]", "localhost", "LOCALHOST"]
+
+
+@pytest.mark.parametrize("host", LOOPBACK_SPELLINGS)
+def test_url_guard_refuses_every_spelling_of_loopback_and_never_connects(loopback_host, host):
+    _CountingHost.hits.clear()
+    settings = WorkerSettings(input_url_schemes=("http", "https"))
+    with pytest.raises(WorkerError) as e:
+        asyncio.run(fetch_url("a.png", f"http://{host}:{loopback_host}/a.png", settings))
+    assert e.value.code == "url_refused" and "loopback" in e.value.message
+    assert _CountingHost.hits == []
+
+
+@pytest.mark.parametrize("host", LOOPBACK_SPELLINGS[1:12])
+def test_url_guard_checks_every_redirect_hop(loopback_host, redirector, host):
+    _CountingHost.hits.clear()
+    settings = WorkerSettings(input_url_schemes=("http",),
+                              input_url_allow_networks=(ipaddress.ip_network("127.0.0.2/32"),))
+    target = urllib.parse.quote(f"http://{host}:{loopback_host}/a.png")
+    with pytest.raises(WorkerError) as e:
+        asyncio.run(fetch_url("a.png", f"http://127.0.0.2:{redirector}/to?u={target}", settings))
+    assert e.value.code == "url_refused" and "loopback" in e.value.message, e.value.message
+    assert len(_CountingHost.hits) == 1 and _CountingHost.hits[0].startswith("/to?u=")
+
+
+def test_url_guard_pins_the_vetted_address_at_connect(loopback_host):
+    """The socket factory is the last gate: an address that was not vetted for this hop is never dialled, even if
+    the resolver were bypassed."""
+    from comfy_worker.url_guard import PinnedResolver, UnvettedAddress
+
+    resolver = PinnedResolver()
+    resolver.pin("files.example", 443, [{"hostname": "files.example", "host": "93.184.215.14", "port": 443,
+                                         "family": socket.AF_INET, "proto": 0, "flags": 0}])
+    with pytest.raises(UnvettedAddress):
+        resolver.socket_for((socket.AF_INET, socket.SOCK_STREAM, 6, "", ("127.0.0.1", loopback_host)))
+    resolver.socket_for((socket.AF_INET, socket.SOCK_STREAM, 6, "", ("93.184.215.14", 443))).close()
+    with pytest.raises(UnvettedAddress):
+        asyncio.run(resolver.resolve("other.example", 443))
+
+
+def test_url_guard_allowed_host_is_fetched_and_dropped_connection_is_named(loopback_host):
+    settings = WorkerSettings(input_url_schemes=("http",),
+                              input_url_allow_networks=(ipaddress.ip_network("127.0.0.1/32"),))
+    fullwidth = "\uff11\uff12\uff17.\uff10.\uff10.\uff11"
+    assert asyncio.run(fetch_url("a", f"http://{fullwidth}:{loopback_host}/a.png", settings)) == b"secret file"
+    with pytest.raises(WorkerError) as e:
+        asyncio.run(fetch_url("d.png", f"http://127.0.0.1:{loopback_host}/drop", settings))
+    assert e.value.code == "url_failed" and "closed the connection" in e.value.message
 
 
 def test_base64_limits_and_errors():

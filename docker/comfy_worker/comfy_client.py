@@ -101,10 +101,16 @@ class ComfyClient:
     async def history(self, prompt_id: str) -> dict | None:
         return (await self._get_json(f"/history/{prompt_id}")).get(prompt_id)
 
-    async def interrupt(self, prompt_id: str) -> None:
-        """Stop the prompt if it runs, and drop it from the queue if it still waits."""
-        await self._post_json("/interrupt", {"prompt_id": prompt_id}, timeout=10)
+    async def queued_ids(self) -> set[str]:
+        """Ids of the prompts ComfyUI is running or holding in its queue."""
+        queue = await self._get_json("/queue", timeout=10)
+        return {item[1] for key in ("queue_running", "queue_pending") for item in queue.get(key, [])}
+
+    async def withdraw(self, prompt_id: str) -> None:
+        """Drop the prompt from the queue if it still waits, then stop it if it already runs (in that order, so it
+        cannot start in between)."""
         await self._post_json("/queue", {"delete": [prompt_id]}, timeout=10)
+        await self._post_json("/interrupt", {"prompt_id": prompt_id}, timeout=10)
 
     async def download(self, file_info: dict) -> bytes:
         params = {k: file_info.get(k, "") for k in ("filename", "subfolder", "type")}

@@ -1,10 +1,11 @@
 """Keep one ComfyUI available: attach to a running server, or start it (COMFY_START_COMMAND), wait a bounded time,
-notice when it died, and start it again for the next job."""
+notice when it died or stopped answering (alive but hung: a health check with a deadline), and start it again."""
 from __future__ import annotations
 
 import asyncio
 import logging
 import os
+import signal
 import subprocess
 import time
 
@@ -21,6 +22,8 @@ class ComfyProcess:
         self.proc: subprocess.Popen | None = None
         self.restarts = 0
         self._log_file = None
+        self.started_at = 0.0
+        self.answered = False  # the running process has answered at least once (so silence now means hung)
 
     @property
     def can_start(self) -> bool:
@@ -47,6 +50,7 @@ class ComfyProcess:
             self._log_file.close()
         self._log_file = open(self.settings.comfy_log_path, "ab")
         self.proc = subprocess.Popen(cmd, stdout=self._log_file, stderr=subprocess.STDOUT, start_new_session=True)
+        self.started_at, self.answered = time.monotonic(), False
         if self.settings.comfy_pid_file:
             self.settings.comfy_pid_file.write_text(str(self.proc.pid))
 
@@ -71,21 +75,46 @@ class ComfyProcess:
                 self.proc.kill()
                 self.proc.wait(10)
 
+    def kill(self) -> None:
+        """SIGKILL the whole process group (a hung or stopped process ignores SIGTERM)."""
+        if self.proc and self.proc.poll() is None:
+            try:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            self.proc.wait(30)
+
+    def _restart(self, why: str) -> None:
+        self.restarts += 1
+        log.warning("ComfyUI %s; restarting it (restart %d)", why, self.restarts)
+        self.kill()
+        self.start()
+
+    async def _answers(self, client: ComfyClient) -> bool:
+        ok = await client.ping(timeout=self.settings.health_timeout_s)
+        self.answered |= ok
+        return ok
+
     async def ensure_running(self, client: ComfyClient) -> None:
-        """Return once ComfyUI answers; start (or restart) it when this worker may; fail after startup_timeout_s."""
-        if await client.ping():
+        """Return once ComfyUI answers. A process this worker started is restarted when it exited, when it answered
+        before but now misses the health deadline (hung), or when it never answered within the start-up timeout.
+        An attached server (not started here) is waited for, up to the start-up timeout."""
+        if await self._answers(client):
             return
         code = self.exited()
-        if self.proc is not None and code is None:
-            pass  # still starting: wait for it below
-        elif self.can_start:
-            if self.proc is not None:
-                self.restarts += 1
-                log.warning("ComfyUI had exited (code %s); restarting it (restart %d)", code, self.restarts)
-            self.start()
-        deadline = time.monotonic() + self.settings.startup_timeout_s
+        if self.proc is None:
+            if self.can_start:
+                self.start()
+        elif code is not None:
+            self._restart(f"had exited (code {code})")
+        elif self.answered:
+            self._restart(f"did not answer within {self.settings.health_timeout_s:.0f} s (COMFY_HEALTH_TIMEOUT_S)")
+        elif time.monotonic() - self.started_at > self.settings.startup_timeout_s:
+            self._restart(f"did not answer within the start-up timeout ({self.settings.startup_timeout_s:.0f} s)")
+        deadline = (self.started_at if self.proc else time.monotonic()) + self.settings.startup_timeout_s
         while time.monotonic() < deadline:
-            if await client.ping():
+            if await client.ping(timeout=3):
+                self.answered = True
                 log.info("ComfyUI answers at %s", self.settings.comfy_url)
                 return
             if self.exited() is not None:
@@ -94,7 +123,8 @@ class ComfyProcess:
                     f"ComfyUI exited with code {self.exited()} while starting. Last log lines:\n{self.log_tail()}",
                 )
             await asyncio.sleep(0.5)
-        how = "it was started by this worker" if self.proc else "nothing is set to start it (COMFY_START_COMMAND)"
+        how = "it was started by this worker; it is restarted for the next job" if self.proc else \
+            "nothing is set to start it (COMFY_START_COMMAND)"
         raise WorkerError(
             "comfyui_unavailable",
             f"ComfyUI did not answer at {self.settings.comfy_url} within {self.settings.startup_timeout_s:.0f} s "
@@ -104,7 +134,7 @@ class ComfyProcess:
     async def explain_death(self, client: ComfyClient) -> WorkerError | None:
         """After a connection failure: a WorkerError saying ComfyUI died (and restarting it), or None if it lives."""
         await asyncio.sleep(0.5)
-        if await client.ping():
+        if await self._answers(client):
             return None
         code = self.exited()
         what = f"exited with code {code}" if code is not None else "stopped answering"

@@ -99,6 +99,11 @@ def check_paths(settings: WorkerSettings, phase: str) -> list[Check]:
                              f"{settings.volume_dir} is not mounted (attach a network volume to the endpoint)"))
         else:
             out.append(Check("network volume", OK, str(settings.volume_dir)))
+    if settings.profile in settings.built_profiles:
+        out.append(Check("profile", OK, f"{settings.profile} (image built with {', '.join(settings.built_profiles)})"))
+    else:
+        out.append(Check("profile", FAIL, f"WORKER_PROFILE={settings.profile} but this image was built with "
+                         f"{', '.join(settings.built_profiles)} (build with --build-arg PROFILES=...)"))
     bucket_vars = [v for v in ("BUCKET_ENDPOINT_URL", "BUCKET_ACCESS_KEY_ID", "BUCKET_SECRET_ACCESS_KEY") if os.environ.get(v)]
     if bucket_vars and len(bucket_vars) < 3:
         out.append(Check("bucket", FAIL, f"only {', '.join(bucket_vars)} set; set all of BUCKET_ENDPOINT_URL, "

@@ -2,27 +2,20 @@
 
 A job lists them as {"images": [{"name": "ref.png", "image": "<base64 or data: URI>"}, {"name": "drive.mp4",
 "url": "https://..."}]} ("files" is accepted as an alias, "data" as an alias of "image"). The workflow refers to
-each by its name; a name changed by sanitising is rewritten in the workflow too.
+each by its name; the file is stored in the job's namespace (namespace.py) and the workflow's references are
+rewritten to it (file_refs.py).
 """
 from __future__ import annotations
 
-import asyncio
 import base64
 import binascii
-import ipaddress
 import re
-import socket
 from dataclasses import dataclass
-from urllib.parse import urljoin, urlsplit
-
-import aiohttp
-from aiohttp.abc import AbstractResolver
-from aiohttp.resolver import ThreadedResolver
 
 from .errors import WorkerError
 from .settings import WorkerSettings
+from .url_guard import fetch_url
 
-MAX_REDIRECTS = 5
 _SAFE_CHARS = re.compile(r"[^A-Za-z0-9._-]+")
 
 
@@ -56,111 +49,6 @@ def decode_base64(name: str, text: str, max_bytes: int) -> bytes:
         raise WorkerError("bad_input", f"input '{name}' is not valid base64 ({e})") from None
 
 
-def address_refusal(ip: str, settings: WorkerSettings) -> str | None:
-    """Why a URL may not reach this address (loopback, private, link-local, ...), or None when it may."""
-    addr = ipaddress.ip_address(ip.split("%", 1)[0])
-    if getattr(addr, "ipv4_mapped", None):
-        addr = addr.ipv4_mapped
-    if any(addr in net for net in settings.input_url_allow_networks):
-        return None
-    for attr, what in (("is_loopback", "loopback"), ("is_unspecified", "unspecified"), ("is_link_local", "link-local"),
-                       ("is_multicast", "multicast"), ("is_private", "private"), ("is_reserved", "reserved")):
-        if getattr(addr, attr):
-            return f"{addr} is a {what} address"
-    if not addr.is_global:
-        return f"{addr} is not a public address"
-    return None
-
-
-class UnsafeAddress(OSError):
-    pass
-
-
-class CheckedResolver(AbstractResolver):
-    """Resolves with the system resolver and refuses the host if ANY of its addresses is not public.
-
-    aiohttp connects to exactly the addresses returned here, so a name cannot re-resolve elsewhere in between."""
-
-    def __init__(self, settings: WorkerSettings):
-        self.settings = settings
-        self._inner = ThreadedResolver()
-
-    async def resolve(self, host, port=0, family=socket.AF_INET):
-        infos = await self._inner.resolve(host, port, family)
-        for info in infos:
-            why = address_refusal(info["host"], self.settings)
-            if why:
-                raise UnsafeAddress(f"{host} resolves to {why}")
-        return infos
-
-    async def close(self):
-        await self._inner.close()
-
-
-def _check_url(url: str, settings: WorkerSettings) -> None:
-    parts = urlsplit(url)
-    if parts.scheme.lower() not in settings.input_url_schemes:
-        raise WorkerError("url_refused", f"URL {url!r}: scheme '{parts.scheme}' is not allowed (allowed: "
-                          f"{', '.join(settings.input_url_schemes)}; WORKER_INPUT_URL_SCHEMES)")
-    if not parts.hostname:
-        raise WorkerError("url_refused", f"URL {url!r} has no host")
-    if parts.username or parts.password:
-        raise WorkerError("url_refused", "URLs with credentials in them are not accepted")
-    try:
-        literal = ipaddress.ip_address(parts.hostname)
-    except ValueError:
-        return
-    why = address_refusal(str(literal), settings)
-    if why:
-        raise WorkerError("url_refused", f"URL host refused: {why} (only public addresses are fetched)")
-
-
-async def fetch_url(name: str, url: str, settings: WorkerSettings) -> bytes:
-    """GET a URL with scheme/address checks on every redirect hop, a size cap and a timeout."""
-    connector = aiohttp.TCPConnector(resolver=CheckedResolver(settings), force_close=True)
-    timeout = aiohttp.ClientTimeout(total=settings.input_url_timeout_s)
-    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
-        for _ in range(MAX_REDIRECTS + 1):
-            _check_url(url, settings)
-            try:
-                async with session.get(url, allow_redirects=False) as r:
-                    if r.status in (301, 302, 303, 307, 308) and "Location" in r.headers:
-                        url = urljoin(url, r.headers["Location"])
-                        continue
-                    if r.status != 200:
-                        raise WorkerError("url_failed", f"input '{name}': GET {_redact(url)} answered HTTP {r.status}")
-                    if (r.content_length or 0) > settings.max_input_bytes:
-                        raise _too_large(name, r.content_length, settings)
-                    chunks, size = [], 0
-                    async for chunk in r.content.iter_chunked(1 << 20):
-                        size += len(chunk)
-                        if size > settings.max_input_bytes:
-                            raise _too_large(name, size, settings)
-                        chunks.append(chunk)
-                    return b"".join(chunks)
-            except aiohttp.ClientConnectorError as e:
-                if isinstance(e.os_error, UnsafeAddress):
-                    raise WorkerError("url_refused", f"input '{name}': {e.os_error} (only public addresses are "
-                                      "fetched)") from None
-                raise WorkerError("url_failed", f"input '{name}': cannot connect to {urlsplit(url).hostname}: "
-                                  f"{e.os_error}") from None
-            except asyncio.TimeoutError:
-                raise WorkerError("url_failed", f"input '{name}': download did not finish within "
-                                  f"{settings.input_url_timeout_s:.0f} s") from None
-        raise WorkerError("url_failed", f"input '{name}': more than {MAX_REDIRECTS} redirects")
-
-
-def _too_large(name: str, size: int, settings: WorkerSettings) -> WorkerError:
-    return WorkerError("input_too_large", f"input '{name}' is over {size} bytes; the limit is "
-                       f"{settings.max_input_bytes} bytes (WORKER_MAX_INPUT_BYTES)")
-
-
-def _redact(url: str) -> str:
-    """Drop the query string (often a signature or token) from URLs that appear in messages."""
-    parts = urlsplit(url)
-    return f"{parts.scheme}://{parts.netloc}{parts.path}{'?…' if parts.query else ''}"
-
-
 def job_file_entries(job_input: dict) -> list[dict]:
     entries = []
     for key in ("images", "files"):
@@ -190,14 +78,3 @@ async def load_input_files(job_input: dict, settings: WorkerSettings) -> list[In
             raise WorkerError("bad_input", f"input file '{original}' has neither 'image' (base64) nor 'url'")
         files.append(InputFile(original, name, data))
     return files
-
-
-def rename_references(prompt: dict, renames: dict[str, str]) -> None:
-    """Point string widget values that named an input file by its original name at the stored name."""
-    if not renames:
-        return
-    for node in prompt.values():
-        inputs = node.get("inputs", {})
-        for key, value in inputs.items():
-            if isinstance(value, str) and value in renames:
-                inputs[key] = renames[value]

@@ -1,11 +1,13 @@
-"""One job from start to finish: ComfyUI up, workflow converted and checked, inputs uploaded, prompt run with
-progress, timeout and cancel mapped to /interrupt, outputs delivered. Every failure becomes {"error": sentence}."""
+"""One job from start to finish: ComfyUI up, workflow converted and checked, inputs uploaded into the job's own
+namespace, prompt run with progress, timeout and cancel withdrawing the prompt, outputs delivered, namespace removed.
+Every failure becomes {"error": "[code] sentence"}."""
 from __future__ import annotations
 
 import asyncio
 import logging
 import time
 import uuid
+from dataclasses import dataclass
 from typing import Callable
 
 import aiohttp
@@ -13,10 +15,13 @@ import aiohttp
 from .comfy_client import ComfyClient, ComfyUnreachable
 from .comfy_process import ComfyProcess
 from .errors import WorkerError, describe_execution_error, describe_prompt_error
-from .inputs import load_input_files, rename_references
+from .file_refs import check_file_references, point_at_namespace
+from .inputs import load_input_files
+from .namespace import JobNamespace, sweep_stale
 from .outputs import collect_outputs, deliver_outputs
+from .profiles import core_node_hints
 from .settings import WorkerSettings
-from .workflow import apply_overrides, to_api_prompt
+from .workflow import apply_overrides, check_cycles, to_api_prompt
 
 log = logging.getLogger("comfy_worker.job")
 
@@ -29,12 +34,17 @@ class Worker:
     def __init__(self, settings: WorkerSettings | None = None):
         self.settings = settings or WorkerSettings.from_env()
         self.process = ComfyProcess(self.settings)
-        self._object_info: tuple[int, dict] | None = None
+        self._object_info: tuple[int, dict, str | None] | None = None
+        swept = sweep_stale(self.settings.comfy_dirs, older_than_s=2 * self.settings.job_timeout_s)
+        if swept:
+            log.info("removed %d job folders left by an earlier worker", swept)
 
-    async def _object_info_for(self, client: ComfyClient) -> dict:
+    async def _server_info(self, client: ComfyClient) -> tuple[dict, str | None]:
+        """(/object_info, ComfyUI version), fetched once per ComfyUI process."""
         if self._object_info is None or self._object_info[0] != self.process.restarts:
-            self._object_info = (self.process.restarts, await client.object_info())
-        return self._object_info[1]
+            version = ((await client.system_stats()).get("system") or {}).get("comfyui_version")
+            self._object_info = (self.process.restarts, await client.object_info(), version)
+        return self._object_info[1], self._object_info[2]
 
     def _timeout(self, job_input: dict) -> float:
         asked = job_input.get("timeout_s")
@@ -55,25 +65,28 @@ class Worker:
     async def run(self, job: dict, progress: ProgressSink | None = None) -> dict:
         job_input = job.get("input")
         started = time.monotonic()
+        namespace = None
         try:
             if not isinstance(job_input, dict) or "workflow" not in job_input:
                 raise WorkerError("bad_input", "the job input needs a 'workflow' (API or editor format)")
             timeout = self._timeout(job_input)
             inline_max = self._inline_max(job_input)
+            namespace = JobNamespace.create(str(job.get("id", "")), self.settings.comfy_dirs)
             async with aiohttp.ClientSession() as session:
                 client = ComfyClient(self.settings.comfy_url, session)
                 await self.process.ensure_running(client)
-                prompt_id = str(uuid.uuid4())
+                submission = Submission(str(uuid.uuid4()))
                 try:
-                    result = await asyncio.wait_for(
-                        self._run_prompt(client, job, job_input, prompt_id, inline_max, progress), timeout)
+                    result = await asyncio.wait_for(self._run_prompt(
+                        client, job, job_input, submission, namespace, inline_max, progress), timeout)
                 except asyncio.TimeoutError:
-                    await self._interrupt(client, prompt_id)
+                    await self._withdraw(client, submission)
                     raise WorkerError("timeout", f"The job did not finish within {timeout:.0f} s (timeout_s / "
-                                      "WORKER_JOB_TIMEOUT_S); ComfyUI was interrupted.") from None
+                                      f"WORKER_JOB_TIMEOUT_S); its prompt {submission.prompt_id} was removed from "
+                                      "ComfyUI's queue and interrupted.", prompt_id=submission.prompt_id) from None
                 except asyncio.CancelledError:
-                    log.info("job %s cancelled: interrupting ComfyUI prompt %s", job.get("id"), prompt_id)
-                    await self._interrupt(client, prompt_id)
+                    log.info("job %s cancelled: withdrawing ComfyUI prompt %s", job.get("id"), submission.prompt_id)
+                    await self._withdraw(client, submission)
                     raise
                 except (ComfyUnreachable, aiohttp.ClientConnectionError) as e:
                     died = await self.process.explain_death(client)
@@ -84,45 +97,79 @@ class Worker:
         except WorkerError as e:
             log.warning("job %s failed: [%s] %s", job.get("id"), e.code, e.message.splitlines()[0][:300])
             return e.to_result()
-        except (aiohttp.ClientError, OSError, ValueError) as e:  # a bug or an unexpected answer: still one sentence
+        except Exception as e:  # noqa: BLE001 - a bug or an unexpected answer: one sentence, never a traceback
             log.exception("job %s failed unexpectedly", job.get("id"))
-            return WorkerError("internal_error", f"The worker failed unexpectedly: {type(e).__name__}: {e}").to_result()
+            return WorkerError("internal_error", f"The worker failed unexpectedly ({type(e).__name__}: "
+                               f"{str(e)[:300]}); the worker's log has the details.").to_result()
+        finally:
+            if namespace is not None:
+                namespace.remove()
 
-    async def _interrupt(self, client: ComfyClient, prompt_id: str) -> None:
+    async def _withdraw(self, client: ComfyClient, submission: "Submission") -> None:
+        """Take the job's prompt back. A submission still in flight is awaited first (ComfyUI queues a prompt only
+        after validating it; the POST has its own HTTP timeout), then the prompt is deleted from the queue and
+        interrupted, repeatedly until ComfyUI no longer lists it: an interrupt that lands between ComfyUI taking
+        the prompt and starting it is reset by ComfyUI and lost."""
+        if submission.task is None:
+            return
         try:
-            await asyncio.shield(client.interrupt(prompt_id))
+            await asyncio.shield(submission.task)
         except (ComfyUnreachable, aiohttp.ClientError) as e:
-            log.warning("could not interrupt prompt %s: %s", prompt_id, e)
+            log.warning("submission of prompt %s failed (%s); withdrawing anyway", submission.prompt_id, e)
+        deadline = time.monotonic() + self.settings.health_timeout_s
+        try:
+            while True:
+                await asyncio.shield(client.withdraw(submission.prompt_id))
+                if submission.prompt_id not in await client.queued_ids() or time.monotonic() > deadline:
+                    return
+                await asyncio.sleep(0.2)
+        except (ComfyUnreachable, aiohttp.ClientError) as e:
+            log.warning("could not withdraw prompt %s: %s", submission.prompt_id, e)
 
-    async def _run_prompt(self, client, job, job_input, prompt_id, inline_max, progress) -> dict:
-        object_info = await self._object_info_for(client)
-        prompt = to_api_prompt(job_input["workflow"], object_info)
+    async def _run_prompt(self, client, job, job_input, submission, namespace, inline_max, progress) -> dict:
+        object_info, version = await self._server_info(client)
+        prompt = to_api_prompt(job_input["workflow"], object_info, lambda missing: core_node_hints(missing, version))
         apply_overrides(prompt, job_input.get("overrides"), object_info)
-        renames = {}
+        check_cycles(prompt)
+        uploads = {}
         for f in await load_input_files(job_input, self.settings):
-            stored = await client.upload(f.name, f.data)
-            if stored != f.original_name:
-                renames[f.original_name] = stored
-        rename_references(prompt, renames)
+            uploads[f.original_name] = await client.upload(f.name, f.data, namespace.subfolder)
+        point_at_namespace(prompt, uploads, namespace)
+        check_file_references(prompt, object_info, namespace)
 
         client_id = uuid.uuid4().hex
         on_event = ProgressTracker(progress, prompt, self.settings.progress_interval_s) if progress else None
         async with client.websocket(client_id) as ws:
-            status, body = await client.queue_prompt(prompt, client_id, prompt_id)
+            submission.task = asyncio.ensure_future(client.queue_prompt(prompt, client_id, submission.prompt_id))
+            status, body = await asyncio.shield(submission.task)
             if status != 200:
                 folders = await client.model_folders()
                 raise describe_prompt_error(body, prompt, folders, str(self.settings.models_root))
-            outcome = await client.follow(ws, prompt_id, on_event)
+            outcome = await client.follow(ws, submission.prompt_id, on_event)
+        files = collect_outputs(outcome.history, include_temp=True)
+        for f in files:
+            if f.type == "temp":
+                namespace.remember_temp(f.subfolder, f.filename)
         if outcome.status == "error":
             raise describe_execution_error(outcome.error or {}, prompt)
         if outcome.status == "interrupted":
             raise WorkerError("interrupted", "ComfyUI interrupted the job (someone called /interrupt).")
-        files = collect_outputs(outcome.history, include_temp=bool(job_input.get("include_previews")))
-        outputs = await deliver_outputs(client, files, str(job.get("id", "")), inline_max, self.settings.bucket)
-        result = {"prompt_id": prompt_id, "outputs": outputs}
+        if not job_input.get("include_previews"):
+            files = [f for f in files if f.type == "output"]
+        outputs = await deliver_outputs(client, files, str(job.get("id", "")), inline_max, self.settings.bucket,
+                                        namespace.public_subfolder)
+        result = {"prompt_id": submission.prompt_id, "outputs": outputs}
         if not outputs:
             result["warning"] = "The workflow ran but saved no files (add a Save Image / Save Video node)."
         return result
+
+
+@dataclass
+class Submission:
+    """The job's prompt id (chosen by the worker) and the POST /prompt in flight, which a timeout must outwait."""
+
+    prompt_id: str
+    task: asyncio.Future | None = None
 
 
 class ProgressTracker:

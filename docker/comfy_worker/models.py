@@ -20,7 +20,9 @@ from typing import Callable
 
 from filelock import FileLock
 
-DEFAULT_MANIFEST = Path(__file__).resolve().parent.parent / "models.json"
+from .profiles import PROFILES_DIR
+from .settings import WorkerSettings
+
 
 
 @dataclass(frozen=True)
@@ -41,7 +43,9 @@ class ModelFile:
 
 
 def load_manifest(path: Path | str | None = None) -> list[ModelFile]:
-    path = Path(path or os.environ.get("MODELS_MANIFEST") or DEFAULT_MANIFEST)
+    """The files of a manifest: `path`, else MODELS_MANIFEST, else the deployed profile's (WORKER_PROFILE)."""
+    profile = WorkerSettings.from_env().profile
+    path = Path(path or os.environ.get("MODELS_MANIFEST") or PROFILES_DIR / profile / "profile.json")
     entries = json.loads(path.read_text())["files"]
     return [ModelFile(**{k: v for k, v in e.items() if k in ModelFile.__dataclass_fields__}) for e in entries]
 

@@ -90,14 +90,17 @@ def upload_to_bucket(bucket: BucketSettings, key: str, data: bytes, content_type
 
 
 async def deliver_outputs(client: ComfyClient, files: list[OutputFile], job_id: str, inline_max_bytes: int,
-                          bucket: BucketSettings | None) -> list[dict]:
-    """Download each file; inline while the total stays under inline_max_bytes, upload the rest (largest last)."""
+                          bucket: BucketSettings | None, public_subfolder=lambda s: s) -> list[dict]:
+    """Download each file; inline while the total stays under inline_max_bytes, upload the rest (largest last).
+
+    public_subfolder maps ComfyUI's subfolder to the one reported (the job's namespace taken off)."""
     blobs = [(f, await client.download(f.__dict__)) for f in files]
     budget = inline_max_bytes
     results = []
     prefix = f"{job_id or 'job'}-{uuid.uuid4().hex[:8]}"
     for f, data in blobs:
-        entry = {"node_id": f.node_id, "filename": f.filename, "subfolder": f.subfolder, "kind": f.kind,
+        subfolder = public_subfolder(f.subfolder)
+        entry = {"node_id": f.node_id, "filename": f.filename, "subfolder": subfolder, "kind": f.kind,
                  "content_type": f.content_type, "size": len(data)}
         if len(data) <= budget:
             budget -= len(data)
@@ -112,7 +115,7 @@ async def deliver_outputs(client: ComfyClient, files: list[OutputFile], job_id: 
                 filename=f.filename, size=len(data),
             )
         else:
-            key = f"{prefix}/{f.subfolder + '/' if f.subfolder else ''}{f.filename}"
+            key = f"{prefix}/{subfolder + '/' if subfolder else ''}{f.filename}"
             entry["url"] = await asyncio.to_thread(upload_to_bucket, bucket, key, data, f.content_type)
             entry["bucket_key"] = key
         results.append(entry)

@@ -75,6 +75,7 @@ class WorkerSettings:
     comfy_log_path: Path = Path("/tmp/comfyui.log")
     comfy_pid_file: Path | None = None
     startup_timeout_s: float = 300.0
+    health_timeout_s: float = 20.0
     job_timeout_s: float = 1800.0
     max_input_bytes: int = 100 * 1024 * 1024
     input_url_schemes: tuple[str, ...] = ("https",)
@@ -86,6 +87,14 @@ class WorkerSettings:
     model_strategy: str = "baked"
     comfyui_dir: Path = Path("/comfyui")
     volume_dir: Path = Path("/runpod-volume")
+    comfy_base_dir: Path = Path("/comfyui")
+    profile: str = "animate"
+    built_profiles: tuple[str, ...] = ("animate",)
+
+    @property
+    def comfy_dirs(self) -> dict[str, Path]:
+        """ComfyUI's input/output/temp folders (its --base-directory, COMFY_BASE_DIR): jobs get subfolders there."""
+        return {kind: self.comfy_base_dir / kind for kind in ("input", "output", "temp")}
 
     @property
     def models_root(self) -> Path:
@@ -99,12 +108,14 @@ class WorkerSettings:
             ipaddress.ip_network(n, strict=False) for n in _list(env, "WORKER_INPUT_URL_ALLOW_NETWORKS", "")
         )
         pid_file = env.get("COMFY_PID_FILE", "").strip()
+        built = _list(env, "WORKER_PROFILES", "animate") or ("animate",)  # what the image was built with
         return cls(
             comfy_url=env.get("COMFY_URL", cls.comfy_url).rstrip("/"),
             comfy_start_command=tuple(shlex.split(env.get("COMFY_START_COMMAND", ""))),
             comfy_log_path=Path(env.get("COMFY_LOG_PATH", str(cls.comfy_log_path))),
             comfy_pid_file=Path(pid_file) if pid_file else None,
             startup_timeout_s=_float(env, "COMFY_STARTUP_TIMEOUT_S", cls.startup_timeout_s),
+            health_timeout_s=_float(env, "COMFY_HEALTH_TIMEOUT_S", cls.health_timeout_s),
             job_timeout_s=_float(env, "WORKER_JOB_TIMEOUT_S", cls.job_timeout_s),
             max_input_bytes=_int(env, "WORKER_MAX_INPUT_BYTES", cls.max_input_bytes),
             input_url_schemes=_list(env, "WORKER_INPUT_URL_SCHEMES", "https"),
@@ -116,6 +127,9 @@ class WorkerSettings:
             model_strategy=_strategy(env),
             comfyui_dir=Path(env.get("COMFYUI_DIR", str(cls.comfyui_dir))),
             volume_dir=Path(env.get("RUNPOD_VOLUME_DIR", str(cls.volume_dir))),
+            comfy_base_dir=Path(env.get("COMFY_BASE_DIR") or env.get("COMFYUI_DIR") or str(cls.comfy_base_dir)),
+            built_profiles=built,
+            profile=(env.get("WORKER_PROFILE") or "").strip().lower() or built[0],
         )
 
 

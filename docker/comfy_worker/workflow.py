@@ -5,10 +5,11 @@ which inputs are widgets and in what order)."""
 from __future__ import annotations
 
 import copy
+from typing import Callable
 
 from comfy_cli.workflow_to_api import WorkflowConversionError, convert_ui_to_api, is_api_format, is_subgraph_uuid
 
-from .errors import WorkerError, missing_nodes_error
+from .errors import WorkerError, missing_nodes_error, node_label
 
 UI_ONLY_TYPES = {"Note", "MarkdownNote", "PrimitiveNode", "GetNode", "SetNode", "Reroute"}
 _MUTED_OR_BYPASSED = (2, 4)
@@ -18,15 +19,61 @@ def is_ui_format(workflow) -> bool:
     return isinstance(workflow, dict) and isinstance(workflow.get("nodes"), list) and "links" in workflow
 
 
+def _malformed(where: str, what: str) -> WorkerError:
+    return WorkerError("invalid_workflow", f"The editor workflow is malformed: {where} {what}. Save it again from "
+                       "the editor (Workflow > Save), or send the API format (Export (API)).")
+
+
+def _check_ui_nodes(nodes, where: str) -> None:
+    if not isinstance(nodes, list):
+        raise _malformed(where, "'nodes' must be a list")
+    for i, node in enumerate(nodes):
+        if not isinstance(node, dict):
+            raise _malformed(f"{where} node #{i + 1}", "is not an object")
+        if not isinstance(node.get("type"), str) or not node["type"]:
+            raise _malformed(f"{where} node {node.get('id', '#' + str(i + 1))}", "has no node type (a string)")
+        if isinstance(node.get("id"), (dict, list)) or node.get("id") is None:
+            raise _malformed(f"{where} node #{i + 1} ({node['type']})", "has no id")
+        for key in ("inputs", "outputs", "widgets_values"):
+            if node.get(key) is not None and not isinstance(node[key], (list, dict) if key == "widgets_values" else list):
+                raise _malformed(f"{where} node {node['id']} ({node['type']})", f"has '{key}' that is not a list")
+
+
+def _check_ui_links(links, where: str) -> None:
+    if not isinstance(links, list):
+        raise _malformed(where, "'links' must be a list")
+    for link in links:
+        if not (isinstance(link, list) and len(link) >= 5) and not (isinstance(link, dict) and "id" in link):
+            raise _malformed(where, f"has a link that is not [id, from node, from slot, to node, to slot, type]: "
+                             f"{str(link)[:80]}")
+
+
+def check_ui_structure(workflow: dict) -> list[dict]:
+    """The shape the converter relies on; returns the subgraph definitions."""
+    _check_ui_nodes(workflow["nodes"], "the workflow's")
+    _check_ui_links(workflow["links"], "the workflow")
+    definitions = workflow.get("definitions") or {}
+    if not isinstance(definitions, dict):
+        raise _malformed("'definitions'", "must be an object")
+    subgraphs = definitions.get("subgraphs") or []
+    if not isinstance(subgraphs, list):
+        raise _malformed("'definitions.subgraphs'", "must be a list")
+    for i, sg in enumerate(subgraphs):
+        if not isinstance(sg, dict) or not isinstance(sg.get("id"), str):
+            raise _malformed(f"subgraph definition #{i + 1}", "has no id")
+        _check_ui_nodes(sg.get("nodes") or [], f"subgraph '{sg.get('name') or sg['id']}'")
+        _check_ui_links(sg.get("links") or [], f"subgraph '{sg.get('name') or sg['id']}'")
+    return subgraphs
+
+
 def _ui_missing_types(workflow: dict, object_info: dict) -> dict[str, list[str]]:
-    subgraphs = {s.get("id") for s in (workflow.get("definitions") or {}).get("subgraphs", []) if isinstance(s, dict)}
+    definitions = check_ui_structure(workflow)
+    subgraphs = {sg["id"] for sg in definitions}
     nodes = list(workflow["nodes"])
-    for sg in (workflow.get("definitions") or {}).get("subgraphs", []):
-        nodes.extend(n for n in sg.get("nodes", []) if isinstance(n, dict))
+    for sg in definitions:
+        nodes.extend(sg.get("nodes") or [])
     missing: dict[str, list[str]] = {}
     for node in nodes:
-        if not isinstance(node, dict):
-            continue
         ntype = node.get("type")
         if (not ntype or ntype in UI_ONLY_TYPES or ntype in subgraphs or is_subgraph_uuid(ntype)
                 or node.get("mode") in _MUTED_OR_BYPASSED or ntype in object_info):
@@ -46,16 +93,19 @@ def check_api_prompt(prompt) -> None:
             raise WorkerError("invalid_workflow", f"workflow node '{node_id}': 'inputs' must be an object")
 
 
-def to_api_prompt(workflow, object_info: dict) -> dict:
-    """An API-format prompt from either format; names every node type the server lacks."""
+def to_api_prompt(workflow, object_info: dict, hints: Callable[[list[str]], dict[str, str]] = lambda m: {}) -> dict:
+    """An API-format prompt from either format; names every node type the server lacks (hints: what deploys them)."""
     if is_ui_format(workflow):
         missing = _ui_missing_types(workflow, object_info)
         if missing:
-            raise missing_nodes_error(missing)
+            raise missing_nodes_error(missing, hints(list(missing)))
         try:
             prompt = convert_ui_to_api(workflow, object_info)
         except WorkflowConversionError as e:
             raise WorkerError("invalid_workflow", f"The UI-format workflow could not be converted: {e}") from None
+        except (KeyError, IndexError, TypeError, ValueError, AttributeError) as e:
+            raise _malformed("the workflow", f"has a part the converter cannot read ({type(e).__name__}: "
+                             f"{str(e)[:200]})") from None
     elif isinstance(workflow, dict) and is_api_format(workflow):
         prompt = copy.deepcopy(workflow)
     else:
@@ -67,8 +117,45 @@ def to_api_prompt(workflow, object_info: dict) -> dict:
         if node["class_type"] not in object_info:
             missing.setdefault(node["class_type"], []).append(str(node_id))
     if missing:
-        raise missing_nodes_error(missing)
+        raise missing_nodes_error(missing, hints(list(missing)))
     return prompt
+
+
+def check_cycles(prompt: dict) -> None:
+    """Name a loop of links (ComfyUI cannot order nodes that feed each other)."""
+    state: dict[str, int] = {}  # 1 = on the current path, 2 = done
+    for start in prompt:
+        if state.get(start):
+            continue
+        path, stack = [], [(start, iter(_sources(prompt, start)))]
+        state[start] = 1
+        path.append(start)
+        while stack:
+            node_id, sources = stack[-1]
+            nxt = next(sources, None)
+            if nxt is None:
+                state[node_id] = 2
+                stack.pop()
+                path.pop()
+            elif state.get(nxt) == 1:
+                loop = (path[path.index(nxt):] + [nxt])[::-1]
+                described = " -> ".join(node_label(n, prompt) for n in loop)
+                raise WorkerError("invalid_workflow", f"The workflow has a cycle: {described} (each feeds the "
+                                  "next). ComfyUI cannot run nodes that depend on each other; remove one of "
+                                  "these links.", cycle=loop)
+            elif not state.get(nxt):
+                state[nxt] = 1
+                path.append(nxt)
+                stack.append((nxt, iter(_sources(prompt, nxt))))
+
+
+def _sources(prompt: dict, node_id: str) -> list[str]:
+    """Node ids linked into node_id's inputs ([source id, output index] values)."""
+    found = []
+    for value in (prompt[node_id].get("inputs") or {}).values():
+        if isinstance(value, list) and len(value) == 2 and str(value[0]) in prompt and isinstance(value[1], int):
+            found.append(str(value[0]))
+    return found
 
 
 def _known_inputs(class_type: str, object_info: dict) -> set[str]:

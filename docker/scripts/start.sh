@@ -5,8 +5,13 @@
 #   MODEL_STRATEGY=download  like volume, and missing files are downloaded there first (locked, verified)
 #   DOCTOR_STRICT=1          exit when the start-up doctor finds a failure (default: log it and serve jobs, which
 #                            then fail with readable errors)
+#   WORKER_VARIANT=debug     (the debug image) DEBUG logs, a strict doctor, and the environment printed at start
 set -euo pipefail
 cd /worker
+if [ "${WORKER_VARIANT:-}" = debug ]; then
+  export WORKER_LOG_LEVEL=${WORKER_LOG_LEVEL:-DEBUG} DOCTOR_STRICT=${DOCTOR_STRICT:-1} RUNPOD_LOG_LEVEL=DEBUG
+  env | grep -E '^(WORKER_|COMFY|MODEL_STRATEGY|RUNPOD_VOLUME_DIR)' | grep -v SECRET | sort >&2
+fi
 case "${MODEL_STRATEGY:-baked}" in
   volume|download)
     sed "s#base_path: /runpod-volume/models#base_path: ${RUNPOD_VOLUME_DIR:-/runpod-volume}/models#" \

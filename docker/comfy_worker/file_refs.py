@@ -1,0 +1,115 @@
+"""File names inside the workflow: pointed at the job's namespace, and refused when they reach outside it.
+
+ComfyUI's own loaders join a widget value onto their folder (`os.path.join(input_dir, value)`), so `../x`, `/etc/x`,
+`C:\\x`, a symlink or `name [output]` reads any file the server can. LoadImage's check only asks whether the file
+exists, and V3 combos (LoadVideo) are not validated at submit time at all: the guard has to be here, before submit.
+"""
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+from .errors import WorkerError, node_label
+from .namespace import ROOT, JobNamespace
+
+_ANNOTATIONS = {" [input]": "input", " [output]": "output", " [temp]": "temp"}
+_DRIVE = re.compile(r"^[A-Za-z]:")
+_UPLOAD_FLAGS = ("image_upload", "video_upload", "audio_upload", "file_upload", "animated_image_upload")
+
+
+def _input_specs(class_type: str, object_info: dict) -> dict:
+    spec = (object_info.get(class_type) or {}).get("input", {})
+    return {**(spec.get("optional") or {}), **(spec.get("required") or {})}
+
+
+def _is_combo(spec) -> bool:
+    return isinstance(spec, (list, tuple)) and bool(spec) and (isinstance(spec[0], list) or spec[0] == "COMBO")
+
+
+def _options(spec) -> dict:
+    return spec[1] if len(spec) > 1 and isinstance(spec[1], dict) else {}
+
+
+def reads_input_folder(spec) -> str | None:
+    """The folder ("input" or "output") a combo with an upload button reads from, else None."""
+    if not _is_combo(spec):
+        return None
+    opts = _options(spec)
+    if any(opts.get(flag) for flag in _UPLOAD_FLAGS):
+        return opts.get("image_folder") or "input"
+    return None
+
+
+def path_problem(value: str) -> str | None:
+    """Why a file-name value reaches outside its folder, or None."""
+    if "\x00" in value:
+        return "contains a NUL character"
+    if value.startswith(("/", "\\", "~")) or _DRIVE.match(value):
+        return "is an absolute path"
+    if ".." in re.split(r"[\\/]", value):
+        return "climbs out of the folder with '..'"
+    return None
+
+
+def point_at_namespace(prompt: dict, uploads: dict[str, str], namespace: JobNamespace) -> None:
+    """Names the job uploaded -> where ComfyUI stored them (uploads: original name -> stored reference); every save
+    node's filename_prefix -> under the job's output subfolder."""
+    for node_id, node in prompt.items():
+        inputs = node.get("inputs", {})
+        for key, value in inputs.items():
+            if not isinstance(value, str):
+                continue
+            if value in uploads:
+                inputs[key] = uploads[value]
+            elif key == "filename_prefix":
+                why = path_problem(value)
+                if why:
+                    raise WorkerError("path_refused", f"{node_label(node_id, prompt)} input '{key}': '{value}' {why}; a filename_prefix "
+                                      "names a file under ComfyUI's output folder.")
+                inputs[key] = namespace.output_prefix(value)
+
+
+def check_file_references(prompt: dict, object_info: dict, namespace: JobNamespace) -> None:
+    """Refuse combo values that escape their folder, and input-file values that name another job's files, a
+    symlink leading out, or another folder through an annotation ("x.png [output]")."""
+    for node_id, node in prompt.items():
+        specs = _input_specs(node["class_type"], object_info)
+        for key, value in node.get("inputs", {}).items():
+            spec = specs.get(key)
+            if not isinstance(value, str) or not _is_combo(spec):
+                continue
+            where = f"{node_label(node_id, prompt)} input '{key}'"
+            folder = reads_input_folder(spec)
+            name, annotated = _strip_annotation(value)
+            why = path_problem(name)
+            if why:
+                raise WorkerError("path_refused", f"{where}: '{value}' {why}. Send the file in the job's 'images' "
+                                  "list and refer to it by its name.")
+            if folder is None:
+                continue
+            base = annotated or folder
+            if annotated and annotated != folder and not namespace.owns(os.path.dirname(name)):
+                raise WorkerError("path_refused", f"{where}: '{value}' reads ComfyUI's {annotated} folder; only files "
+                                  "sent with this job can be loaded.")
+            if name.startswith(ROOT + "/") and not namespace.owns(os.path.dirname(name)):
+                raise WorkerError("path_refused", f"{where}: '{value}' belongs to another job; only files sent with "
+                                  "this job can be loaded.")
+            _check_inside(namespace.dirs[base], name, where, value)
+
+
+def _check_inside(base: Path, name: str, where: str, value: str) -> None:
+    """A symlink (anywhere along the path) must not lead out of the folder."""
+    path = base / name
+    if not os.path.lexists(path):
+        return  # missing: ComfyUI's validation names it
+    root = os.path.realpath(base)
+    if os.path.commonpath([root, os.path.realpath(path)]) != root:
+        raise WorkerError("path_refused", f"{where}: '{value}' is a link that leads out of ComfyUI's input folder.")
+
+
+def _strip_annotation(value: str) -> tuple[str, str | None]:
+    for suffix, folder in _ANNOTATIONS.items():
+        if value.endswith(suffix.strip()):
+            return value[: -len(suffix.strip())].rstrip(), folder
+    return value, None
