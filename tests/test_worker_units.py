@@ -67,7 +67,8 @@ def test_namespace_rewrites_only_exact_names_and_save_prefixes(tmp_path):
 LOADERS = {"LoadImage": {"input": {"required": {"image": [["a.png"], {"image_upload": True}]}}},
            "LoadVideo": {"input": {"required": {"file": ["COMBO", {"options": [], "video_upload": True}]}}},
            "UNETLoader": {"input": {"required": {"unet_name": [["m.safetensors"]], "weight_dtype": [["default"]]}}},
-           "CLIPTextEncode": {"input": {"required": {"text": ["STRING", {"multiline": True}]}}}}
+           "CLIPTextEncode": {"input": {"required": {"text": ["STRING", {"multiline": True}]}}},
+           "VHS_LoadVideoPath": {"input": {"required": {"video_path": ["STRING", {}]}}}}
 
 
 @pytest.mark.parametrize("node, value, why", [
@@ -79,6 +80,7 @@ LOADERS = {"LoadImage": {"input": {"required": {"image": [["a.png"], {"image_upl
     ("LoadImage", "ComfyUI_00001_.png [temp]", "temp folder"),
     ("LoadImage", "worker-jobs/other-job/ref.png", "another job"),
     ("UNETLoader", "../../../root/.ssh/id_rsa", "climbs out"),
+    ("VHS_LoadVideoPath", "/root/.cache/secret.mp4", "absolute path"),
 ])
 def test_path_widgets_reaching_outside_are_refused(tmp_path, node, value, why):
     ns = JobNamespace.create("j", {k: tmp_path / k for k in ("input", "output", "temp")})

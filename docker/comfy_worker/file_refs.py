@@ -41,6 +41,12 @@ def reads_input_folder(spec) -> str | None:
     return None
 
 
+def _is_path_text(key: str, spec) -> bool:
+    """A free-text input that custom nodes read as a file or folder path (VHS' video/directory paths, ...)."""
+    return (isinstance(spec, (list, tuple)) and bool(spec) and spec[0] == "STRING"
+            and any(word in key.lower() for word in ("path", "directory", "folder")))
+
+
 def path_problem(value: str) -> str | None:
     """Why a file-name value reaches outside its folder, or None."""
     if "\x00" in value:
@@ -77,9 +83,12 @@ def check_file_references(prompt: dict, object_info: dict, namespace: JobNamespa
         specs = _input_specs(node["class_type"], object_info)
         for key, value in node.get("inputs", {}).items():
             spec = specs.get(key)
+            where = f"{node_label(node_id, prompt)} input '{key}'"
+            if isinstance(value, str) and _is_path_text(key, spec) and path_problem(value):
+                raise WorkerError("path_refused", f"{where}: '{value}' {path_problem(value)}; paths typed into "
+                                  "custom nodes must stay inside ComfyUI's folders.")
             if not isinstance(value, str) or not _is_combo(spec):
                 continue
-            where = f"{node_label(node_id, prompt)} input '{key}'"
             folder = reads_input_folder(spec)
             name, annotated = _strip_annotation(value)
             why = path_problem(name)
