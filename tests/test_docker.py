@@ -164,7 +164,8 @@ def test_variants_of_one_dockerfile_and_model_layers_before_code(dockerfile):
     for empty in ("models-minimal", "models-debug"):
         assert not [i for i in _stage(dockerfile, empty) if i["instruction"] != "COMMENT"], f"{empty} adds layers"
     build_sources = {src for i in _stage(dockerfile, "build") if i["instruction"] == "COPY" for src in i["value"].split()[:-1]}
-    assert not any(s.startswith(("nodes", "wan_loader", "wan_animate", "docker/comfy_worker/job")) for s in build_sources)
+    assert not any(s.startswith(("nodes", "wan_loader", "wan_animate")) for s in build_sources)
+    assert [s for s in build_sources if s.startswith("docker/comfy_worker")] == ["docker/comfy_worker/profiles.py"]
     runtime = " ".join(i["value"] for i in _stage(dockerfile, "runtime"))
     assert 'if [ "$VARIANT" = debug ]' in runtime and "WORKER_PROFILES=${PROFILES}" in runtime
 
