@@ -11,6 +11,7 @@ _log = logging.getLogger("wan_animate.nodes")
 if importlib.util.find_spec("folder_paths") is not None:
     from comfy_api.latest import ComfyExtension, io
 
+    from .animate2_nodes import NODES as _ANIMATE2_NODES
     from .encode_nodes import NODES as _ENCODE_NODES
     from .folders import register_model_folders
     from .model_nodes import NODES as _MODEL_NODES
@@ -19,7 +20,7 @@ if importlib.util.find_spec("folder_paths") is not None:
     from .segment_nodes import NODES as _SEGMENT_NODES
 
     NODES: list[type[io.ComfyNode]] = [*_MODEL_NODES, *_PREPROCESS_NODES, *_SEGMENT_NODES, *_SAMPLER_NODES,
-                                       *_ENCODE_NODES]
+                                       *_ANIMATE2_NODES, *_ENCODE_NODES]
 
     class WanAnimateExtension(ComfyExtension):
         async def get_node_list(self) -> list[type[io.ComfyNode]]:

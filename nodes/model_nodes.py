@@ -18,6 +18,7 @@ from .validation import check_message
 FROM_MODEL = "(from the model)"
 HUB_PREFIX = "hub: "
 DEFAULT_HUB_ID = "Wan-AI/Wan2.2-Animate-14B-Diffusers"
+ANIMATE2_HUB_ID = "Wan-AI/Wan2.2-Animate-2-14B-Diffusers"
 PRECISIONS = ["bf16", "fp16", "fp8_e4m3fn", "fp32"]
 MEMORY_MODES = ["gpu", "offload_idle"]
 
@@ -31,7 +32,8 @@ class WanAnimateModel:
     dtype: str
     memory: str
     sources: dict = field(default_factory=dict)
-    block_runner: object = None  # the engine's fast path (attention kernel, compiled blocks, block swap)
+    block_runner: object = None  # Animate-14B: the engine's fast path (attention kernel, compiled blocks, block swap)
+    fast: object = None  # Wan-Animate-2: its fast path (wan_animate.engine.animate2.accel.Animate2FastPath)
 
 
 def diffusers_folders() -> list[str]:
@@ -43,7 +45,8 @@ def diffusers_folders() -> list[str]:
         for entry in sorted(os.listdir(root)):
             path = os.path.join(root, entry)
             if os.path.isdir(path) and any(
-                os.path.exists(os.path.join(path, marker)) for marker in ("model_index.json", "config.json")
+                os.path.exists(os.path.join(path, marker))
+                for marker in ("model_index.json", "modular_model_index.json", "config.json")
             ):
                 found.append(entry)
     return found
@@ -51,7 +54,8 @@ def diffusers_folders() -> list[str]:
 
 def model_choices() -> list[str]:
     files = folder_paths.get_filename_list("diffusion_models")
-    return [*files, *(f"diffusers/{d}" for d in diffusers_folders()), HUB_PREFIX + DEFAULT_HUB_ID]
+    return [*files, *(f"diffusers/{d}" for d in diffusers_folders()), HUB_PREFIX + DEFAULT_HUB_ID,
+            HUB_PREFIX + ANIMATE2_HUB_ID]
 
 
 def resolve_model(choice: str, hub_id: str) -> str:
@@ -115,12 +119,12 @@ class WanAnimateModelLoader(io.ComfyNode):
             display_name="Load Wan Animate Model",
             category=CATEGORY,
             description=(
-                "Loads Wan2.2-Animate-14B in any released layout (ComfyUI single files bf16/fp8, the original Wan-AI "
-                "release, the Diffusers folder, or a Hugging Face Hub id, downloaded with progress). The layout is "
-                "detected from the files."
+                "Loads Wan2.2-Animate-14B or Wan-Animate-2 (full or distilled) in any released layout (ComfyUI single "
+                "files bf16/fp8, the original Wan-AI release, the Diffusers folder, or a Hugging Face Hub id, "
+                "downloaded with progress). The model and layout are detected from the files."
             ),
             inputs=[
-                io.Combo.Input("model", options=model_choices(), tooltip="The diffusion model: a file in models/diffusion_models, a folder in models/diffusers, or the Hub repo (downloaded into the Hugging Face cache)."),
+                io.Combo.Input("model", options=model_choices(), tooltip="The diffusion model (Animate-14B or Wan-Animate-2, e.g. wan_animate_2_bf16.safetensors): a file in models/diffusion_models, a folder in models/diffusers, or a Hub repo (downloaded into the Hugging Face cache)."),
                 io.Combo.Input("vae", options=part_choices("vae"), default=FROM_MODEL, tooltip="Wan2.1 VAE file from models/vae; '(from the model)' uses the VAE inside a model folder or Hub repo."),
                 io.Combo.Input("text_encoder", options=part_choices("text_encoders"), default=FROM_MODEL, tooltip="umT5-XXL file from models/text_encoders (bf16 or fp8 scaled)."),
                 io.Combo.Input("clip_vision", options=part_choices("clip_vision"), default=FROM_MODEL, tooltip="CLIP ViT-H/14 file from models/clip_vision (clip_vision_h)."),
@@ -131,7 +135,7 @@ class WanAnimateModelLoader(io.ComfyNode):
                 io.Boolean.Input("compile", default=False, optional=True, tooltip="torch.compile the repeated transformer blocks: faster steps after a first run that takes about a minute longer (cached on disk)."),
                 io.Int.Input("blocks_on_cpu", default=0, min=0, max=64, optional=True, tooltip="Block swap: keep this many transformer blocks in CPU RAM and stream them to the GPU each step. Lowers VRAM by about 0.4 GB per block (fp8) at some speed; 0 keeps all on the GPU."),
             ],
-            outputs=[ModelSocket.Output(display_name="model", tooltip="The loaded model, for Wan Animate Sampler.")],
+            outputs=[ModelSocket.Output(display_name="model", tooltip="The loaded model: Animate-14B for Wan Animate Sampler, Wan-Animate-2 for Wan Animate 2 Sampler.")],
         )
 
     @classmethod
@@ -144,6 +148,7 @@ class WanAnimateModelLoader(io.ComfyNode):
     def execute(cls, model, vae, text_encoder, clip_vision, precision, memory, hub_id="", attention="auto",
                 compile=False, blocks_on_cpu=0) -> io.NodeOutput:
         from wan_animate.engine.accel import AccelOptions, accelerate
+        from wan_animate.engine.animate2.accel import accelerate_animate2
         from wan_loader.errors import WanLoaderError
         from wan_loader.load import load_components
 
@@ -168,11 +173,16 @@ class WanAnimateModelLoader(io.ComfyNode):
             picked = hub_id.strip() or model
             raise WanLoaderError(f"Could not load '{picked}' (model) with vae '{vae}', text_encoder '{text_encoder}', "
                                  f"clip_vision '{clip_vision}':\n{error}") from error
-        fast = accelerate(components.transformer, device,
-                          AccelOptions(attention=attention, compile=compile, blocks_on_cpu=blocks_on_cpu))
+        accel = AccelOptions(attention=attention, compile=compile, blocks_on_cpu=blocks_on_cpu)
+        loaded = WanAnimateModel(components, device, precision, memory, dict(components.sources))
+        if components.family == "animate2":
+            accel.compile = False  # not available for Wan-Animate-2 (its blocks run through the engine's own code)
+            loaded.fast = accelerate_animate2(components.transformer, device, accel)
+        else:
+            loaded.block_runner = accelerate(components.transformer, device, accel).block_runner
         if memory != "gpu" and not blocks_on_cpu:
             components.transformer.to("cpu")  # the sampler brings it to the GPU for each run and back afterwards
-        return io.NodeOutput(WanAnimateModel(components, device, precision, memory, dict(components.sources), fast.block_runner))
+        return io.NodeOutput(loaded)
 
 
 @dataclass(frozen=True)

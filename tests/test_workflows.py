@@ -217,3 +217,14 @@ def test_templates_listed_for_the_editor(comfy_server):
     assert sorted(listed) == sorted(set(listed)), f"templates listed more than once in the editor: {listed}"
     with urllib.request.urlopen(f"{comfy_server.url}/api/workflow_templates/{CUSTOM_NODE_NAME}/{WORKFLOWS[0]}.json") as r:
         assert json.loads(r.read()) == json.loads((REPO_ROOT / "example_workflows" / f"{WORKFLOWS[0]}.json").read_text())
+
+
+def test_animate2_workflows_feed_the_raw_video_to_one_sampler():
+    for name in ("wan_animate2", "wan_animate2_long_video", "wan_animate2_distilled"):
+        api = json.loads((API_DIR / f"{name}.json").read_text())
+        samplers = [n for n in api.values() if n["class_type"] == "WanAnimate2Sampler"]
+        assert len(samplers) == 1 and not any(n["class_type"] == "WanAnimatePreprocess" for n in api.values())
+        video = api[samplers[0]["inputs"]["driving_video"][0]]
+        assert video["class_type"] == "GetVideoComponents"  # the driving frames as they are
+        loader = api[samplers[0]["inputs"]["model"][0]]["inputs"]["model"]
+        assert ("distill" in loader) == (name != "wan_animate2")

@@ -27,6 +27,11 @@ MODEL_FILES = {
     "clip_vision_h.safetensors": "clip_vision",
 }
 LORA = "wan2.2_animate_14B_relight_lora_bf16.safetensors"
+# Wan-Animate-2 workflows: its transformer files (full, distilled) under the names the workflows use; its CLIP
+# projection takes 1280-wide features, so the tiny run uses a 1280-wide tiny CLIP planted under its own name
+ANIMATE2_FILES = {"wan_animate_2_bf16.safetensors": False, "wan_animate_2_distill_bf16.safetensors": True}
+ANIMATE2_TINY_CLIP = "clip_vision_h_animate2_tiny.safetensors"
+MODEL_FPS = 24  # Wan-Animate-2 generates at 24 fps: 13 driving frames at 30 fps become 10
 FULL_SIZE_VAE = "wan_2.1_vae_full_size.safetensors"
 
 
@@ -108,6 +113,22 @@ def write_tiny_models(models_dir: Path, work: Path) -> None:
     factors = random_factors(transformer, [m for m in block_linears(transformer) if m in present], rank=2)
     (models_dir / "loras").mkdir(parents=True, exist_ok=True)
     write_comfy_relight(models_dir / "loras" / LORA, factors)
+
+
+def write_tiny_animate2_models(models_dir: Path, work: Path) -> None:
+    """Tiny Wan-Animate-2 transformers (full and distilled) and its tiny CLIP, written by the loader's comfy writer."""
+    from wan_loader.testing.tiny import tiny_animate2_components
+    from wan_loader.writers import write_components
+
+    components = tiny_animate2_components(seed=0)
+    for name, distilled in ANIMATE2_FILES.items():
+        out = Path(work) / f"tiny_animate2_{int(distilled)}"
+        components.distilled = distilled
+        if not out.exists():
+            write_components(components, out, "comfy")
+        shutil.copy2(next((out / "diffusion_models").glob("*.safetensors")), models_dir / "diffusion_models" / name)
+    shutil.copy2(next((Path(work) / "tiny_animate2_0" / "clip_vision").glob("*.safetensors")),
+                 models_dir / "clip_vision" / ANIMATE2_TINY_CLIP)
 
 
 def write_full_size_vae(path: Path) -> None:
@@ -199,6 +220,7 @@ def install_workflow_assets(base_dir: Path, work: Path) -> WorkflowAssets:
     write_driving_video(base_dir / "input" / DRIVING)
     write_detection_models(base_dir / "models" / "detection")
     write_tiny_models(base_dir / "models", Path(work))
+    write_tiny_animate2_models(base_dir / "models", Path(work))
     write_full_size_vae(base_dir / "models" / "vae" / FULL_SIZE_VAE)
     write_core_tiny_models(base_dir / "models", Path(work))
     # The replace workflow's segmenter, facebook/sam2.1-hiera-large, as a tiny random SAM2 in models/sam2 (no download).
@@ -212,6 +234,10 @@ CORE_FPS = 12  # the core-native test resamples 13 frames at 30 fps to 5: core's
 
 def cpu_overrides(name: str) -> dict[str, dict]:
     """Same graph, CPU-sized numbers per node type: tiny area, 1-2 steps, short segments (several for the long video)."""
+    if name.startswith("wan_animate2"):
+        return {"WanAnimate2Sampler": {"steps": 1, "segment_length": 5 if name.endswith("long_video") else 9,
+                                       "width": SIZE, "height": SIZE},
+                "WanAnimateModelLoader": {"precision": "fp32", "clip_vision": ANIMATE2_TINY_CLIP}}
     preprocess = {"resolution_area": SIZE * SIZE}
     if name == "wan_animate_core_native":
         preprocess["target_fps"] = CORE_FPS
@@ -227,6 +253,8 @@ def expected_frames(name: str) -> int:
     """Frames the shrunk workflow must write: every driving frame at 30 fps (or the core test's resampled count)."""
     if name == "wan_animate_core_native":
         return int(DRIVING_FRAMES * CORE_FPS / FPS)
+    if name.startswith("wan_animate2"):
+        return int(DRIVING_FRAMES * MODEL_FPS / FPS)
     return DRIVING_FRAMES
 
 

@@ -67,6 +67,20 @@ def choose_fp8_matmul(model: torch.nn.Module, device, choice: str) -> str:
     return choice
 
 
+def place(transformer, device: torch.device, blocks_on_cpu: int) -> BlockSwap | None:
+    """The transformer onto `device`, except `blocks_on_cpu` blocks kept in pinned host memory (block swap)."""
+    if not blocks_on_cpu:
+        transformer.to(device)
+        return None
+    indices = spread_indices(len(transformer.blocks), blocks_on_cpu)
+    for name, child in transformer.named_children():
+        if name != "blocks":
+            child.to(device)
+    for param in transformer.parameters(recurse=False):
+        param.data = param.data.to(device)
+    return BlockSwap(transformer.blocks, indices, device)
+
+
 def accelerate(transformer, device, options: AccelOptions | None = None) -> FastPath:
     """Configure `transformer` (diffusers WanAnimateTransformer3DModel) for `device` and return the block runner.
 
@@ -79,17 +93,7 @@ def accelerate(transformer, device, options: AccelOptions | None = None) -> Fast
     matmul = choose_fp8_matmul(transformer, device, options.fp8_matmul)
     attention = set_attention(transformer, choose_attention(device, options.attention), device)
     fp8_matmul.install(matmul == "scaled_mm", options.fp8_fast_accum)
-    swap = None
-    if options.blocks_on_cpu:
-        indices = spread_indices(len(transformer.blocks), options.blocks_on_cpu)
-        for name, child in transformer.named_children():
-            if name != "blocks":
-                child.to(device)
-        for param in transformer.parameters(recurse=False):
-            param.data = param.data.to(device)
-        swap = BlockSwap(transformer.blocks, indices, device)
-    else:
-        transformer.to(device)
+    swap = place(transformer, device, options.blocks_on_cpu)
     compiled = False
     if options.compile:
         set_cache_dir(options.compile_cache_dir)
@@ -105,6 +109,8 @@ __all__ = [
     "FastPath",
     "accelerate",
     "choose_attention",
+    "choose_fp8_matmul",
+    "place",
     "compile_blocks",
     "fp8_matmul",
     "quantize_transformer",

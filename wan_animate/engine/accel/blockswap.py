@@ -98,14 +98,15 @@ class BlockSwap:
         return self.indices[0]  # the next step starts over
 
     def runner(self, inner: BlockRunner = run_block) -> BlockRunner:
-        """A block_runner that brings swapped blocks in (and prefetches the next) around `inner`."""
+        """A block_runner that brings swapped blocks in (and prefetches the next) around `inner` (any runner
+        signature `(index, block, *args)`: Animate-14B's and Animate-2's)."""
 
-        def run(index, block, hidden, context, timestep_proj, rotary):
+        def run(index, block, *args):
             if not self.indices:
-                return inner(index, block, hidden, context, timestep_proj, rotary)
+                return inner(index, block, *args)
             if index not in self.order:
                 self._prefetch(self._next_swapped(index))
-                return inner(index, block, hidden, context, timestep_proj, rotary)
+                return inner(index, block, *args)
             self._prefetch(index)
             slot = self._slot(index)
             if self.cuda and self.copied[index] is not None:
@@ -116,7 +117,7 @@ class BlockSwap:
             entries = _tensors(block)
             _point(entries, self.slots[slot])
             try:
-                out = inner(index, block, hidden, context, timestep_proj, rotary)
+                out = inner(index, block, *args)
             finally:
                 _point(entries, self.host[index])
             if self.cuda:

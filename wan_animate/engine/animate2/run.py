@@ -31,7 +31,8 @@ from ..jobs import AnimateResult, StepControl, default_device, execute
 from ..placement import placed
 from ..segments import SegmentPlan, plan_segments, segment_indices, zigzag_index
 from ..sinks import FrameSink
-from .forward import Animate2BlockRunner, Animate2DiT
+from .accel import Animate2FastPath
+from .forward import Animate2DiT
 from .framing import (
     Framing,
     Resampled,
@@ -77,9 +78,10 @@ class Animate2Inputs:
 def animate2(components, inputs: Animate2Inputs, options: Animate2Options | None = None, *,
              device: torch.device | str | None = None, sink: FrameSink | None = None,
              progress: Callable[..., None] | None = None, cancel: Callable[[], bool | None] | None = None,
-             block_runner: Animate2BlockRunner | None = None, lse_kernel=None) -> AnimateResult:
+             fast: Animate2FastPath | None = None) -> AnimateResult:
     """Generate the video for `inputs` with loaded Wan-Animate-2 `components` (transformer: diffusers'
-    WanAnimate2Transformer3DModel). sink/progress/cancel behave as in `wan_animate.engine.animate`.
+    WanAnimate2Transformer3DModel). sink/progress/cancel behave as in `wan_animate.engine.animate`; `fast` is what
+    `accelerate_animate2` chose (attention kernels, block swap), by default torch's SDPA frame by frame.
     Raises ValueError for bad inputs/options (before any work), AnimationCancelled, EngineOutOfMemory."""
     options = (options or Animate2Options()).resolved()
     inputs.check()
@@ -95,7 +97,7 @@ def animate2(components, inputs: Animate2Inputs, options: Animate2Options | None
     device = torch.device(device) if device is not None else default_device()
     control = StepControl(plan, options.steps, progress, cancel)
     return execute(lambda out: _Job(components, inputs.reference, frames, options, plan, framing, device, out,
-                                    control, block_runner, lse_kernel), plan, device, sink)
+                                    control, fast), plan, device, sink)
 
 
 def check_is_animate2(transformer) -> None:
@@ -109,11 +111,11 @@ def check_is_animate2(transformer) -> None:
 
 class _Job:
     def __init__(self, components, reference: np.ndarray, frames, options: Animate2Options, plan: SegmentPlan,
-                 framing: Framing, device, sink: FrameSink, control: StepControl, block_runner, lse_kernel):
+                 framing: Framing, device, sink: FrameSink, control: StepControl, fast: Animate2FastPath | None):
         self.c, self.frames, self.o, self.plan, self.framing = components, frames, options, plan, framing
         self.device, self.sink, self.control = device, sink, control
         self.reference = letterbox_reference(reference, framing)
-        self.block_runner, self.lse_kernel = block_runner, lse_kernel
+        self.fast = fast
         self.latent_h, self.latent_w = framing.height // 8, framing.width // 8
         self.generator = torch.Generator().manual_seed(options.seed)
 
@@ -131,7 +133,9 @@ class _Job:
             clip = encode_clip(self.c.image_encoder, self.c.image_processor, reference[:, :, 0])
             clip_driving = encode_clip(self.c.image_encoder, self.c.image_processor, first[:, :, 0])
         with placed(self.c.transformer, self.device, self.o.offload), placed(self.c.vae, self.device, self.o.offload):
-            self.dit = Animate2DiT(self.c.transformer, self.block_runner, lse_kernel=self.lse_kernel)
+            fast = self.fast
+            self.dit = Animate2DiT(self.c.transformer, fast and fast.block_runner, fast and fast.kernel,
+                                   fast and fast.lse_kernel)
             self.codec = LatentCodec(self.c.vae, tiled=self.o.tiled_vae)
             with torch.no_grad():
                 self.context = self.dit.encode_context(texts["prompt"], clip)

@@ -1,0 +1,63 @@
+"""The engine's fast paths for the Wan-Animate-2 DiT: attention kernel, fp8 tensor-core matmuls, block swap.
+
+Same choices and seams as Animate-14B's (`..accel`): the fp8 self-attention kernels (FlashAttention-3, cuDNN,
+Triton) serve the in-context attention frame by frame; the bf16 kernels that return their log-sum-exp (cuDNN on
+Hopper, FLASH elsewhere, flash on the CPU) serve it in two calls (attention.merged). Cross-attention goes through
+diffusers' dispatch with the fastest SDPA kernel. Compiled blocks are not applied to Animate-2 (its blocks run
+through Animate2DiT's own block function, not `block.forward`); `compile=True` is refused with that reason.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+
+from ..accel import AccelOptions, choose_fp8_matmul, fp8_matmul, place
+from ..accel.attention import BACKENDS, SELF_ATTENTION_FP8, _self_attention_kernel, choose_attention, fastest_sdpa
+from ..accel.blockswap import BlockSwap
+from ..accel.processors import sdpa_kernel
+from .attention import Kernel, LseKernel, sdpa_with_lse
+from .forward import Animate2BlockRunner, run_block
+
+
+@dataclass
+class Animate2FastPath:
+    """What `accelerate_animate2` chose; pass it to `animate2(..., fast=)`."""
+
+    attention: str
+    fp8_matmul: str
+    swap: BlockSwap | None
+    kernel: Kernel = sdpa_kernel
+    lse_kernel: LseKernel | None = None
+    block_runner: Animate2BlockRunner = field(default=run_block)
+
+    def describe(self) -> dict:
+        return {"attention": self.attention, "in_context": "merged" if self.lse_kernel else "framewise",
+                "fp8_matmul": self.fp8_matmul, "blocks_on_cpu": len(self.swap.indices) if self.swap else 0}
+
+
+def accelerate_animate2(transformer, device, options: AccelOptions | None = None) -> Animate2FastPath:
+    """Configure a WanAnimate2Transformer3DModel for `device` (moved there, swapped blocks aside)."""
+    options = options or AccelOptions()
+    options.check()
+    if options.compile:
+        raise ValueError("compile=True is not available for Wan-Animate-2 yet (its blocks run through the engine's "
+                         "own block function); leave it off.")
+    device = torch.device(device)
+    matmul = choose_fp8_matmul(transformer, device, options.fp8_matmul)
+    fp8_matmul.install(matmul == "scaled_mm", options.fp8_fast_accum)
+    name = choose_attention(device, options.attention)
+    transformer.set_attention_backend(BACKENDS[fastest_sdpa(device)])  # cross-attention
+    swap = place(transformer, device, options.blocks_on_cpu)
+    runner = swap.runner(run_block) if swap else run_block
+    if name in SELF_ATTENTION_FP8:
+        return Animate2FastPath(name, matmul, swap, _self_attention_kernel(name, device), None, runner)
+    kernel = sdpa_kernel if name == "native" else _backend_kernel(BACKENDS[name])
+    lse = sdpa_with_lse if name in ("auto", "native", "cudnn", "flash") else None
+    return Animate2FastPath(name, matmul, swap, kernel, lse, runner)
+
+
+def _backend_kernel(backend: str) -> Kernel:
+    from diffusers.models.attention_dispatch import dispatch_attention_fn
+
+    return lambda q, k, v: dispatch_attention_fn(q, k, v, backend=backend)
