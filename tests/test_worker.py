@@ -626,8 +626,9 @@ def test_path_widgets_outside_the_input_folder_are_refused(workers, node, value,
     wf["1"] = {"class_type": node, "inputs": {"image" if node == "LoadImage" else "file": value}}
     if node == "LoadVideo":
         wf["2"]["class_type"], wf["2"]["inputs"] = "GetVideoComponents", {"video": ["1", 0]}
-    err = _failed(workers["managed"].runsync({"workflow": wf}))
+    err = _failed(workers["managed"].runsync({"workflow": wf, "images": [{"name": "x.png", "image": b64(png_bytes())}]}))
     assert "[path_refused]" in err and why in err and "node 1" in err
+    _no_job_files(workers)  # the upload made before the refusal is gone too
 
 
 def test_timeout_while_comfyui_still_validates_a_large_prompt_leaves_nothing_running(workers):
