@@ -1,23 +1,57 @@
-"""Self-attention kernels at the Wan step's sizes: torch SDPA (cuDNN, FLASH) vs the Triton and cuDNN fp8 kernels.
+"""Self-attention kernels at the Wan step's sizes: speed, and error against fp32 attention on two kinds of input.
 
-    python -m benchmarks.attention --out benchmarks/results/attention_h100.json
+    python -m benchmarks.attention --out benchmarks/results/attention_h200.json
 
-40 heads x 128, one sequence of 32760 (480p) / 75600 (720p) tokens, random q/k/v (k with a shared offset, as
-real keys have). Reports ms, TFLOP/s (4 * S^2 * heads * dim) and cosine / relative error vs an fp32 reference
-computed over 4 heads.
+40 heads x 128, one sequence of 32760 (480p) / 75600 (720p) tokens. Per kernel: ms and TFLOP/s (4 * S^2 * heads *
+dim), and the relative error (||out - ref|| / ||ref||) and cosine against fp32 attention (4096 queries x 4 heads)
+on
+- random inputs: Gaussian q/k/v, k with a shared offset;
+- structured inputs (`structured_qkv`): what real activations have and random ones lack - a low-rank signal that
+  varies smoothly along the sequence, shared by q and k (peaky, position-dependent scores: the largest
+  probability of a row ~0.5), channel offsets on K (a few channels large) and on V, and noise.
+bf16 SDPA's own error is the floor. "kernel only" rows run on operands quantised beforehand (what a compiled block
+leaves to the kernel); "compiled quantisation" rows torch.compile the whole call, as a compiled block does.
 """
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from functools import partial
 
 import torch
 
-from wan_animate.engine.accel import cudnn_fp8_attention, fa3_attention, fp8_attention
+from wan_animate.engine.accel import cudnn_fp8_attention, fa3_attention, fp8_attention, int8_attention
 from wan_animate.engine.accel.attention_quant import quantize, smooth
 
 from .harness import Report, cosine, relative_error
+
+HEADS, DIM = 40, 128
+REFERENCE_QUERIES, REFERENCE_HEADS = 4096, 4
+
+
+def structured_qkv(tokens: int, heads: int, dim: int, generator: torch.Generator, device="cpu",
+                   gain: float = 2.0, rank: int = 16) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(1, tokens, heads, dim) bf16 q, k, v with real activations' structure (see the module docstring).
+    `gain` scales the shared signal: 2.0 gives rows whose largest probability is ~0.5 on average."""
+    def randn(*shape):
+        return torch.randn(*shape, generator=generator, device=device)
+    position = torch.arange(tokens, device=device, dtype=torch.float32)[:, None] / tokens
+    freqs = torch.rand(heads, rank // 2, generator=generator, device=device) * 60 + 1
+    phase = 2 * math.pi * position[None] * freqs[:, None, :]  # (H, S, rank / 2)
+    features = torch.cat([phase.cos(), phase.sin()], -1)  # (H, S, rank)
+    signal = torch.einsum("hsr,hrd->shd", features, randn(heads, rank, dim) * (2 * gain / math.sqrt(rank)))[None]
+    q = signal + 0.5 * randn(1, tokens, heads, dim)
+    k = signal + 0.5 * randn(1, tokens, heads, dim) + 4.0 * randn(1, 1, heads, dim)
+    values = torch.einsum("hsr,hrd->shd", features, randn(heads, rank, dim) / math.sqrt(rank))[None]
+    v = values + 0.5 * randn(1, tokens, heads, dim) + randn(1, 1, heads, dim)
+    return q.bfloat16(), k.bfloat16(), v.bfloat16()
+
+
+def random_qkv(tokens: int, heads: int, dim: int, generator: torch.Generator, device="cpu"):
+    q, k, v = (torch.randn(1, tokens, heads, dim, generator=generator, device=device, dtype=torch.bfloat16)
+               for _ in "qkv")
+    return q, k + 0.5 * torch.randn(1, 1, heads, dim, generator=generator, device=device, dtype=torch.bfloat16), v
 
 
 def sdpa(backend):
@@ -30,15 +64,30 @@ def sdpa(backend):
     return run
 
 
-def kernel_only(pre, buf, tokens, warps, stages, fast_exp, q, k, v):
-    """The fp8 kernel on operands quantised beforehand (what a compiled block leaves to it)."""
-    fp8_attention.launch(pre, buf, tokens, warps, stages, fast_exp)
+def reference(q, k, v) -> torch.Tensor:
+    """fp32 attention of the first REFERENCE_QUERIES queries of the first REFERENCE_HEADS heads."""
+    from torch.nn.attention import SDPBackend
+    rows, heads = slice(0, REFERENCE_QUERIES), slice(0, REFERENCE_HEADS)
+    return sdpa(SDPBackend.MATH)(q[:, rows, heads].float(), k[:, :, heads].float(), v[:, :, heads].float())
+
+
+def accuracy(out: torch.Tensor, ref: torch.Tensor) -> tuple[float, float]:
+    part = out[:, :REFERENCE_QUERIES, :REFERENCE_HEADS].float()
+    return relative_error(part, ref), cosine(part, ref)
+
+
+def fp8_kernel_only(pre, buf, tokens, warps, stages, q, k, v):
+    fp8_attention.launch(pre, buf, tokens, warps, stages, False)
+    return buf
+
+
+def int8_kernel_only(pre, buf, tokens, pv, warps, stages, block_n, q, k, v):
+    int8_attention.launch(pre, buf, tokens, pv, warps, stages, block_n)
     return buf
 
 
 def cudnn_kernel_only(pre, q, k, v):
-    """cuDNN's fp8 kernel on operands quantised beforehand."""
-    return cudnn_fp8_attention.fp8_sdpa(*pre, 128 ** -0.5)
+    return cudnn_fp8_attention.fp8_sdpa(*pre, DIM ** -0.5)
 
 
 def fa3_call(q, k, v, **descales):
@@ -46,76 +95,77 @@ def fa3_call(q, k, v, **descales):
     return out[0] if isinstance(out, tuple) else out
 
 
-def fa3_kernel_only(pre, q, k, v):
-    """FlashAttention-3's fp8 kernel on operands quantised beforehand (per head)."""
-    q8, dq, k8, dk, v8, dv = pre
-    return fa3_call(q8, k8, v8, q_descale=dq, k_descale=dk, v_descale=dv)
-
-
-def bench(fn, reps: int = 10) -> float:
+def bench(fn) -> float:
     import triton.testing
-    return triton.testing.do_bench(fn, warmup=50, rep=reps * 60, return_mode="median")
+    return triton.testing.do_bench(fn, warmup=50, rep=600, return_mode="median")
+
+
+def kernels_for(q, k, v, tokens: int, configs: list[tuple[int, int, int]]) -> dict:
+    """name -> (callable(q, k, v), whether its output is the attention itself (accuracy measurable))."""
+    from torch.nn.attention import SDPBackend
+    kernels = {"sdpa cudnn bf16": (sdpa(SDPBackend.CUDNN_ATTENTION), True),
+               "sdpa flash bf16": (sdpa(SDPBackend.FLASH_ATTENTION), True)}
+    kernels["int8 QK fp8 PV incl. eager quantisation"] = (int8_attention.int8_attention, True)
+    kernels["int8 QK fp8 PV compiled quantisation"] = (torch.compile(int8_attention.int8_attention, dynamic=False), True)
+    kernels["int8 QK fp16 PV incl. eager quantisation"] = (int8_attention.int8_fp16_attention, True)
+    buf = torch.empty_like(q)
+    for warps, stages, block_n in configs:
+        pre = int8_attention.quantize_qkv(q, k, v, DIM ** -0.5, "fp8", block_n)
+        kernels[f"int8 QK fp8 PV kernel only w{warps} s{stages} n{block_n}"] = (
+            partial(int8_kernel_only, pre, buf, tokens, "fp8", warps, stages, block_n), False)
+    kernels["triton fp8 incl. eager quantisation"] = (fp8_attention.fp8_attention, True)
+    kernels["triton fp8 kernel only w8 s3"] = (
+        partial(fp8_kernel_only, fp8_attention.quantize_qkv(q, k, v, DIM ** -0.5), buf, tokens, 8, 3), False)
+    if cudnn_fp8_attention.unavailable_reason("cuda") is None:
+        q8, dq = quantize(q)
+        k8, dk = quantize(smooth(k)[0])
+        v8, dv = quantize(smooth(v)[0])
+        kernels["cudnn fp8 kernel only"] = (partial(cudnn_kernel_only, (q8, k8, v8, dq, dk, dv, 1.0 / dv)), False)
+        kernels["cudnn fp8 compiled quantisation"] = (torch.compile(cudnn_fp8_attention.cudnn_fp8_attention, dynamic=False), True)
+    if fa3_attention.unavailable_reason("cuda") is None:
+        kernels["fa3 bf16"] = (fa3_call, True)
+        kernels["fa3 fp8 compiled quantisation"] = (torch.compile(fa3_attention.fa3_fp8_attention, dynamic=False), True)
+    return kernels
 
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--tokens", default="32760,75600")
-    p.add_argument("--configs", default="8:3:1,8:3:0,8:4:1,8:2:1",
-                   help="num_warps:num_stages:fast_exp variants of the fp8 kernel")
+    p.add_argument("--configs", default="8:3:64,8:3:128,4:3:64",
+                   help="num_warps:num_stages:block_n variants of the int8 kernel (kernel-only rows)")
     p.add_argument("--out", default=None)
     args = p.parse_args(argv)
-    from torch.nn.attention import SDPBackend
-    kernels = {"cudnn": sdpa(SDPBackend.CUDNN_ATTENTION), "flash": sdpa(SDPBackend.FLASH_ATTENTION)}
-    for cfg in args.configs.split(","):
-        w, s, e = (int(x) for x in cfg.split(":"))
-        kernels[f"fp8 kernel only w{w} s{s} fast_exp={e}"] = (w, s, bool(e))
+    configs = [tuple(int(x) for x in c.split(":")) for c in args.configs.split(",")]
     report = Report("self-attention kernels", args.out, "cuda", vars(args))
+    for reason in (cudnn_fp8_attention.unavailable_reason("cuda"), fa3_attention.unavailable_reason("cuda")):
+        if reason:
+            report.note(reason)
     for tokens in (int(t) for t in args.tokens.split(",")):
         g = torch.Generator("cuda").manual_seed(tokens)
-        q, k, v = (torch.randn(1, tokens, 40, 128, generator=g, device="cuda", dtype=torch.bfloat16) for _ in "qkv")
-        k = k + 0.5 * torch.randn(1, 1, 40, 128, generator=g, device="cuda", dtype=torch.bfloat16)
-        rows = slice(0, 4096)  # fp32 reference for 4096 queries x 4 heads (the math kernel holds S x S scores)
-        ref = sdpa(SDPBackend.MATH)(q[:, rows, :4].float(), k[:, :, :4].float(), v[:, :, :4].float())
-        flops = 4 * tokens * tokens * 40 * 128
-        pre = fp8_attention.quantize_qkv(q, k, v, 128 ** -0.5)
-        buf = torch.empty_like(q)
-        kernels["fp8 incl. eager quantisation"] = fp8_attention.fp8_attention
-        reason = cudnn_fp8_attention.unavailable_reason("cuda")
-        if reason is None:
-            q8, dq = quantize(q)
-            k8, dk = quantize(smooth(k)[0])
-            v8, dv = quantize(smooth(v)[0])
-            kernels["cudnn fp8 kernel only"] = partial(cudnn_kernel_only, (q8, k8, v8, dq, dk, dv, 1.0 / dv))
-            kernels["cudnn fp8 incl. eager quantisation"] = cudnn_fp8_attention.cudnn_fp8_attention
-            kernels["cudnn fp8 compiled quantisation"] = torch.compile(cudnn_fp8_attention.cudnn_fp8_attention)
-        else:
-            print(f"cudnn fp8: {reason}", flush=True)
-        reason = fa3_attention.unavailable_reason("cuda")
-        if reason is None:
-            kernels["fa3 bf16"] = fa3_call
-            fa3_pre = (*quantize(q, per_head=True), *quantize(smooth(k)[0], per_head=True),
-                       *quantize(smooth(v)[0], per_head=True))
-            kernels["fa3 fp8 kernel only"] = partial(fa3_kernel_only, fa3_pre)
-            kernels["fa3 fp8 incl. eager quantisation"] = fa3_attention.fa3_fp8_attention
-            kernels["fa3 fp8 compiled quantisation"] = torch.compile(fa3_attention.fa3_fp8_attention)
-        else:
-            print(f"fa3: {reason}", flush=True)
-        for name, fn in kernels.items():
-            if isinstance(fn, tuple):
-                fn = partial(kernel_only, pre, buf, tokens, *fn)
+        inputs = {"random": random_qkv(tokens, HEADS, DIM, g, "cuda"),
+                  "structured": structured_qkv(tokens, HEADS, DIM, g, "cuda")}
+        refs = {kind: reference(*qkv) for kind, qkv in inputs.items()}
+        flops = 4 * tokens * tokens * HEADS * DIM
+        for name, (fn, exact) in kernels_for(*inputs["random"], tokens, configs).items():
+            row = {"tokens": tokens, "kernel": name}
             try:
-                out = fn(q, k, v)
-                ms = bench(partial(fn, q, k, v))
+                if exact:
+                    for kind, qkv in inputs.items():
+                        row[f"rel_err_{kind}"], row[f"cosine_{kind}"] = (round(x, 5) for x in accuracy(fn(*qkv), refs[kind]))
+                fn(*inputs["random"])
+                row["ms"] = round(bench(partial(fn, *inputs["random"])), 2)
             except Exception as error:  # noqa: BLE001  # a kernel config that does not compile/launch on this GPU
-                print(f"{tokens} {name}: failed: {error}", flush=True)
-                report.add(tokens=tokens, kernel=name, error=str(error)[:300])
-                continue
-            row = {"tokens": tokens, "kernel": name, "ms": round(ms, 2), "tflops": round(flops / ms / 1e9, 1)}
-            if out.dtype == q.dtype:  # kernel-only rows return raw (scaled fp8) outputs: no accuracy to report
-                part = out[:, rows, :4].float()
-                row.update(cosine=round(cosine(part, ref), 5), rel_err=round(relative_error(part, ref), 5))
+                row["error"] = f"{type(error).__name__}: {str(error)[:300]}"
+            if "ms" in row:
+                row["tflops"] = round(flops / row["ms"] / 1e9, 1)
             print(row, flush=True)
             report.add(**row)
+        sdpa_ms = next(r["ms"] for r in report.rows if r["tokens"] == tokens and r["kernel"] == "sdpa cudnn bf16")
+        for r in report.rows:
+            if r["tokens"] == tokens and "ms" in r and "compiled" in r["kernel"]:
+                report.ratio(f"{tokens} {r['kernel']} vs cudnn bf16", sdpa_ms / r["ms"])
+    report.print_table(["tokens", "kernel", "ms", "tflops", "rel_err_random", "rel_err_structured",
+                        "cosine_structured", "error"])
     return 0
 
 

@@ -64,7 +64,8 @@ def parse_args(argv=None):
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--warmup", type=int, default=1)
     p.add_argument("--attention", default="auto",
-                   help="ours, comma list: auto | fp8 | cudnn | flash | efficient | math | native")
+                   help="ours, comma list: auto | accurate | int8 | cudnn_fp8 | ... (attention.CHOICES), or sm86 / "
+                        "sm89 / sm120...: the kernels auto picks on that GPU generation (a proxy run on this GPU)")
     p.add_argument("--profile", action="store_true", help="write a kernel table of one step of ours (CUDA)")
     p.add_argument("--no-compile", action="store_true", help="ours: eager blocks")
     p.add_argument("--eager-too", action="store_true", help="ours: also time fp8 eager (before compiling)")
@@ -127,8 +128,10 @@ class Ours:
         from wan_animate.engine.accel import AccelOptions, accelerate
         from wan_animate.engine.accel.processors import reset_self_attention
         reset_self_attention(self.model.blocks)
-        self.fast = accelerate(self.model, self.device, AccelOptions(attention=attention, compile=compile,
-                                                                     blocks_on_cpu=blocks_on_cpu))
+        options = AccelOptions(attention=attention, compile=compile, blocks_on_cpu=blocks_on_cpu)
+        if attention.startswith("sm"):
+            options.attention, options.fp8_matmul = generation_kernels(attention, self.device)
+        self.fast = accelerate(self.model, self.device, options)
         self.dit = AnimateDiT(self.model, self.fast.block_runner)
         return self.fast.describe()
 
@@ -143,6 +146,25 @@ class Ours:
     def step(self, x: Inputs):
         embedding = self.dit.time_embedding(x.timestep, self.context)
         return self.dit(x.latent, embedding, self.context, self.motion, self.pose, self.rotary)
+
+
+def generation_kernels(generation: str, device) -> tuple[str, str]:
+    """(attention, fp8 matmul) that selection picks on GPU generation `generation` ("sm86": capability 8.6) given
+    what works on this device: the kernels a proxy run forces here."""
+    from dataclasses import replace
+
+    from wan_animate.engine.accel.selection import device_facts, select_attention, select_fp8_matmul
+    digits = generation[2:]
+    facts = replace(device_facts(device), capability=(int(digits[:-1]), int(digits[-1])))
+    return select_attention(facts), select_fp8_matmul(facts, has_fp8_weights=True)
+
+
+def variant_name(attention: str) -> str:
+    if attention == "auto":
+        return "ours"
+    if attention.startswith("sm"):
+        return f"ours ({attention} kernels, proxy)"
+    return f"ours ({attention})"
 
 
 def measure(name: str, fn, x: Inputs, args, cfg, device, warmup: int | None = None) -> tuple[dict, torch.Tensor]:
@@ -209,7 +231,7 @@ def main(argv=None) -> int:
         if args.eager_too or args.no_compile:
             variants.append(("ours fp8 eager", False, attentions[0]))
         if not args.no_compile:
-            variants += [("ours" if len(attentions) == 1 else f"ours ({a})", True, a) for a in attentions]
+            variants += [(variant_name(a), True, a) for a in attentions]
         for name, compile, attention in variants:
             try:
                 setup = ours.accelerate(compile, attention)

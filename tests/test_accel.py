@@ -19,6 +19,7 @@ from wan_animate.engine.accel import (
     quantize_transformer,
     spread_indices,
 )
+from wan_animate.engine.accel.selection import INT8, INT8_FP16, SCALED_MM, DeviceFacts
 from wan_animate.engine.forward import AnimateDiT
 from wan_loader.model import fp8 as fp8_weights
 from wan_loader.model.fp8 import FP8Linear
@@ -26,12 +27,6 @@ from wan_loader.model.fp8 import FP8Linear
 
 def cosine(a: torch.Tensor, b: torch.Tensor) -> float:
     return torch.nn.functional.cosine_similarity(a.double().flatten(), b.double().flatten(), dim=0).item()
-
-
-@pytest.fixture
-def restore_fp8_matmul():
-    yield
-    fp8_weights.set_fp8_matmul(None)
 
 
 def forward_inputs(dit: AnimateDiT, seed: int = 0):
@@ -93,6 +88,65 @@ def test_choose_attention(monkeypatch):
     assert choose_attention("cpu", "efficient") == "efficient"  # the explicit argument wins over the environment
     with pytest.raises(ValueError, match="attention='fast'"):
         choose_attention("cpu", "fast")
+    assert choose_attention("cpu", "accurate") == "native"  # bf16 attention: the fastest SDPA kernel
+
+
+ALL_WORKING = frozenset({INT8, INT8_FP16, SCALED_MM})
+
+
+@pytest.mark.parametrize("capability, cudnn, working, attention, matmul", [
+    ((8, 0), 90000, ALL_WORKING, INT8_FP16, "dequant"),  # A100: no fp8 tensor cores
+    ((8, 6), 90000, ALL_WORKING, INT8_FP16, "dequant"),  # RTX 30xx
+    ((8, 9), 90000, ALL_WORKING, INT8, SCALED_MM),  # RTX 40xx / L40: fp8 tensor cores
+    ((9, 0), 91900, ALL_WORKING, INT8, SCALED_MM),  # H100 / H200
+    ((12, 0), 91900, ALL_WORKING, INT8, SCALED_MM),  # RTX 50xx
+    ((8, 6), 90000, frozenset(), "flash", "dequant"),  # the int8 kernel's probe failed: bf16 FlashAttention
+    ((8, 9), 90000, frozenset({INT8_FP16}), INT8_FP16, "dequant"),  # fp8 P·V and _scaled_mm failed their probes
+    ((9, 0), 91900, frozenset(), "cudnn", "dequant"),  # Hopper without Triton: cuDNN's bf16 attention
+    ((7, 5), 90000, ALL_WORKING, "efficient", "dequant"),  # Turing: no int8 kernel, no FlashAttention-2
+    (None, None, frozenset(), "native", "dequant"),  # CPU
+])
+def test_kernel_selection_per_gpu_generation(capability, cudnn, working, attention, matmul):
+    """Selection is a pure function of the device's facts: each GPU generation's path, forced on the CPU."""
+    from wan_animate.engine.accel import select_attention, select_fp8_matmul
+    facts = DeviceFacts(capability, cudnn, working)
+    assert select_attention(facts) == attention
+    assert select_fp8_matmul(facts, has_fp8_weights=True) == matmul
+    assert select_fp8_matmul(facts, has_fp8_weights=False) == "dequant"
+
+
+def test_failed_probe_falls_back_with_one_log_line(caplog):
+    """A kernel whose probe fails is reported once per GPU (the result is cached); here no GPU exists, so the
+    probe of cuda:0 fails the way a kernel that does not build would."""
+    from wan_animate.engine.accel.attention_quant import probe
+    results: dict = {}
+    calls = []
+    with caplog.at_level("WARNING"):
+        for _ in range(2):
+            reason = probe(lambda q, k, v: calls.append(1), torch.device("cuda", 0), results, "kernel X fails")
+    assert reason.startswith("kernel X fails") and results == {0: reason}
+    assert [r.getMessage() for r in caplog.records] == [f"cuda:0: {reason}; another kernel is used"]
+
+
+def test_two_models_keep_their_own_kernel_settings(tiny, monkeypatch):
+    """Attention and fp8 matmul choices live on each model's layers: configuring a second model leaves the first
+    model's kernels and output as they were. fp8 tensor cores are forced (Hopper's path; torch computes
+    _scaled_mm on the CPU)."""
+    monkeypatch.setattr(fp8_matmul, "supports_scaled_mm", lambda device: True)
+    first = copy.deepcopy(tiny.transformer).to(torch.bfloat16)
+    quantize_transformer(first)
+    second = copy.deepcopy(first)
+    accelerate(first, "cpu", AccelOptions(attention="math", fp8_matmul="scaled_mm", fp8_fast_accum=False))
+    alone = run(first)
+    accelerate(second, "cpu", AccelOptions(attention="native", fp8_matmul="dequant"))
+    layers = lambda model: [m for m in model.modules() if isinstance(m, FP8Linear)]  # noqa: E731
+    assert {m.matmul for m in layers(first)} == {fp8_matmul.ScaledMatmul(fast_accum=False)}
+    assert {m.matmul for m in layers(second)} == {None}
+    backends = lambda model: {m.processor._attention_backend for m in model.modules() if hasattr(m, "processor")}  # noqa: E731
+    assert {str(b) for b in backends(first)} == {"AttentionBackendName._NATIVE_MATH"}
+    assert {str(b) for b in backends(second)} == {"AttentionBackendName.NATIVE"}
+    torch.testing.assert_close(run(first), alone, rtol=0, atol=0)
+    assert cosine(run(second), alone) > 0.99  # the same model through the dequantising path
 
 
 def test_accel_options_reject_bad_values():
@@ -134,13 +188,13 @@ def test_scaled_mm_falls_back_on_odd_sizes():
                                layer(x))
 
 
-def test_fp8_transformer_close_to_bf16(tiny, restore_fp8_matmul):
+def test_fp8_transformer_close_to_bf16(tiny):
     model = copy.deepcopy(tiny.transformer).to(torch.bfloat16)
     reference = run(model)
     assert quantize_transformer(model) > 0
     assert any(isinstance(m, FP8Linear) for m in model.blocks.modules())
     dequant = run(model)
-    fp8_matmul.install()
+    assert fp8_matmul.install(model, fp8_matmul.ScaledMatmul()) == quantize_transformer(copy.deepcopy(tiny.transformer))
     fast = run(model)
     assert cosine(dequant, reference) > 0.99
     assert cosine(fast, reference) > 0.99

@@ -55,3 +55,13 @@ def test_step_benchmark_notes_a_kernel_this_machine_lacks(tmp_path):
     report = json.loads(out.read_text())
     assert report["rows"] == []
     assert any("skipped" in n and "fa3_fp8" in n for n in report["notes"])
+
+
+def test_step_benchmark_proxy_generations():
+    """`--attention sm86` etc. force the kernels selection picks on that GPU generation, given what works on this
+    machine (here nothing optional works: bf16 SDPA kernels, dequantising matmuls)."""
+    from benchmarks.step import generation_kernels, variant_name
+    assert generation_kernels("sm86", "cpu") == ("flash", "dequant")
+    assert generation_kernels("sm90", "cpu") == ("flash", "dequant")  # no cuDNN version on a CPU device
+    assert generation_kernels("sm75", "cpu") == ("efficient", "dequant")
+    assert variant_name("sm120") == "ours (sm120 kernels, proxy)" and variant_name("auto") == "ours"

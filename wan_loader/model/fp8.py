@@ -1,8 +1,9 @@
 """fp8 weights: quantize/dequantize and a Linear that keeps fp8 weight + fp32 scale and computes in another dtype.
 
 Scales follow ComfyUI's scaled-fp8 convention: real weight = fp8 weight * scale, the scale being one fp32 value
-per tensor or one per output channel (row). FP8Linear.forward goes through `fp8_matmul`, the single seam where a
-fused kernel (torch._scaled_mm on Hopper/Ada) can replace the dequantize-then-matmul default: `set_fp8_matmul(fn)`.
+per tensor or one per output channel (row). Each FP8Linear's `matmul` is the seam where a fused kernel
+(torch._scaled_mm on Hopper/Ada) replaces the dequantize-then-matmul default; it belongs to the layer, so two
+models in one process keep their own.
 """
 from __future__ import annotations
 
@@ -39,32 +40,25 @@ def dequantize(q: torch.Tensor, scale: torch.Tensor | None, dtype: torch.dtype =
     return w * _rows(scale.to(device=w.device, dtype=dtype), w.ndim)
 
 
-def _default_fp8_matmul(x: torch.Tensor, weight: torch.Tensor, scale: torch.Tensor, bias: torch.Tensor | None,
+def dequant_matmul(x: torch.Tensor, weight: torch.Tensor, scale: torch.Tensor, bias: torch.Tensor | None,
                         compute_dtype: torch.dtype) -> torch.Tensor:
     w = dequantize(weight, scale, compute_dtype)
     out = F.linear(x.to(compute_dtype), w, None if bias is None else bias.to(compute_dtype))
     return out.to(x.dtype)
 
 
-_fp8_matmul: Callable[..., torch.Tensor] = _default_fp8_matmul
-
-
-def set_fp8_matmul(fn: Callable[..., torch.Tensor] | None) -> None:
-    """Install fn(x, weight_fp8, scale_fp32, bias, compute_dtype) -> y for every FP8Linear (None: the default)."""
-    global _fp8_matmul
-    _fp8_matmul = fn or _default_fp8_matmul
-
-
-def fp8_matmul(x, weight, scale, bias, compute_dtype):
-    return _fp8_matmul(x, weight, scale, bias, compute_dtype)
+FP8Matmul = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, "torch.Tensor | None", torch.dtype], torch.Tensor]
 
 
 class FP8Linear(nn.Module):
     """nn.Linear with an fp8 weight and fp32 scale (scalar or per output channel); bias in the compute dtype.
 
     `.to(dtype)` on the model moves it between devices but never casts the fp8 weight or its scale (a plain cast
-    would silently drop the scale).
+    would silently drop the scale). `matmul(x, weight, scale, bias, compute_dtype) -> y` computes the product
+    (None: dequantise, then a plain matmul).
     """
+
+    matmul: FP8Matmul | None = None
 
     def __init__(self, in_features: int, out_features: int, bias: bool = True,
                  fp8_dtype: torch.dtype = torch.float8_e4m3fn, compute_dtype: torch.dtype = torch.bfloat16,
@@ -80,7 +74,7 @@ class FP8Linear(nn.Module):
                      if bias else None)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return fp8_matmul(x, self.weight, self.scale, self.bias, self.compute_dtype)
+        return (self.matmul or dequant_matmul)(x, self.weight, self.scale, self.bias, self.compute_dtype)
 
     def dequantized_weight(self, dtype: torch.dtype | None = None) -> torch.Tensor:
         return dequantize(self.weight, self.scale, dtype or self.compute_dtype)

@@ -19,13 +19,14 @@ from .attention import choose_attention, set_attention
 from .blockswap import BlockSwap, spread_indices
 from .compile import compile_blocks, set_cache_dir
 from .quantize import quantize_transformer
+from .selection import DeviceFacts, device_facts, select_attention, select_fp8_matmul
 
 FP8_MATMUL_CHOICES = ("auto", "scaled_mm", "dequant")
 
 
 @dataclass
 class AccelOptions:
-    attention: str = "auto"  # auto | fa3_fp8 | cudnn_fp8 | fp8 | cudnn | flash | ... (attention.CHOICES; env WAN_ANIMATE_ATTENTION)
+    attention: str = "auto"  # auto | accurate | int8 | int8_fp16 | fa3_fp8 | cudnn_fp8 | fp8 | cudnn | flash | ... (attention.CHOICES; env WAN_ANIMATE_ATTENTION)
     fp8_matmul: str = "auto"  # auto: fp8 tensor cores when the weights are fp8 and the GPU has them | scaled_mm | dequant
     fp8_fast_accum: bool = True  # scaled_mm: tensor-core accumulation without fp32 promotion (~25% faster GEMMs)
     compile: bool = False  # torch.compile the repeated blocks (first call ~1 min, cached on disk)
@@ -48,9 +49,10 @@ class FastPath:
     compiled: bool
     swap: BlockSwap | None
     block_runner: BlockRunner = field(default=run_block)
+    fp8_fast_accum: bool = True
 
     def describe(self) -> dict:
-        fast_accum = {"fp8_fast_accum": fp8_matmul.FAST_ACCUM} if self.fp8_matmul == "scaled_mm" else {}
+        fast_accum = {"fp8_fast_accum": self.fp8_fast_accum} if self.fp8_matmul == "scaled_mm" else {}
         return {"attention": self.attention, "fp8_matmul": self.fp8_matmul, **fast_accum, "compiled": self.compiled,
                 "blocks_on_cpu": len(self.swap.indices) if self.swap else 0}
 
@@ -61,7 +63,7 @@ def has_fp8_linears(model: torch.nn.Module) -> bool:
 
 def choose_fp8_matmul(model: torch.nn.Module, device, choice: str) -> str:
     if choice == "auto":
-        return "scaled_mm" if has_fp8_linears(model) and fp8_matmul.supports_scaled_mm(device) else "dequant"
+        return select_fp8_matmul(device_facts(device), has_fp8_linears(model))
     if choice == "scaled_mm" and not fp8_matmul.supports_scaled_mm(device):
         raise ValueError(f"fp8_matmul='scaled_mm' needs a CUDA GPU of compute capability >= 8.9; {device} is not.")
     return choice
@@ -85,14 +87,14 @@ def accelerate(transformer, device, options: AccelOptions | None = None) -> Fast
     """Configure `transformer` (diffusers WanAnimateTransformer3DModel) for `device` and return the block runner.
 
     Moves the transformer to `device`, except the blocks chosen for block swap, which go to pinned host memory.
-    The fp8 matmul choice is process-wide (wan_loader.model.fp8's seam).
+    The attention and fp8 matmul choices are set on this model's layers only.
     """
     options = options or AccelOptions()
     options.check()
     device = torch.device(device)
     matmul = choose_fp8_matmul(transformer, device, options.fp8_matmul)
     attention = set_attention(transformer, choose_attention(device, options.attention), device)
-    fp8_matmul.install(matmul == "scaled_mm", options.fp8_fast_accum)
+    fp8_matmul.install(transformer, fp8_matmul.ScaledMatmul(options.fp8_fast_accum) if matmul == "scaled_mm" else None)
     swap = place(transformer, device, options.blocks_on_cpu)
     compiled = False
     if options.compile:
@@ -100,12 +102,13 @@ def accelerate(transformer, device, options: AccelOptions | None = None) -> Fast
         compile_blocks(transformer.blocks)
         compiled = True
     runner = swap.runner() if swap else run_block
-    return FastPath(attention, matmul, compiled, swap, runner)
+    return FastPath(attention, matmul, compiled, swap, runner, options.fp8_fast_accum)
 
 
 __all__ = [
     "AccelOptions",
     "BlockSwap",
+    "DeviceFacts",
     "FastPath",
     "accelerate",
     "choose_attention",
@@ -114,6 +117,8 @@ __all__ = [
     "compile_blocks",
     "fp8_matmul",
     "quantize_transformer",
+    "select_attention",
+    "select_fp8_matmul",
     "set_attention",
     "spread_indices",
 ]

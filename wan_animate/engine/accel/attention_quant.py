@@ -7,9 +7,12 @@ softmax rows sum to 1 (added back afterwards). Both take a shared component out 
 """
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 
 import torch
+
+log = logging.getLogger(__name__)
 
 E4M3 = torch.float8_e4m3fn
 E4M3_MAX = 448.0
@@ -35,7 +38,8 @@ def quantize(x: torch.Tensor, per_head: bool = False) -> tuple[torch.Tensor, tor
 
 def probe(kernel: Callable, device: torch.device, results: dict[int, str | None], what: str) -> str | None:
     """None when `kernel` runs a tiny (1, 128, 1, 128) attention on `device`, else why not; once per GPU (`results`
-    caches it). Library builds and versions differ in what they support, and only a call tells."""
+    caches it; a failure logs one line). Library builds and versions differ in what they support, and only a call
+    tells."""
     index = device.index if device.index is not None else torch.cuda.current_device()
     if index not in results:
         try:
@@ -46,4 +50,5 @@ def probe(kernel: Callable, device: torch.device, results: dict[int, str | None]
             results[index] = None
         except Exception as error:  # noqa: BLE001  # any build/launch failure means: use another kernel
             results[index] = f"{what}: {str(error).splitlines()[0][:200] if str(error) else type(error).__name__}"
+            log.warning("cuda:%d: %s; another kernel is used", index, results[index])
     return results[index]

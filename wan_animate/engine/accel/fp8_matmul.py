@@ -6,20 +6,21 @@ with `scaled_mm_linear`: one rowwise activation scale per token (amax / 448), th
 and cuBLAS's fp8 GEMM with both scales and the bias applied in its epilogue (~1.5x a bf16 GEMM on an H100).
 Fast accumulation (no periodic promotion of the tensor cores' partial sums to fp32) makes the GEMMs another ~25%
 faster; measured on a full-size 480p step it left the cosine to bf16 unchanged (0.99889 vs 0.99888), so it is on
-by default (`install(fast_accum=False)` turns it off).
+by default (`ScaledMatmul(fast_accum=False)` turns it off). The choice lives on the model's layers, not in a global.
 The activation quantisation is a small torch.compile'd function, so it is one fused pass (eager: 3-5 passes,
 slower than the GEMM it saves); inside a compiled block it fuses into the preceding norm/modulation.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 
-from wan_loader.model import fp8 as fp8_weights
+from wan_loader.model.fp8 import FP8Linear, FP8Matmul, dequant_matmul
 
 E4M3 = torch.float8_e4m3fn
 E4M3_MAX = float(torch.finfo(E4M3).max)
 _compiled_quant = None
-FAST_ACCUM = True
 
 
 def quantize_rows(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -46,25 +47,35 @@ def supports_scaled_mm(device: torch.device | str) -> bool:
 
 
 def scaled_mm_linear(x: torch.Tensor, weight: torch.Tensor, scale: torch.Tensor, bias: torch.Tensor | None,
-                     compute_dtype: torch.dtype) -> torch.Tensor:
+                     compute_dtype: torch.dtype, fast_accum: bool = True) -> torch.Tensor:
     """y = x @ (weight * scale).T + bias through fp8 tensor cores (torch's CPU kernel off the GPU); falls back to
     the dequantising default where _scaled_mm cannot run (e5m2 weights, dimensions not multiples of 16)."""
     n, k = weight.shape
     if weight.dtype != E4M3 or k % 16 or n % 16:
-        return fp8_weights._default_fp8_matmul(x, weight, scale, bias, compute_dtype)
+        return dequant_matmul(x, weight, scale, bias, compute_dtype)
     out_dtype = torch.bfloat16
     rows = x.reshape(-1, k).to(out_dtype)
     q, x_scale = _quantize(rows)
     w_scale = scale.float().reshape(1, -1).expand(1, n).contiguous()
     y = torch._scaled_mm(q, weight.t(), scale_a=x_scale, scale_b=w_scale,
                          bias=None if bias is None else bias.to(out_dtype), out_dtype=out_dtype,
-                         use_fast_accum=FAST_ACCUM)
+                         use_fast_accum=fast_accum)
     return y.reshape(*x.shape[:-1], n).to(x.dtype)
 
 
-def install(enabled: bool = True, fast_accum: bool = True) -> bool:
-    """Route every FP8Linear through `scaled_mm_linear` (enabled) or back to the dequantising default."""
-    global FAST_ACCUM
-    FAST_ACCUM = fast_accum
-    fp8_weights.set_fp8_matmul(scaled_mm_linear if enabled else None)
-    return enabled
+@dataclass(frozen=True)
+class ScaledMatmul:
+    """An FP8Linear matmul through `scaled_mm_linear` with its accumulation setting."""
+
+    fast_accum: bool = True
+
+    def __call__(self, x, weight, scale, bias, compute_dtype):
+        return scaled_mm_linear(x, weight, scale, bias, compute_dtype, self.fast_accum)
+
+
+def install(model: torch.nn.Module, matmul: FP8Matmul | None) -> int:
+    """Give every FP8Linear of `model` this matmul (None: the dequantising default); returns how many."""
+    layers = [m for m in model.modules() if isinstance(m, FP8Linear)]
+    for layer in layers:
+        layer.matmul = matmul
+    return len(layers)

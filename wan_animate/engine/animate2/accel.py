@@ -1,7 +1,7 @@
 """The engine's fast paths for the Wan-Animate-2 DiT: attention kernel, fp8 tensor-core matmuls, block swap.
 
-Same choices and seams as Animate-14B's (`..accel`): the fp8 self-attention kernels (FlashAttention-3, cuDNN,
-Triton) serve the in-context attention frame by frame; the bf16 kernels that return their log-sum-exp (cuDNN on
+Same choices and seams as Animate-14B's (`..accel`): the quantised self-attention kernels (int8 Q·K^T,
+FlashAttention-3, cuDNN, Triton fp8) serve the in-context attention frame by frame; the bf16 kernels that return their log-sum-exp (cuDNN on
 Hopper, FLASH elsewhere, flash on the CPU) serve it in two calls (attention.merged). Cross-attention goes through
 diffusers' dispatch with the fastest SDPA kernel. Compiled blocks are not applied to Animate-2 (its blocks run
 through Animate2DiT's own block function, not `block.forward`); `compile=True` is refused with that reason.
@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import torch
 
 from ..accel import AccelOptions, choose_fp8_matmul, fp8_matmul, place
-from ..accel.attention import BACKENDS, SELF_ATTENTION_FP8, _self_attention_kernel, choose_attention, fastest_sdpa
+from ..accel.attention import BACKENDS, SELF_ATTENTION_KERNELS, _self_attention_kernel, choose_attention, fastest_sdpa
 from ..accel.blockswap import BlockSwap
 from ..accel.processors import sdpa_kernel
 from .attention import Kernel, LseKernel, sdpa_with_lse
@@ -45,12 +45,12 @@ def accelerate_animate2(transformer, device, options: AccelOptions | None = None
                          "own block function); leave it off.")
     device = torch.device(device)
     matmul = choose_fp8_matmul(transformer, device, options.fp8_matmul)
-    fp8_matmul.install(matmul == "scaled_mm", options.fp8_fast_accum)
+    fp8_matmul.install(transformer, fp8_matmul.ScaledMatmul(options.fp8_fast_accum) if matmul == "scaled_mm" else None)
     name = choose_attention(device, options.attention)
     transformer.set_attention_backend(BACKENDS[fastest_sdpa(device)])  # cross-attention
     swap = place(transformer, device, options.blocks_on_cpu)
     runner = swap.runner(run_block) if swap else run_block
-    if name in SELF_ATTENTION_FP8:
+    if name in SELF_ATTENTION_KERNELS:
         return Animate2FastPath(name, matmul, swap, _self_attention_kernel(name, device), None, runner)
     kernel = sdpa_kernel if name == "native" else _backend_kernel(BACKENDS[name])
     lse = sdpa_with_lse if name in ("auto", "native", "cudnn", "flash") else None
