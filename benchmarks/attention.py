@@ -105,37 +105,41 @@ def kernels_for(q, k, v, tokens: int, configs: list[tuple[int, int, int]]) -> di
     from torch.nn.attention import SDPBackend
     kernels = {"sdpa cudnn bf16": (sdpa(SDPBackend.CUDNN_ATTENTION), True),
                "sdpa flash bf16": (sdpa(SDPBackend.FLASH_ATTENTION), True)}
-    kernels["int8 QK fp8 PV incl. eager quantisation"] = (int8_attention.int8_attention, True)
-    kernels["int8 QK fp8 PV compiled quantisation"] = (torch.compile(int8_attention.int8_attention, dynamic=False), True)
-    kernels["int8 QK fp16 PV incl. eager quantisation"] = (int8_attention.int8_fp16_attention, True)
     buf = torch.empty_like(q)
+    for pv in ("fp16", "fp8"):
+        name = f"int8 QK {pv} PV"
+        call = partial(int8_attention.int8_attention, pv=pv)
+        kernels[f"{name} compiled quantisation"] = (torch.compile(call, dynamic=False), True)
+        pre = int8_attention.quantize_qkv(q, k, v, DIM ** -0.5, pv)
+        kernels[f"{name} kernel only, tuned launch"] = (
+            partial(int8_kernel_only, pre, buf, tokens, pv, None, 3, int8_attention.BLOCK_N), False)
     for warps, stages, block_n in configs:
-        pre = int8_attention.quantize_qkv(q, k, v, DIM ** -0.5, "fp8", block_n)
-        kernels[f"int8 QK fp8 PV kernel only w{warps} s{stages} n{block_n}"] = (
-            partial(int8_kernel_only, pre, buf, tokens, "fp8", warps, stages, block_n), False)
+        pre = int8_attention.quantize_qkv(q, k, v, DIM ** -0.5, "fp16", block_n)
+        kernels[f"int8 QK fp16 PV kernel only w{warps} s{stages} n{block_n}"] = (
+            partial(int8_kernel_only, pre, buf, tokens, "fp16", warps, stages, block_n), False)
     kernels["triton fp8 incl. eager quantisation"] = (fp8_attention.fp8_attention, True)
-    kernels["triton fp8 kernel only w8 s3"] = (
-        partial(fp8_kernel_only, fp8_attention.quantize_qkv(q, k, v, DIM ** -0.5), buf, tokens, 8, 3), False)
     if cudnn_fp8_attention.unavailable_reason("cuda") is None:
         q8, dq = quantize(q)
         k8, dk = quantize(smooth(k)[0])
         v8, dv = quantize(smooth(v)[0])
         kernels["cudnn fp8 kernel only"] = (partial(cudnn_kernel_only, (q8, k8, v8, dq, dk, dv, 1.0 / dv)), False)
-        kernels["cudnn fp8 compiled quantisation"] = (torch.compile(cudnn_fp8_attention.cudnn_fp8_attention, dynamic=False), True)
+        kernels["cudnn fp8 compiled quantisation"] = (torch.compile(cudnn_fp8_attention.cudnn_fp8_attention,
+                                                                    dynamic=False), True)
     if fa3_attention.unavailable_reason("cuda") is None:
         kernels["fa3 bf16"] = (fa3_call, True)
-        kernels["fa3 fp8 compiled quantisation"] = (torch.compile(fa3_attention.fa3_fp8_attention, dynamic=False), True)
+        kernels["fa3 fp8 compiled quantisation"] = (torch.compile(fa3_attention.fa3_fp8_attention, dynamic=False),
+                                                     True)
     return kernels
 
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--tokens", default="32760,75600")
-    p.add_argument("--configs", default="8:3:64,8:3:128,4:3:64",
-                   help="num_warps:num_stages:block_n variants of the int8 kernel (kernel-only rows)")
+    p.add_argument("--configs", default="",
+                   help="num_warps:num_stages:block_n variants of the int8 fp16-P·V kernel (kernel-only rows), e.g. 8:3:64")
     p.add_argument("--out", default=None)
     args = p.parse_args(argv)
-    configs = [tuple(int(x) for x in c.split(":")) for c in args.configs.split(",")]
+    configs = [tuple(int(x) for x in c.split(":")) for c in args.configs.split(",") if c]
     report = Report("self-attention kernels", args.out, "cuda", vars(args))
     for reason in (cudnn_fp8_attention.unavailable_reason("cuda"), fa3_attention.unavailable_reason("cuda")):
         if reason:
