@@ -65,4 +65,5 @@ def sdpa_with_lse(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> tuple[to
         out, lse = torch.ops.aten._scaled_dot_product_cudnn_attention(qt, kt, vt, None, True)[:2]
     else:
         out, lse = torch.ops.aten._scaled_dot_product_flash_attention(qt, kt, vt)[:2]
-    return out.transpose(1, 2), lse.float()
+    b, h, s = qt.shape[:3]
+    return out.transpose(1, 2), lse.float().reshape(b, h, s)
