@@ -503,21 +503,24 @@ def test_cancel_interrupts_comfyui_and_progress_is_forwarded(workers):
 @pytest.fixture(scope="module")
 def wan_models(workers, tmp_path_factory):
     """Tiny random Wan2.2-Animate models in the real layouts under the shipped workflows' file names."""
-    from tests.test_workflows_support import write_detection_models, write_tiny_models
+    from tests.test_workflows_support import write_detection_models, write_tiny_animate2_models, write_tiny_models
 
     models = workers["comfy"].base_dir / "models"
     write_detection_models(models / "detection")
-    write_tiny_models(models, tmp_path_factory.mktemp("tiny_models"))
+    work = tmp_path_factory.mktemp("tiny_models")
+    write_tiny_models(models, work)
+    write_tiny_animate2_models(models, work)
 
 
-def test_shipped_editor_workflow_runs_with_tiny_models(workers, wan_models, tmp_path):
-    """The smoke job of the real thing: workflows/ui/wan_animate_animate.json as saved by the editor, its reference
-    image and driving video sent as base64, CPU-sized numbers given as overrides by node id."""
+@pytest.mark.parametrize("name", ["wan_animate_animate", "wan_animate2_distilled"])
+def test_shipped_editor_workflow_runs_with_tiny_models(workers, wan_models, tmp_path, name):
+    """The smoke job of the real thing: a workflow in workflows/ui as saved by the editor (Animate-14B, and
+    Wan-Animate-2's distilled one), its reference image and driving video sent as base64, CPU-sized numbers given
+    as overrides by node id."""
     from tests.audio_files import STATED_LENGTH_S, beep_onsets, durations
-    from tests.test_workflows_support import (DRIVING, DRIVING_BEEP_S, DRIVING_FRAMES, REFERENCE, SIZE,
-                                              cpu_overrides, write_driving_video, write_reference)
+    from tests.test_workflows_support import (DRIVING, DRIVING_BEEP_S, REFERENCE, SIZE, cpu_overrides,
+                                              expected_frames, write_driving_video, write_reference)
 
-    name = "wan_animate_animate"
     ui = json.loads((REPO_ROOT / "workflows" / "ui" / f"{name}.json").read_text())
     api = json.loads((REPO_ROOT / "workflows" / "api" / f"{name}.json").read_text())
     per_class = cpu_overrides(name)
@@ -529,7 +532,7 @@ def test_shipped_editor_workflow_runs_with_tiny_models(workers, wan_models, tmp_
         "images": [{"name": n, "image": b64((tmp_path / n).read_bytes())} for n in (REFERENCE, DRIVING)],
     }, timeout=900))
     [video] = [o for o in out["outputs"] if o["kind"] == "video"]
-    assert count_frames(base64.b64decode(video["base64"])) == (DRIVING_FRAMES, SIZE, SIZE)
+    assert count_frames(base64.b64decode(video["base64"])) == (expected_frames(name), SIZE, SIZE)
     returned = tmp_path / "returned.mp4"  # with the driving video's sound, in sync (issue 18)
     returned.write_bytes(base64.b64decode(video["base64"]))
     video_s, audio_s = durations(returned)
