@@ -130,3 +130,42 @@ def test_tiny_cli_and_hub_patterns(tmp_path, capsys):
     assert inspect(tmp_path / "t")["distilled"] is True
     patterns = allow_patterns("Wan-AI/Wan2.2-Animate-2-14B-Diffusers", ["transformer"])
     assert "transformer/*" in patterns and "vae/*" not in patterns and "*.json" in patterns
+
+
+def test_int8_convrot_file_reads_as_comfy_kitchen_dequantizes_it(tiny2, written, tmp_path):
+    """Comfy-Org's int8 ConvRot files: weights quantised here by comfy-kitchen itself (its eager backend, the
+    format ComfyUI writes: int8 weight, per-row weight_scale, comfy_quant JSON marker), loaded by wan_loader, equal
+    comfy-kitchen's own dequantisation; ConvRot layers and a plain int8 layer both."""
+    ck = pytest.importorskip("comfy_kitchen.backends.eager.quantization")
+    source = next((written["comfy", False] / "diffusion_models").glob("*.safetensors"))
+    src = open_file(source)
+    items, expected = [], {}
+    for key in src.keys():
+        t = src.get(key)
+        if key.startswith("blocks.") and key.endswith(".weight") and t.ndim == 2:
+            stem, rotate = key[: -len("weight")], not key.endswith("ffn.2.weight")
+            conf = {"format": "int8_tensorwise", **({"convrot": True, "convrot_groupsize": 16} if rotate else {})}
+            if rotate:
+                q, scale = ck.quantize_int8_convrot_weight(t.float(), 16)
+                expected[key] = ck.dequantize_int8_convrot_weight(q, scale, 16)
+            else:
+                q, scale = ck.quantize_int8_rowwise(t.float())
+                expected[key] = ck.dequantize_int8_simple(q, scale)
+            marker = torch.tensor(list(json.dumps(conf).encode()), dtype=torch.uint8)
+            items += [(key, tuple(q.shape), torch.int8, lambda q=q: q),
+                      (stem + "weight_scale", tuple(scale.shape), torch.float32, lambda s=scale: s.float()),
+                      (stem + "comfy_quant", tuple(marker.shape), torch.uint8, lambda m=marker: m)]
+        else:
+            items.append((key, tuple(t.shape), t.dtype, lambda t=t: t))
+    path = tmp_path / "diffusion_models" / "wan_animate_2_int8_convrot.safetensors"
+    write_safetensors(path, items, dict(src.metadata))
+    info = inspect(path)
+    assert info["family"] == "animate2"
+    loaded = load_components(files={"transformer": path}, components=["transformer"], weight_dtype="fp32")
+    from wan_loader.keymaps.transformer_animate2 import original_key_to_diffusers
+
+    state = loaded.transformer.state_dict()
+    for key, want in expected.items():
+        torch.testing.assert_close(state[original_key_to_diffusers(key)], want, rtol=0, atol=1e-6)
+    reference = tiny2.transformer.state_dict()["blocks.0.self_attn.to_q.weight"]
+    assert (state["blocks.0.self_attn.to_q.weight"] - reference).abs().max() < reference.abs().max() / 60

@@ -291,6 +291,13 @@ class View(TensorSource):
         return None
 
 
+    def quant_marker(self, key: str) -> torch.Tensor | None:
+        """The `comfy_quant` marker tensor beside a quantised weight (ComfyUI's per-layer quantisation config)."""
+        stem = key[: -len("weight")] if key.endswith("weight") else key + "."
+        marker = stem + "comfy_quant"
+        return self.base.get(self.prefix + marker) if marker in self._scale_keys else None
+
+
 def _is_scale_key(key: str) -> bool:
     last = key.rsplit(".", 1)[-1]
     return key == SCALED_FP8_MARKER or last in WEIGHT_SCALE_SUFFIXES or last in AUX_SCALE_SUFFIXES

@@ -25,6 +25,7 @@ from ..dtypes import fp32_keys, is_fp8
 from ..errors import ShapeMismatchError, WanLoaderError
 from ..keymaps import Plan, meta_shapes
 from ..model.fp8 import FP8Linear, dequantize, quantize_fp8
+from ..model.int8_convrot import dequantize_int8, read_config
 from .direct_io import ALIGN, aligned_empty, read_range
 from .readers import SafetensorsFile, TensorSource, tensor_bytes
 
@@ -332,7 +333,12 @@ def _load_one(stager: Stager, view, recipe, slot, current, final, fp8_target, pe
             t = fetched[k]
             s = scale_of(k)
             scales.append(s if t.dtype == final else None)  # a scale is only reusable for the same fp8 format
-            values[k] = dequantize(t, s, torch.float32) if is_fp8(t.dtype) else t
+            if is_fp8(t.dtype):
+                values[k] = dequantize(t, s, torch.float32)
+            elif t.dtype == torch.int8 and s is not None:  # ComfyUI int8 (ConvRot) weights: read exactly
+                values[k] = dequantize_int8(t, s, read_config(view.quant_marker(k)))
+            else:
+                values[k] = t
         value = recipe.build(values.__getitem__)
         if fp8_target:
             q, s = quantize_fp8(value, per_channel=per_channel, dtype=final, scale=_shared_scale(scales, value))
