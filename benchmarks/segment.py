@@ -19,9 +19,9 @@ import numpy as np
 import torch
 
 from wan_animate.preprocess.person_select import PersonTrack
-from wan_animate.preprocess.sam_tracker import SamVideoTracker
+from wan_animate.preprocess.sam_tracker import SamVideoTracker, sam2_processor
 from wan_animate.preprocess.segmenter import PersonSegmenter, SegmentOptions
-from wan_animate.preprocess.synthetic_sam import SIZES, sam2_model, sam2_processor
+from wan_animate.preprocess.synthetic_sam import SIZES, sam2_model
 from wan_animate.preprocess.types import NUM_KEYPOINTS
 
 from .harness import GIB, Report, peak_gib, reset_peak, sync

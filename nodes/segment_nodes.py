@@ -26,7 +26,7 @@ def segmenter_dirs() -> list[str]:
 
 
 def segmenter_choices() -> list[str]:
-    """Model folders in models/sam2, models/sam3 and models/sams, then the known Hub models not there yet."""
+    """Model folders and SAM 2 files in models/sam2, models/sam3 and models/sams, then the known Hub models."""
     folders = list_model_folders(segmenter_dirs())
     return folders + [name for name in KNOWN_SEGMENTERS if name not in folders]
 
@@ -39,13 +39,13 @@ class WanAnimateSegmenterLoader(io.ComfyNode):
             display_name="Load Wan Animate Segmenter (SAM2/SAM3)",
             category=CATEGORY,
             description=(
-                "Loads a SAM2 or SAM3 video segmentation model (transformers folders as on the Hub). Given to Wan "
+                "Loads a SAM2 or SAM3 video segmentation model (SAM 2 files, transformers folders). Given to Wan "
                 "Animate Preprocess in replace mode, it segments the chosen person through the whole video, prompted "
                 "automatically from the pose (the official recipe: body keypoints at key frames, 400-frame chunks), "
                 "and prompts again where tracking is lost. No points to click."
             ),
             inputs=[
-                io.Combo.Input("model", options=segmenter_choices(), default=DEFAULT_SEGMENTER, tooltip="A model folder from models/sam2, models/sam3 or models/sams (config.json + model.safetensors), or a Hub model: downloaded into the Hugging Face cache when picked (facebook/sam3 is gated: accept its licence and log in first). Single .pt/.safetensors checkpoints of other packs are not read."),
+                io.Combo.Input("model", options=segmenter_choices(), default=DEFAULT_SEGMENTER, tooltip="From models/sam2, models/sam3 or models/sams: a SAM 2 / 2.1 file in the original layout (sam2.1_hiera_large.safetensors as other packs keep it, the official sam2_hiera_large.pt) or a transformers SAM2/SAM3 folder; or a Hub model, downloaded into the Hugging Face cache when picked (facebook/sam3 is gated: accept its licence and log in first)."),
                 io.Combo.Input("device", options=["auto", "cuda", "cpu"], default="auto", tooltip="auto: ComfyUI's device."),
                 io.Combo.Input("precision", options=list(PRECISIONS), default="auto", tooltip="auto: bfloat16 on the GPU, float32 on the CPU."),
                 io.Int.Input("chunk_frames", default=OFFICIAL_CHUNK_FRAMES, min=1, max=100000, tooltip="Frames per tracking session (official 400). Memory grows with this, not with the video's length."),

@@ -72,17 +72,20 @@ def test_detection_folder_lists_onnx_models(comfy_server):
 
 
 def test_segmenter_loader_lists_sam_folders_and_hub_models_and_names_a_missing_one(comfy_server):
-    """Transformers model folders in models/sam2 and models/sam3 are listed, then the known Hub models; a model
-    that is neither (gone since the list was made) is refused before running, by the library's check."""
+    """Transformers model folders and original SAM 2 files in models/sam2, models/sam3 and models/sams are listed,
+    then the known Hub models; a model that is none of them (gone since the list was made) is refused before
+    running, by the library's check."""
     models = comfy_server.base_dir / "models"
     for folder in (models / "sam2" / "my-sam2", models / "sam3" / "facebook" / "sam3"):
         folder.mkdir(parents=True, exist_ok=True)
         (folder / "config.json").write_text('{"model_type": "sam2_video"}')
-    (models / "sam2" / "sam2.1_hiera_large.safetensors").write_bytes(b"single file: not listed")
+    (models / "sam2" / "sam2.1_hiera_large.safetensors").write_bytes(b"an original SAM 2 file: listed")
+    (models / "sams").mkdir(parents=True, exist_ok=True)
+    (models / "sams" / "sam_vit_b_01ec64.pth").write_bytes(b"SAM 1, no video model: not listed")
     info = comfy_server.get_json("/object_info/WanAnimateSegmenterLoader")["WanAnimateSegmenterLoader"]
     choices = _combo_options(info["input"]["required"]["model"])
-    assert {"my-sam2", "facebook/sam3", "facebook/sam2.1-hiera-large"} <= set(choices)
-    assert choices.count("facebook/sam3") == 1 and "sam2.1_hiera_large.safetensors" not in choices
+    assert {"my-sam2", "facebook/sam3", "facebook/sam2.1-hiera-large", "sam2.1_hiera_large.safetensors"} <= set(choices)
+    assert choices.count("facebook/sam3") == 1 and "sam_vit_b_01ec64.pth" not in choices
     preprocess = object_info_input(comfy_server, "WanAnimatePreprocess", "segmenter")
     assert preprocess[0] == "WANANIMATE_SEGMENTER"
     prompt = {
@@ -91,7 +94,7 @@ def test_segmenter_loader_lists_sam_folders_and_hub_models_and_names_a_missing_o
         "2": {"class_type": "PreviewAny", "inputs": {"source": ["1", 0]}},
     }
     errors = _refused(comfy_server, prompt, "1")
-    assert "segmenter 'gone-sam' is not a model folder in" in errors["model"]["details"]
+    assert "segmenter 'gone-sam' is not a model folder or file in" in errors["model"]["details"]
 
 
 def object_info_input(comfy_server, node: str, name: str):

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from safetensors.torch import save_file
 
 from tests.preprocess_helpers import model_dir, person
 from wan_animate.cli import main
@@ -25,6 +26,7 @@ from wan_animate.preprocess.estimator import PoseEstimator
 from wan_animate.preprocess.model_files import ModelFileError, ModelNotFoundError
 from wan_animate.preprocess.person_select import fill_gaps
 from wan_animate.preprocess.pipeline import preprocess
+from wan_animate.preprocess.sam2_checkpoint import Sam2CheckpointError
 from wan_animate.preprocess.sam_tracker import SamVideoTracker, SegmenterModelError, load_segmenter
 from wan_animate.preprocess.segment_prompts import (
     PROMPT_BODY_POINTS, FramePrompt, chunk_ranges, frame_prompt, key_frames, point_coverage,
@@ -321,7 +323,9 @@ def test_model_folders_are_found_by_name_or_hub_id(tiny_sam, tmp_path, monkeypat
     (sam2 / "facebook" / "sam2.1-hiera-tiny").symlink_to(tiny_sam, target_is_directory=True)
     (sam2 / "mine").symlink_to(tiny_sam, target_is_directory=True)
     (sam2 / "sam2.1_hiera_large.safetensors").write_bytes(b"\0" * 64)
-    assert list_model_folders([sam2, tmp_path / "nowhere"]) == ["facebook/sam2.1-hiera-tiny", "mine"]
+    (sam2 / "sam_vit_b_01ec64.pth").write_bytes(b"\0" * 64)  # SAM 1 (models/sams): not a video model, not listed
+    assert list_model_folders([sam2, tmp_path / "nowhere"]) == [
+        "facebook/sam2.1-hiera-tiny", "mine", "sam2.1_hiera_large.safetensors"]
     assert resolve_segmenter("facebook/sam2.1-hiera-tiny", [sam2]) == sam2 / "facebook" / "sam2.1-hiera-tiny"
     assert resolve_segmenter("mine", [sam2]) == sam2 / "mine"
     assert resolve_segmenter(tiny_sam / "config.json") == tiny_sam
@@ -333,8 +337,21 @@ def test_wrong_or_missing_model_files_say_what_to_do(tiny_sam, tmp_path, monkeyp
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "cache"))
     single = tmp_path / "sam2.1_hiera_large.safetensors"
     single.write_bytes(b"\0" * 64)
-    with pytest.raises(ModelFileError, match="sam2.1_hiera_large.safetensors is a single checkpoint.*facebook/sam2.1"):
-        resolve_segmenter(single)
+    assert resolve_segmenter(single) == single
+    with pytest.raises(Sam2CheckpointError, match="sam2.1_hiera_large.safetensors is not a readable checkpoint"):
+        SamVideoTracker.load(single, device="cpu")
+    other = tmp_path / "sam2_other.safetensors"
+    save_file({"encoder.weight": torch.zeros(2)}, other)
+    with pytest.raises(Sam2CheckpointError, match="not a SAM 2 checkpoint.*facebook/sam3"):
+        SamVideoTracker.load(other, device="cpu")
+    sam3 = tmp_path / "sam3.safetensors"
+    save_file({"detector.backbone.weight": torch.zeros(2)}, sam3)
+    with pytest.raises(Sam2CheckpointError, match="a SAM 3 checkpoint"):
+        SamVideoTracker.load(sam3, device="cpu")
+    notes = tmp_path / "notes.txt"
+    notes.write_text("hello")
+    with pytest.raises(ModelFileError, match="not a SAM checkpoint"):
+        resolve_segmenter(notes)
     pointer = tmp_path / "sam2_hiera_large.pt"
     pointer.write_bytes(b"version https://git-lfs.github.com/spec/v1\noid sha256:0\nsize 1\n")
     with pytest.raises(ModelFileError, match="Git LFS pointer"):
@@ -343,18 +360,18 @@ def test_wrong_or_missing_model_files_say_what_to_do(tiny_sam, tmp_path, monkeyp
     empty.mkdir()
     with pytest.raises(ModelFileError, match="without config.json"):
         resolve_segmenter(empty)
-    with pytest.raises(ModelNotFoundError, match="neither a model folder nor in"):
+    with pytest.raises(ModelNotFoundError, match="neither a model folder or file nor in"):
         resolve_segmenter("no-such-model", [tmp_path])
     with pytest.raises(ModelNotFoundError, match="facebook/sam2.1-hiera-large is not in .* downloads are off"):
         resolve_segmenter("facebook/sam2.1-hiera-large", [tmp_path], allow_download=False)
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(ModelNotFoundError, match="could not be downloaded"):
         resolve_segmenter("facebook/sam3", [tmp_path])
-    other = tmp_path / "bert"
-    other.mkdir()
-    (other / "config.json").write_text(json.dumps({"model_type": "bert"}))
+    bert = tmp_path / "bert"
+    bert.mkdir()
+    (bert / "config.json").write_text(json.dumps({"model_type": "bert"}))
     with pytest.raises(SegmenterModelError, match="'bert' model, not a SAM2 or SAM3"):
-        SamVideoTracker.load(other, device="cpu")
+        SamVideoTracker.load(bert, device="cpu")
     broken = tmp_path / "broken"
     broken.mkdir()
     for f in tiny_sam.iterdir():
@@ -362,6 +379,36 @@ def test_wrong_or_missing_model_files_say_what_to_do(tiny_sam, tmp_path, monkeyp
     (broken / "model.safetensors").write_bytes(b"not safetensors")
     with pytest.raises(SegmenterModelError, match="could not be loaded as a SAM2 video segmenter.*Re-download"):
         SamVideoTracker.load(broken, device="cpu")
+
+
+@pytest.mark.slow
+def test_original_sam2_checkpoints_give_the_official_model_output(tmp_path):
+    """An original-layout SAM 2.1 file (what the official preprocessing and other ComfyUI packs keep) is converted
+    to transformers' model: a prompted frame gives the official SAM2 code's mask logits (random Hiera-T weights);
+    the .pt form gives the same weights."""
+    sam2 = pytest.importorskip("sam2.build_sam", reason="the official SAM 2 code (pip install sam2) is the reference")
+    from sam2.sam2_image_predictor import SAM2ImagePredictor
+
+    torch.manual_seed(0)
+    official = sam2.build_sam2("configs/sam2.1/sam2.1_hiera_t.yaml", ckpt_path=None, device="cpu", mode="eval")
+    weights = {k: v.contiguous() for k, v in official.state_dict().items()}
+    save_file(weights, tmp_path / "sam2.1_hiera_tiny.safetensors")
+    torch.save({"model": weights}, tmp_path / "sam2.1_hiera_tiny.pt")
+    image = (np.random.default_rng(0).random((1024, 1024, 3)) * 255).astype(np.uint8)  # the model's size: no resize
+    image[300:800, 400:600] = (200, 50, 50)
+    prompt = FramePrompt(np.array([[500.0, 400.0], [480.0, 600.0], [520.0, 700.0]]), np.array([400.0, 300.0, 600.0, 800.0]))
+    predictor = SAM2ImagePredictor(official)
+    predictor.set_image(image)
+    masks, _, low_res = predictor.predict(point_coords=prompt.points, point_labels=np.ones(3), box=prompt.box,
+                                          multimask_output=False, return_logits=True)
+    tracker = SamVideoTracker.load(tmp_path / "sam2.1_hiera_tiny.safetensors", device="cpu")
+    tracker.start(1024, 1024)
+    result = tracker.segment(0, image, prompt)
+    logits = tracker.session.output_dict_per_obj[0]["cond_frame_outputs"][0]["pred_masks"]
+    assert torch.allclose(logits.float().flatten(), torch.as_tensor(low_res).float().flatten(), atol=1e-4)
+    assert (result.mask == (masks[0] > 0)).all()
+    from_pt = SamVideoTracker.load(tmp_path / "sam2.1_hiera_tiny.pt", device="cpu").model.state_dict()
+    assert all(torch.equal(v, from_pt[k]) for k, v in tracker.model.state_dict().items())
 
 
 # ---------------------------------------------------------------------------------------------------------- CLI

@@ -55,9 +55,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--mask", default=None,
                         help="replace mode: your own character masks (video or folder of images, one per frame)")
     parser.add_argument("--segmenter", default=None,
-                        help="replace mode: segment the person with SAM2/SAM3 prompted from the pose: a transformers "
-                             "model folder, a folder name in --models, or a Hub id (e.g. facebook/sam2.1-hiera-large, "
-                             "downloaded into the Hugging Face cache). Default: the pose box + keypoints mask")
+                        help="replace mode: segment the person with SAM2/SAM3 prompted from the pose: a SAM 2 file "
+                             "(sam2_hiera_large.pt, sam2.1_hiera_*.safetensors), a transformers model folder, a name "
+                             "in --models, or a Hub id (e.g. facebook/sam2.1-hiera-large, downloaded into the Hugging "
+                             "Face cache). Default: the pose box + keypoints mask")
     parser.add_argument("--segment-chunk", type=int, default=400,
                         help="frames per segmentation session (official 400; memory grows with it, not with the video)")
     parser.add_argument("--segment-points-only", action="store_true",

@@ -1,5 +1,8 @@
 """SAM2 / SAM3-tracker video segmentation through transformers, one frame at a time with bounded memory.
 
+Weights come from a transformers model folder or, for SAM 2 / 2.1, from an original single-file checkpoint
+(sam2_checkpoint.py).
+
 `SamVideoTracker` drives transformers' `Sam2VideoModel` (SAM 2 / 2.1) or `Sam3TrackerVideoModel` (SAM 3's tracker:
 the same memory-attention tracker on SAM 3's 1008-px perception encoder) frame by frame. transformers' session keeps
 every frame's pixels and every tracked frame's outputs (the 1024x1024 mask logits included, ~18 MB per frame at
@@ -21,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .sam2_checkpoint import load_sam2_checkpoint
 from .segment_prompts import FramePrompt
 from .segmenter import PersonSegmenter, SegmentOptions, TrackedMask
 from .segmenter_files import DEFAULT_SEGMENTER, resolve_segmenter
@@ -59,6 +63,14 @@ def model_family(folder: str | os.PathLike) -> str:
     return FAMILIES[model_type]
 
 
+def sam2_processor(image_size: int = 1024):
+    """SAM 2's processor (square resize, ImageNet mean/std) for weights that come without one (original files)."""
+    from transformers import Sam2ImageProcessor, Sam2VideoProcessor, Sam2VideoVideoProcessor
+
+    size = {"height": image_size, "width": image_size}
+    return Sam2VideoProcessor(image_processor=Sam2ImageProcessor(size=size), video_processor=Sam2VideoVideoProcessor(size=size))
+
+
 def pick_device(device: str = "auto") -> str:
     """'auto' -> cuda when usable, else cpu; 'cuda...' without a usable GPU is an error that says so."""
     import torch
@@ -90,29 +102,38 @@ class SamVideoTracker:
         self.frame_hw = (0, 0)
 
     @classmethod
-    def load(cls, folder: str | os.PathLike, device: str = "auto", dtype: str = "auto") -> SamVideoTracker:
-        """A tracker from a transformers SAM2/SAM3 folder; dtype auto: bfloat16 on CUDA, float32 on the CPU."""
+    def load(cls, path: str | os.PathLike, device: str = "auto", dtype: str = "auto") -> SamVideoTracker:
+        """A tracker from a transformers SAM2/SAM3 folder or an original SAM 2 checkpoint file; dtype auto: bfloat16
+        on CUDA, float32 on the CPU."""
         import torch
-        from safetensors import SafetensorError
-        from transformers import Sam2VideoModel, Sam2VideoProcessor, Sam3TrackerVideoModel, Sam3TrackerVideoProcessor
 
         if dtype not in PRECISIONS:
             raise ValueError(f"segmenter precision must be one of {PRECISIONS}, got {dtype!r}")
-        family = model_family(folder)
         device = pick_device(device)
         if dtype == "auto":
             dtype = "bfloat16" if device.startswith("cuda") else "float32"
+        if Path(path).is_file():
+            model = load_sam2_checkpoint(path)
+            return cls(model.to(device, getattr(torch, dtype)), sam2_processor(model.config.image_size), device)
+        return cls(*cls._from_folder(path, getattr(torch, dtype), device), device)
+
+    @staticmethod
+    def _from_folder(folder: str | os.PathLike, dtype, device: str):
+        from safetensors import SafetensorError
+        from transformers import Sam2VideoModel, Sam2VideoProcessor, Sam3TrackerVideoModel, Sam3TrackerVideoProcessor
+
+        family = model_family(folder)
         model_cls, processor_cls = ((Sam2VideoModel, Sam2VideoProcessor) if family == "sam2"
                                     else (Sam3TrackerVideoModel, Sam3TrackerVideoProcessor))
         try:
-            model = model_cls.from_pretrained(os.fspath(folder), dtype=getattr(torch, dtype))
+            model = model_cls.from_pretrained(os.fspath(folder), dtype=dtype)
             processor = processor_cls.from_pretrained(os.fspath(folder))
         except (OSError, ValueError, RuntimeError, KeyError, SafetensorError) as error:
             raise SegmenterModelError(
                 f"{folder} could not be loaded as a {family.upper()} video segmenter ({type(error).__name__}: {error}). "
                 "Re-download the folder (config.json, model.safetensors and the processor files)."
             ) from error
-        return cls(model.to(device), processor, device)
+        return model.to(device), processor
 
     # ------------------------------------------------------------------------------------------- VideoTracker
     def start(self, height: int, width: int) -> None:

@@ -1,12 +1,13 @@
-"""Where the SAM2 / SAM3 segmentation model is: a folder, a name in the model folders, the Hugging Face cache or Hub.
+"""Where the SAM2 / SAM3 segmentation model is: a folder or file, a name in the model folders, the Hugging Face cache
+or Hub.
 
 The segmenter reads transformers-format model folders (config.json + model.safetensors + processor files), the
-layout of facebook/sam2.1-hiera-* and facebook/sam3 on the Hub. A name is looked for as a sub-folder of the search
-folders (ComfyUI passes models/sam2, models/sam3 and models/sams), also under its Hub owner (`facebook/...`); a Hub
-id not found there is taken from the Hugging Face cache or downloaded into it through wan_loader's Hub downloader
-(HF_HOME, HF_HUB_OFFLINE and tokens apply; facebook/sam3 is gated: accept its licence on the Hub and log in first).
-Single-file checkpoints in the original SAM2 layout (sam2_hiera_large.pt of the official preprocessing,
-sam2.1_hiera_*.safetensors of other ComfyUI packs) are refused with what to use instead.
+layout of facebook/sam2.1-hiera-* and facebook/sam3 on the Hub, and SAM 2 / 2.1 single files in the original layout
+(sam2_hiera_large.pt of the official preprocessing, sam2.1_hiera_*.safetensors that other ComfyUI packs keep in
+models/sam2; converted by sam2_checkpoint.py). A name is looked for in the search folders (ComfyUI passes
+models/sam2, models/sam3 and models/sams), also under its Hub owner (`facebook/...`); a Hub id not found there is
+taken from the Hugging Face cache or downloaded into it through wan_loader's Hub downloader (HF_HOME,
+HF_HUB_OFFLINE and tokens apply; facebook/sam3 is gated: accept its licence on the Hub and log in first).
 """
 from __future__ import annotations
 
@@ -24,21 +25,27 @@ KNOWN_SEGMENTERS = (
     "facebook/sam2.1-hiera-tiny", "facebook/sam3",
 )
 HUB_PATTERNS = ["*.json", "*.safetensors"]  # the transformers files; not the original .pt checkpoints beside them
-SINGLE_FILE_SUFFIXES = (".pt", ".pth", ".safetensors", ".ckpt", ".bin")
+SINGLE_FILE_SUFFIXES = (".safetensors", ".pt", ".pth")
+SINGLE_FILE_PREFIX = "sam2"  # models/sams also holds SAM 1 files (sam_vit_*.pth), which are no video models
 
 
 def is_model_folder(path: Path) -> bool:
     return (path / "config.json").is_file()
 
 
+def is_sam2_file(path: Path) -> bool:
+    return path.is_file() and path.suffix in SINGLE_FILE_SUFFIXES and path.name.startswith(SINGLE_FILE_PREFIX)
+
+
 def list_model_folders(search_dirs: Iterable[str | os.PathLike]) -> list[str]:
-    """Names (relative to their search folder) of the model folders found, one level deep or under an owner."""
+    """Names (relative to their search folder) of the model folders (one level deep or under an owner) and SAM 2
+    single files found."""
     names: list[str] = []
     for root in map(Path, search_dirs):
         if not root.is_dir():
             continue
         for child in sorted(root.iterdir()):
-            if is_model_folder(child):
+            if is_model_folder(child) or is_sam2_file(child):
                 names.append(child.name)
             elif child.is_dir():
                 names += [f"{child.name}/{g.name}" for g in sorted(child.iterdir()) if is_model_folder(g)]
@@ -46,11 +53,11 @@ def list_model_folders(search_dirs: Iterable[str | os.PathLike]) -> list[str]:
 
 
 def find_model_folder(name: str, search_dirs: Iterable[str | os.PathLike]) -> Path | None:
-    """`name` (a folder name or Hub id) as a model folder in the search folders."""
+    """`name` (a folder name, Hub id or SAM 2 file name) as a model folder or file in the search folders."""
     candidates = [name, name.split("/")[-1]]
     for root in map(Path, search_dirs):
         for candidate in candidates:
-            if is_model_folder(root / candidate):
+            if is_model_folder(root / candidate) or is_sam2_file(root / candidate):
                 return root / candidate
     return None
 
@@ -60,23 +67,23 @@ def is_hub_id(text: str) -> bool:
     return len(parts) == 2 and all(parts) and not text.startswith((".", "~", "/")) and "\\" not in text
 
 
-def refuse_single_file(path: Path) -> None:
-    """A clear error for a checkpoint file given where a model folder is needed."""
+def check_single_file(path: Path) -> Path:
+    """A checkpoint file given as the model: refused when it cannot be one (LFS pointer, other file type)."""
     with open(path, "rb") as handle:
         if handle.read(len(LFS_POINTER_PREFIX)) == LFS_POINTER_PREFIX:
             raise ModelFileError(f"{path} is a Git LFS pointer, not the model: fetch the real files (git lfs pull)")
-    raise ModelFileError(
-        f"{path} is a single checkpoint file (the original SAM2 layout of sam2_hiera_large.pt and of "
-        "sam2.1_hiera_*.safetensors in other ComfyUI packs). The segmenter needs a transformers model folder: pick "
-        f"{DEFAULT_SEGMENTER} (downloaded into the Hugging Face cache), or download that repository into "
-        f"{path.parent} as a folder and pick the folder."
-    )
+    if path.suffix not in SINGLE_FILE_SUFFIXES:
+        raise ModelFileError(
+            f"{path} is not a SAM checkpoint (.safetensors, .pt or .pth) nor a model folder; pick a SAM 2 file, a "
+            f"transformers SAM2/SAM3 folder, or {DEFAULT_SEGMENTER} (downloaded into the Hugging Face cache)"
+        )
+    return path
 
 
 def resolve_segmenter(source: str | os.PathLike = DEFAULT_SEGMENTER, search_dirs: Sequence[str | os.PathLike] = (),
                       allow_download: bool = True, tqdm_class=None) -> Path:
-    """The local model folder for `source`: a folder path, a checkpoint file's folder, a name in `search_dirs`, or a
-    Hub id (cache, else download; `tqdm_class` shows its progress)."""
+    """The local model folder or SAM 2 file for `source`: a path, a name in `search_dirs`, or a Hub id (cache, else
+    download; `tqdm_class` shows its progress)."""
     path = Path(source).expanduser()
     if path.is_dir():
         if not is_model_folder(path):
@@ -86,9 +93,7 @@ def resolve_segmenter(source: str | os.PathLike = DEFAULT_SEGMENTER, search_dirs
             )
         return path
     if path.is_file():
-        if path.name == "config.json":
-            return path.parent
-        refuse_single_file(path)
+        return path.parent if path.name == "config.json" else check_single_file(path)
     text = str(source)
     found = find_model_folder(text, search_dirs)
     if found is not None:
@@ -96,7 +101,7 @@ def resolve_segmenter(source: str | os.PathLike = DEFAULT_SEGMENTER, search_dirs
     where = ", ".join(str(d) for d in search_dirs) or "(no folders given)"
     if not is_hub_id(text):
         raise ModelNotFoundError(
-            f"segmenter '{text}' is neither a model folder nor in {where}; give a folder path or a Hub id such as "
+            f"segmenter '{text}' is neither a model folder or file nor in {where}; give a path or a Hub id such as "
             f"{DEFAULT_SEGMENTER}"
         )
     return Path(hub_folder(text, allow_download, where, tqdm_class))
@@ -130,9 +135,10 @@ def check_segmenter_source(source: str, search_dirs: Sequence[str | os.PathLike]
     if path.is_dir() or find_model_folder(source, search_dirs) is not None or (not path.exists() and is_hub_id(source)):
         return
     if path.is_file():
-        refuse_single_file(path)
+        check_single_file(path)
+        return
     where = ", ".join(str(d) for d in search_dirs) or "(no folders given)"
     raise ModelNotFoundError(
-        f"segmenter '{source}' is not a model folder in {where}; put the model's folder (config.json, "
-        f"model.safetensors, processor files) there and refresh, or pick a Hub id such as {DEFAULT_SEGMENTER}"
+        f"segmenter '{source}' is not a model folder or file in {where}; put the model there (a SAM 2 .safetensors/.pt, "
+        f"or a folder with config.json and model.safetensors) and refresh, or pick a Hub id such as {DEFAULT_SEGMENTER}"
     )

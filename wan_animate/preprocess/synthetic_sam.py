@@ -10,6 +10,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from .sam_tracker import sam2_processor
+
 TINY_IMAGE_SIZE = 128
 SIZES = ("large", "tiny")
 
@@ -49,13 +51,6 @@ def sam2_config(size: str = "large"):
         memory_fuser_intermediate_dim=64, image_size=s, enable_temporal_pos_encoding_for_object_pointers=True,
         enable_occlusion_spatial_embedding=True,
     )
-
-
-def sam2_processor(image_size: int):
-    from transformers import Sam2ImageProcessor, Sam2VideoProcessor, Sam2VideoVideoProcessor
-
-    size = {"height": image_size, "width": image_size}
-    return Sam2VideoProcessor(image_processor=Sam2ImageProcessor(size=size), video_processor=Sam2VideoVideoProcessor(size=size))
 
 
 def sam2_model(size: str = "large", seed: int = 0, dtype=None):
