@@ -386,6 +386,8 @@ def test_original_sam2_checkpoints_give_the_official_model_output(tmp_path):
     """An original-layout SAM 2.1 file (what the official preprocessing and other ComfyUI packs keep) is converted
     to transformers' model: a prompted frame gives the official SAM2 code's mask logits (random Hiera-T weights);
     the .pt form gives the same weights."""
+    # The reference needs the official code: SAM2_BUILD_CUDA=0 pip install --no-build-isolation sam2==1.1.0 (its sdist
+    # would otherwise fetch a second torch to build in isolation); not in requirements-test.txt for that reason.
     sam2 = pytest.importorskip("sam2.build_sam", reason="the official SAM 2 code (pip install sam2) is the reference")
     from sam2.sam2_image_predictor import SAM2ImagePredictor
 
