@@ -54,6 +54,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--color-anchor", choices=COLOR_ANCHORS, default=d.color_anchor)
     parser.add_argument("--color-anchor-strength", type=float, default=d.color_anchor_strength)
     parser.add_argument("--tiled-vae", action="store_true", help="tiled VAE encode/decode (less memory)")
+    parser.add_argument("--step-cache", type=float, default=d.step_cache,
+                        help="> 0: reuse the DiT's last transformation while the estimated change stays below this "
+                             "(20+ undistilled steps; e.g. 0.1)")
     parser.add_argument("--lora", action="append", default=[], metavar="FILE[:STRENGTH]",
                         help="a LoRA and its strength (default 1.0); repeat for several")
     parser.add_argument("--lora-mode", choices=LORA_MODES, default="merge",
@@ -157,6 +160,7 @@ def _run(args: argparse.Namespace, work: Path) -> None:
         seed=args.seed, segment_frames=pick(args.segment_frames, d.segment_frames), guide_frames=args.guide_frames,
         color_anchor=args.color_anchor,
         color_anchor_strength=args.color_anchor_strength, tiled_vae=args.tiled_vae, lora_mode=args.lora_mode,
+        step_cache=args.step_cache,
     )
     options.check()
     loras = [parse_lora_spec(text) for text in args.lora]

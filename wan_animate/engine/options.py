@@ -29,6 +29,7 @@ class AnimateOptions:
     motion_encode_batch: int = 8  # face frames per motion-encoder batch (official 8)
     offload: bool = False  # return the DiT and VAE to where they were (e.g. CPU) after the job
     lora_mode: str = "runtime"  # job LoRAs: "runtime" (forward hooks) or "merge" (into the weights, restored after)
+    step_cache: float = 0.0  # > 0: reuse the DiT's last transformation while the estimated change stays below this (stepcache.py); for 20+ undistilled steps, e.g. 0.1
 
     def check(self) -> None:
         if self.solver not in SOLVERS:
@@ -45,6 +46,8 @@ class AnimateOptions:
             raise ValueError(f"motion_encode_batch={self.motion_encode_batch}: must be >= 1.")
         if self.lora_mode not in LORA_MODES:
             raise ValueError(f"lora_mode={self.lora_mode!r}: choose one of {', '.join(LORA_MODES)}.")
+        if self.step_cache < 0:
+            raise ValueError(f"step_cache={self.step_cache}: must be >= 0 (0 turns step caching off).")
         check_segment_frames(self.segment_frames, self.guide_frames)
 
     @property

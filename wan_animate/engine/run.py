@@ -10,6 +10,7 @@ segment, so device and host memory do not grow with the video length.
 from __future__ import annotations
 
 import contextlib
+import functools
 from collections.abc import Callable, Sequence
 
 import numpy as np
@@ -36,6 +37,7 @@ from .placement import placed
 from .schedulers import make_scheduler
 from .segments import SegmentPlan, plan_segments
 from .sinks import FrameSink
+from .stepcache import StepCache
 
 
 def animate(
@@ -107,6 +109,7 @@ class _Job:
         self.latent_h, self.latent_w = self.height // 8, self.width // 8
         self.generator = torch.Generator().manual_seed(options.seed)
         self.mask_scale = mask_scale(inputs.mask) if options.mode == "replace" else 1.0
+        self.step_cache = StepCache(options.step_cache) if options.step_cache > 0 else None
 
     def run(self) -> None:
         self.control.check_cancel(0, 0)
@@ -166,6 +169,17 @@ class _Job:
         latents = self.codec.encode(video).float()
         return torch.cat([self.y_ref, torch.cat([mask.unsqueeze(0), latents], dim=1)], dim=2)
 
+    def predict(self, latents, cond, t, motion, pose, rotary) -> torch.Tensor:
+        """The DiT's prediction for one step (guided when CFG is on)."""
+        dit, o = self.dit, self.o
+        latent_input = torch.cat([latents, cond], dim=1)
+        embedding = dit.time_embedding(t.reshape(1).to(self.device), self.context)
+        pred = dit(latent_input, embedding, self.context, motion, pose, rotary).float()
+        if o.cfg:
+            uncond = dit(latent_input, embedding, self.context_negative, self.motion_negative, pose, rotary).float()
+            pred = uncond + o.guide_scale * (pred - uncond)
+        return pred
+
     def segment(self, index: int) -> None:
         plan, o, dit = self.plan, self.o, self.dit
         self.control.check_cancel(index, 0)
@@ -181,16 +195,14 @@ class _Job:
         latents = torch.randn(shape, generator=self.generator, dtype=torch.float32).to(self.device)
         scheduler, timesteps = make_scheduler(o.solver, o.steps, o.shift, self.device)
         rotary = dit.rotary((1, latents.shape[1] + cond.shape[1]) + shape[2:])
+        if self.step_cache:
+            self.step_cache.begin()
         for step, t in enumerate(timesteps):
             self.control.check_cancel(index, step)
-            latent_input = torch.cat([latents, cond], dim=1)
-            embedding = dit.time_embedding(t.reshape(1).to(self.device), self.context)
-            pred = dit(latent_input, embedding, self.context, motion, pose, rotary).float()
-            if o.cfg:
-                uncond = dit(latent_input, embedding, self.context_negative, self.motion_negative, pose, rotary).float()
-                pred = uncond + o.guide_scale * (pred - uncond)
+            predict = functools.partial(self.predict, latents, cond, t, motion, pose, rotary)
+            pred = self.step_cache(step, len(timesteps), latents, predict) if self.step_cache else predict()
             latents = scheduler.step(pred, t, latents, return_dict=False)[0]
-            del latent_input, pred
+            del pred
             self.control.step_done(index, step)
         del cond, pose, motion, rotary
 
