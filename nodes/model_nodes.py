@@ -1,24 +1,23 @@
 """Loading Wan2.2-Animate (from ComfyUI's model folders or a Hub id) and LoRAs, as ComfyUI nodes."""
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 
 import folder_paths
 from comfy_api.latest import io
 
 from wan_animate.engine.accel.attention import CHOICES as ATTENTION_CHOICES
-from wan_loader.discovery.hub import is_repo_id
+from wan_loader.discovery.folders import find_model_folder, model_folders
+from wan_loader.discovery.hub import ANIMATE2_REPO, DIFFUSERS_REPO
 
 from .folders import full_path
 from .io_types import CATEGORY, LorasSocket, ModelSocket
-from .progress import NodeProgress, free_comfy_models, progress_tqdm, torch_device
+from .progress import NodeProgress, free_comfy_models, torch_device
 from .validation import check_message
 
 FROM_MODEL = "(from the model)"
 HUB_PREFIX = "hub: "
-DEFAULT_HUB_ID = "Wan-AI/Wan2.2-Animate-14B-Diffusers"
-ANIMATE2_HUB_ID = "Wan-AI/Wan2.2-Animate-2-14B-Diffusers"
+DIFFUSERS_PREFIX = "diffusers/"
 PRECISIONS = ["bf16", "fp16", "fp8_e4m3fn", "fp32"]
 MEMORY_MODES = ["gpu", "offload_idle"]
 
@@ -36,26 +35,11 @@ class WanAnimateModel:
     fast: object = None  # Wan-Animate-2: its fast path (wan_animate.engine.animate2.accel.Animate2FastPath)
 
 
-def diffusers_folders() -> list[str]:
-    """Model folders (Diffusers layout or the original Wan-AI release) under ComfyUI's `diffusers` folder paths."""
-    found = []
-    for root in folder_paths.get_folder_paths("diffusers"):
-        if not os.path.isdir(root):
-            continue
-        for entry in sorted(os.listdir(root)):
-            path = os.path.join(root, entry)
-            if os.path.isdir(path) and any(
-                os.path.exists(os.path.join(path, marker))
-                for marker in ("model_index.json", "modular_model_index.json", "config.json")
-            ):
-                found.append(entry)
-    return found
-
-
 def model_choices() -> list[str]:
     files = folder_paths.get_filename_list("diffusion_models")
-    return [*files, *(f"diffusers/{d}" for d in diffusers_folders()), HUB_PREFIX + DEFAULT_HUB_ID,
-            HUB_PREFIX + ANIMATE2_HUB_ID]
+    folders = model_folders(folder_paths.get_folder_paths("diffusers"))
+    return [*files, *(DIFFUSERS_PREFIX + name for name in folders), HUB_PREFIX + DIFFUSERS_REPO,
+            HUB_PREFIX + ANIMATE2_REPO]
 
 
 def resolve_model(choice: str, hub_id: str) -> str:
@@ -64,43 +48,9 @@ def resolve_model(choice: str, hub_id: str) -> str:
         return hub_id.strip()
     if choice.startswith(HUB_PREFIX):
         return choice[len(HUB_PREFIX):]
-    if choice.startswith("diffusers/"):
-        name = choice[len("diffusers/"):]
-        for root in folder_paths.get_folder_paths("diffusers"):
-            if os.path.isdir(os.path.join(root, name)):
-                return os.path.join(root, name)
-        raise FileNotFoundError(f"model folder '{name}' is not in ComfyUI's 'diffusers' model folder any more.")
+    if choice.startswith(DIFFUSERS_PREFIX):
+        return find_model_folder(choice[len(DIFFUSERS_PREFIX):], folder_paths.get_folder_paths("diffusers"))
     return full_path("diffusion_models", choice)
-
-
-def download_with_progress(repo_id: str) -> str:
-    """Fetch the loader's files of a Hub repo with the download shown on the node; the loader's own download
-    (same files, same cache, offline mode honoured) gives the readable error when this fails."""
-    from huggingface_hub import snapshot_download
-
-    from wan_loader.discovery import hub
-
-    try:
-        return snapshot_download(
-            repo_id, allow_patterns=hub.allow_patterns(repo_id), cache_dir=hub.cache_dir(),
-            local_files_only=hub.offline(), tqdm_class=progress_tqdm(),
-        )
-    except Exception:  # noqa: BLE001 - the loader's own download raises the readable error
-        return hub.download(repo_id)
-
-
-TOKENIZER_DIRS = ("umt5_tokenizer", "umt5-xxl", os.path.join("google", "umt5-xxl"))
-
-
-def tokenizer_beside(text_encoder: str | None) -> str | None:
-    """A umT5 tokenizer folder kept next to the text-encoder file (ComfyUI files carry none; saves a Hub download)."""
-    if text_encoder is None:
-        return None
-    for name in TOKENIZER_DIRS:
-        folder = os.path.join(os.path.dirname(text_encoder), name)
-        if any(os.path.isfile(os.path.join(folder, f)) for f in ("tokenizer.json", "spiece.model")):
-            return folder
-    return None
 
 
 def part_choices(folder: str) -> list[str]:
@@ -152,15 +102,12 @@ class WanAnimateModelLoader(io.ComfyNode):
         from wan_loader.errors import WanLoaderError
         from wan_loader.load import load_components
 
-        source = resolve_model(model, hub_id)
-        if not os.path.exists(source) and is_repo_id(source):
-            source = download_with_progress(source)
+        source = resolve_model(model, hub_id)  # a Hub id is downloaded by the loader, with progress on the node
         parts = {
             "vae": resolve_part("vae", vae),
             "text_encoder": resolve_part("text_encoders", text_encoder),
             "image_encoder": resolve_part("clip_vision", clip_vision),
         }
-        parts["tokenizer"] = tokenizer_beside(parts["text_encoder"])
         free_comfy_models()
         device = torch_device()
         try:
@@ -212,7 +159,7 @@ class WanAnimateLoraSelect(io.ComfyNode):
 
     @classmethod
     def validate_inputs(cls, lora=None) -> bool | str:
-        return check_message(full_path, folder="loras", filename=lora)
+        return lora is None or check_message(full_path, folder="loras", filename=lora)
 
     @classmethod
     def execute(cls, lora, strength, loras=()) -> io.NodeOutput:

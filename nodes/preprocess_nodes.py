@@ -6,11 +6,11 @@ Outputs are plain IMAGE/MASK batches, so they feed this package's sampler and co
 from __future__ import annotations
 
 import logging
-import os
 
 import numpy as np
 from comfy_api.latest import io
 
+from wan_animate.preprocess.face_detector import InsightFaceDetector, model_packs, pack_in_roots
 from wan_animate.preprocess.masks import DILATION_ITERATIONS
 from wan_animate.preprocess.person_select import FILL_MODES, STRATEGIES
 from wan_animate.preprocess.pipeline import PreprocessOptions
@@ -83,25 +83,6 @@ class WanAnimatePoseModelLoader(io.ComfyNode):
         )
 
 
-def face_detector_packs() -> list[str]:
-    """Sub-folders of the insightface model folders holding .onnx files (buffalo_l, antelopev2, ...)."""
-    packs = []
-    for root in folder_paths_for("insightface"):
-        for base in (root, os.path.join(root, "models")):
-            if os.path.isdir(base):
-                packs += [os.path.relpath(os.path.join(base, d), root) for d in sorted(os.listdir(base))
-                          if os.path.isdir(os.path.join(base, d)) and any(f.endswith(".onnx") for f in os.listdir(os.path.join(base, d)))]
-    return packs
-
-
-def pack_folder(pack: str) -> str:
-    """The folder of a face detector pack picked in the dropdown, or a FileNotFoundError naming where it belongs."""
-    for root in folder_paths_for("insightface"):
-        if os.path.isdir(os.path.join(root, pack)):
-            return os.path.join(root, pack)
-    raise FileNotFoundError(f"face detector pack '{pack}' is not in models/insightface; put the pack folder there and press R in the editor to refresh the list.")
-
-
 class WanAnimateFaceDetectorLoader(io.ComfyNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
@@ -115,7 +96,7 @@ class WanAnimateFaceDetectorLoader(io.ComfyNode):
                 "landmarks are weak. Needs `pip install insightface`."
             ),
             inputs=[
-                io.Combo.Input("pack", options=face_detector_packs(), tooltip="A model pack folder in models/insightface (or models/insightface/models) with a detection .onnx."),
+                io.Combo.Input("pack", options=model_packs(folder_paths_for("insightface")), tooltip="A model pack folder in models/insightface (or models/insightface/models) with a detection .onnx."),
                 io.Float.Input("threshold", default=0.5, min=0.05, max=0.99, step=0.05, tooltip="Minimum face score."),
                 io.Combo.Input("device", options=["cpu", "cuda"], default="cpu", tooltip="onnxruntime provider for the detector."),
             ],
@@ -124,14 +105,12 @@ class WanAnimateFaceDetectorLoader(io.ComfyNode):
 
     @classmethod
     def validate_inputs(cls, pack=None) -> bool | str:
-        return check_message(pack_folder, pack=pack)
+        return pack is None or check_message(pack_in_roots, pack=pack, roots=folder_paths_for("insightface"))
 
     @classmethod
     def execute(cls, pack, threshold, device) -> io.NodeOutput:
-        from wan_animate.preprocess.face_detector import InsightFaceDetector
-
         providers = ["CUDAExecutionProvider", "CPUExecutionProvider"] if device == "cuda" else ["CPUExecutionProvider"]
-        return io.NodeOutput(InsightFaceDetector(pack_folder(pack), det_thresh=threshold, providers=providers))
+        return io.NodeOutput(InsightFaceDetector(pack_in_roots(pack, folder_paths_for("insightface")), det_thresh=threshold, providers=providers))
 
 
 class WanAnimatePreprocess(io.ComfyNode):

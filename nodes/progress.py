@@ -43,21 +43,3 @@ def free_comfy_models() -> None:
     """Unload ComfyUI's own cached models so a large pipeline has room (what the core loaders do before loading)."""
     comfy.model_management.unload_all_models()
     comfy.model_management.soft_empty_cache()
-
-
-def progress_tqdm():
-    """A tqdm class mirroring its counter onto a ComfyUI progress bar (for huggingface_hub's `tqdm_class`)."""
-    from tqdm.auto import tqdm
-
-    class ComfyTqdm(tqdm):
-        def __init__(self, *args, **kwargs):
-            kwargs.pop("name", None)
-            super().__init__(*args, **kwargs)
-            self._comfy_bar = comfy.utils.ProgressBar(int(self.total or 1))
-
-        def update(self, n=1):
-            shown = super().update(n)
-            self._comfy_bar.update_absolute(int(self.n), int(self.total or 1))
-            return shown
-
-    return ComfyTqdm

@@ -15,7 +15,7 @@ from wan_animate.preprocess.segmenter_files import (
 
 from .folders import SEGMENTER_FOLDERS, folder_paths_for
 from .io_types import CATEGORY, SegmenterSocket
-from .progress import progress_tqdm, torch_device
+from .progress import NodeProgress, torch_device
 from .validation import check_message
 
 PROMPTS = ("box+points", "points")
@@ -65,7 +65,7 @@ class WanAnimateSegmenterLoader(io.ComfyNode):
         options = SegmentOptions(chunk_frames=chunk_frames, use_box=prompt == "box+points")
         return io.NodeOutput(load_segmenter(
             model, segmenter_dirs(), device=str(torch_device()) if device == "auto" else device, dtype=precision,
-            options=options, tqdm_class=progress_tqdm(),
+            options=options, progress=NodeProgress(),
         ))
 
 

@@ -11,7 +11,8 @@ from collections.abc import Callable
 
 
 def check_message(check: Callable[..., object], **values) -> bool | str:
-    """True when `check(**values)` accepts the known values, else its message (shown on the node, prompt refused)."""
+    """True when `check(**values)` accepts the known values, else its message (shown on the node, prompt refused).
+    A check that needs a linked value is not called at all (`return value is None or check_message(...)`)."""
     given = {name: value for name, value in values.items() if value is not None}
     try:
         check(**given)

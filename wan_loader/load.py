@@ -102,7 +102,8 @@ def load_components(source=None, components=None, device="cpu", weight_dtype="bf
     `dtype` is an alias of weight_dtype; component paths may also be given as keywords (vae=..., text_encoder=...).
     `model`: None takes what the weights are (Animate-14B or Wan-Animate-2); "animate" / "animate2" requires that
     one (WrongModelError otherwise); "animate2" also takes an unmarked Wan2.1-I2V-shaped file as Animate-2.
-    `progress(done, total)`: per weights component, bytes read so far of that component (a new total = a new part).
+    `progress(done, total)`: a Hub download when `source` is a repo id, then per weights component, bytes read so far
+    of that component (a new total = a new part).
     """
     if dtype is not None:
         weight_dtype = dtype
@@ -113,7 +114,7 @@ def load_components(source=None, components=None, device="cpu", weight_dtype="bf
     if model not in MODELS:
         raise ValueError(f"model={model!r}: use None (whatever the weights are), 'animate' or 'animate2'.")
     wanted = list(components or COMPONENT_NAMES)
-    res = resolve(source, files, wanted, model)
+    res = resolve(source, files, wanted, model, progress)
     prefer_dtype(res, parse_dtype(weight_dtype))
     check_components(res, wanted, model)
     check_family(res, model)

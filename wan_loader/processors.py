@@ -1,8 +1,9 @@
 """The two non-weight components: the umT5 tokenizer and the CLIP image processor, found beside the weights or built.
 
 umT5 tokenizer, first found wins: files["tokenizer"]; the Diffusers folder's tokenizer/; a T5 tokenizer folder
-inside the given folder (the original release's google/umt5-xxl/); the `spiece_model` tensor ComfyUI stores in
-its text-encoder files; the Hugging Face cache (or Hub) copy of google/umt5-xxl.
+inside the given folder (the original release's google/umt5-xxl/); one kept beside a text-encoder file given on its
+own (umt5_tokenizer/, umt5-xxl/, google/umt5-xxl/); the `spiece_model` tensor ComfyUI stores in its text-encoder
+files; the Hugging Face cache (or Hub) copy of google/umt5-xxl.
 """
 from __future__ import annotations
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import contextlib
 import io
+import os
+from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
@@ -38,13 +40,39 @@ def find_model_pack(models_dir: str | Path, pack: str | None = None) -> Path:
         elif base.is_dir():
             candidates.extend(sorted(p for p in base.iterdir() if p.is_dir()))
     for folder in candidates:
-        if folder.is_dir() and any(folder.glob("*.onnx")):
+        if _is_pack(folder):
             return folder.resolve()
     wanted = f"pack {pack!r} " if pack else ""
     raise FaceDetectorError(
         f"No insightface model {wanted}(a folder of .onnx files with a SCRFD detector such as det_10g.onnx) under {root}. "
         "Give the pack folder (e.g. .../insightface/models/buffalo_l) or its insightface root."
     )
+
+
+def _is_pack(folder: Path) -> bool:
+    return folder.is_dir() and any(folder.glob("*.onnx"))
+
+
+def model_packs(roots: Iterable[str | os.PathLike]) -> list[str]:
+    """The packs under insightface roots (folders of .onnx files in a root or its models/), as paths relative to
+    their root: 'buffalo_l', 'models/antelopev2'."""
+    packs: list[str] = []
+    for root in map(Path, roots):
+        for base in (root, root / "models"):
+            if base.is_dir():
+                packs += [str(p.relative_to(root)) for p in sorted(base.iterdir()) if _is_pack(p)]
+    return packs
+
+
+def pack_in_roots(pack: str, roots: Iterable[str | os.PathLike]) -> Path:
+    """The folder of `pack` (as model_packs names it) under the first root that has it."""
+    roots = [Path(r) for r in roots]
+    for root in roots:
+        if _is_pack(root / pack):
+            return root / pack
+    where = ", ".join(map(str, roots)) or "(no folders given)"
+    raise FaceDetectorError(f"Face detector pack {pack!r} is not in {where}: put the pack folder (its .onnx files) "
+                            "there, or pick another pack.")
 
 
 class InsightFaceDetector:

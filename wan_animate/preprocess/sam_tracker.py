@@ -221,7 +221,7 @@ class SamVideoTracker:
 
 def load_segmenter(source: str | os.PathLike = DEFAULT_SEGMENTER, search_dirs: Sequence[str | os.PathLike] = (),
                    device: str = "auto", dtype: str = "auto", options: SegmentOptions | None = None,
-                   allow_download: bool = True, tqdm_class=None) -> PersonSegmenter:
+                   allow_download: bool = True, progress=None) -> PersonSegmenter:
     """A PersonSegmenter on the SAM2/SAM3 model found for `source` (see segmenter_files.resolve_segmenter)."""
-    folder = resolve_segmenter(source, search_dirs, allow_download, tqdm_class)
+    folder = resolve_segmenter(source, search_dirs, allow_download, progress)
     return PersonSegmenter(SamVideoTracker.load(folder, device, dtype), options)

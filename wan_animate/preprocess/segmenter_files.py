@@ -81,9 +81,9 @@ def check_single_file(path: Path) -> Path:
 
 
 def resolve_segmenter(source: str | os.PathLike = DEFAULT_SEGMENTER, search_dirs: Sequence[str | os.PathLike] = (),
-                      allow_download: bool = True, tqdm_class=None) -> Path:
+                      allow_download: bool = True, progress=None) -> Path:
     """The local model folder or SAM 2 file for `source`: a path, a name in `search_dirs`, or a Hub id (cache, else
-    download; `tqdm_class` shows its progress)."""
+    download, reported to `progress(done, total)`)."""
     path = Path(source).expanduser()
     if path.is_dir():
         if not is_model_folder(path):
@@ -104,10 +104,10 @@ def resolve_segmenter(source: str | os.PathLike = DEFAULT_SEGMENTER, search_dirs
             f"segmenter '{text}' is neither a model folder or file nor in {where}; give a path or a Hub id such as "
             f"{DEFAULT_SEGMENTER}"
         )
-    return Path(hub_folder(text, allow_download, where, tqdm_class))
+    return Path(hub_folder(text, allow_download, where, progress))
 
 
-def hub_folder(repo_id: str, allow_download: bool, where: str, tqdm_class=None) -> str:
+def hub_folder(repo_id: str, allow_download: bool, where: str, progress=None) -> str:
     """The Hub model's folder in the Hugging Face cache, downloaded there when missing and allowed."""
     from huggingface_hub import try_to_load_from_cache
 
@@ -120,7 +120,7 @@ def hub_folder(repo_id: str, allow_download: bool, where: str, tqdm_class=None) 
             f"are off; download https://huggingface.co/{repo_id} into one of those folders"
         )
     try:
-        return hub.download(repo_id, patterns=HUB_PATTERNS, tqdm_class=tqdm_class)
+        return hub.download(repo_id, patterns=HUB_PATTERNS, progress=progress)
     except Exception as error:
         gated = " (facebook/sam3 is gated: accept its licence on the Hub and log in with `hf auth login`)" \
             if repo_id == "facebook/sam3" else ""

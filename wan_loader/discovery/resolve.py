@@ -19,6 +19,8 @@ from .hub import download, is_repo_id
 
 WEIGHT_COMPONENTS = ("transformer", "vae", "text_encoder", "image_encoder")
 TOKENIZER_FILES = ("spiece.model", "tokenizer.json", "tokenizer_config.json")
+# umT5 tokenizer folders users keep next to a text-encoder file (ComfyUI's files carry none): saves a Hub download
+TOKENIZER_FOLDERS_BESIDE = ("umt5_tokenizer", "umt5-xxl", os.path.join("google", "umt5-xxl"))
 
 
 @dataclass
@@ -53,10 +55,12 @@ def _is_umt5_tokenizer_dir(d: Path) -> bool:
     return "T5" in cls or (d / "spiece.model").is_file() or not cls
 
 
-def resolve(source, files: dict[str, str] | None = None, components=None, model: str | None = None) -> Resolved:
+def resolve(source, files: dict[str, str] | None = None, components=None, model: str | None = None,
+            progress=None) -> Resolved:
     """Find the components in `source` (folder / file / Hub id / dict) and in the explicit `files`.
 
-    A Hub repo id is fetched (or found in the HF cache) with only the files `components` need.
+    A Hub repo id is fetched (or found in the HF cache) with only the files `components` need, reporting to
+    `progress(done, total)`. A text-encoder file given on its own brings the umT5 tokenizer folder kept beside it.
     model "animate2": an unmarked Wan2.1-I2V-shaped transformer is Wan-Animate-2 (same weights layout)."""
     res = Resolved(as_animate2=model == "animate2")
     explicit = dict(files or {})
@@ -67,7 +71,7 @@ def resolve(source, files: dict[str, str] | None = None, components=None, model:
         path = local_path(source)
         if not path.exists() and is_repo_id(str(source)):
             res.looked.append(f"Hugging Face Hub repo {source}")
-            path = Path(download(str(source), components=components))
+            path = Path(download(str(source), components=components, progress=progress))
         if path.is_dir():
             _scan_folder(path, res)
         elif path.is_file():
@@ -91,6 +95,8 @@ def resolve(source, files: dict[str, str] | None = None, components=None, model:
             _scan_folder(p, res, wanted=component)
         elif p.is_file():
             _add_file(p, res, wanted=component)
+            if component == "text_encoder":
+                _add_tokenizers_beside(p, res)
         else:
             raise FileNotFoundError(f"{p}: no such file or folder (given as the {component}).{_separator_hint(p)}")
     return res
@@ -112,6 +118,13 @@ def _separator_hint(given) -> str:
     if "\\" in os.fspath(given) and os.sep != "\\":
         return " The path has backslashes: on this system folders are separated by '/'."
     return ""
+
+
+def _add_tokenizers_beside(weights_file: Path, res: Resolved) -> None:
+    for name in TOKENIZER_FOLDERS_BESIDE:
+        d = weights_file.parent / name
+        if _is_umt5_tokenizer_dir(d) and str(d) not in res.tokenizer_dirs:
+            res.tokenizer_dirs.append(str(d))
 
 
 def _scan_folder(root: Path, res: Resolved, wanted: str | None = None) -> None:
