@@ -203,8 +203,11 @@ def main(argv=None) -> int:
     components = build_components(args, device, weights)
     estimator = None if args.no_preprocess else pose_estimator(args)
     from wan_animate.engine.accel import AccelOptions, accelerate
+    from wan_animate.engine.placement import place_transformer, swapping
+    swap = place_transformer(components.transformer, device, args.blocks_on_cpu)
     fast = accelerate(components.transformer, device, AccelOptions(
-        attention=args.attention, compile=not args.no_compile, blocks_on_cpu=args.blocks_on_cpu))
+        attention=args.attention, compile=not args.no_compile))
+    fast.block_runner = swapping(swap, fast.block_runner)
     lora = distill_lora(components.transformer, args.lora_rank if args.size == "full" else 4)
     if args.lora_mode == "load":
         from wan_loader.lora import merge_loras
@@ -213,7 +216,7 @@ def main(argv=None) -> int:
         sync(device)
         report.set(lora_merge_at_load_seconds=round(time.perf_counter() - merged, 2))
         lora = None
-    report.set(setup_seconds=round(time.perf_counter() - began, 1), accel=fast.describe(),
+    report.set(setup_seconds=round(time.perf_counter() - began, 1), accel=fast.describe() | {"blocks_on_cpu": args.blocks_on_cpu},
                preprocess_providers=estimator.providers if estimator else None,
                weights_on_gpu_gib=allocated_gib(device))
     cap_gpu_memory(device, args.memory_cap_gib)

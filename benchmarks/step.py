@@ -127,13 +127,15 @@ class Ours:
         from wan_animate.engine import AnimateDiT
         from wan_animate.engine.accel import AccelOptions, accelerate
         from wan_animate.engine.accel.processors import reset_self_attention
+        from wan_animate.engine.placement import place_transformer, swapping
         reset_self_attention(self.model.blocks)
-        options = AccelOptions(attention=attention, compile=compile, blocks_on_cpu=blocks_on_cpu)
+        options = AccelOptions(attention=attention, compile=compile)
         if attention.startswith("sm"):
             options.attention, options.fp8_matmul = generation_kernels(attention, self.device)
+        swap = place_transformer(self.model, self.device, blocks_on_cpu)
         self.fast = accelerate(self.model, self.device, options)
-        self.dit = AnimateDiT(self.model, self.fast.block_runner)
-        return self.fast.describe()
+        self.dit = AnimateDiT(self.model, swapping(swap, self.fast.block_runner))
+        return self.fast.describe() | {"blocks_on_cpu": blocks_on_cpu}
 
     @torch.no_grad()
     def prepare(self, x: Inputs):

@@ -4,14 +4,18 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import folder_paths
-from comfy_api.latest import io
+from comfy_api.latest import io, ui
 
+from wan_animate.engine.accel import AccelOptions, accelerate
 from wan_animate.engine.accel.attention import CHOICES as ATTENTION_CHOICES
+from wan_animate.engine.memory import JobShape
+from wan_animate.engine.placement import place_transformer, swapping
 from wan_loader.discovery.folders import find_model_folder, model_folders
 from wan_loader.discovery.hub import ANIMATE2_REPO, DIFFUSERS_REPO
 
 from .folders import full_path
 from .io_types import CATEGORY, LorasSocket, ModelSocket
+from .memory import ManagedModel
 from .progress import NodeProgress, free_comfy_models, torch_device
 from .validation import check_message
 
@@ -19,7 +23,7 @@ FROM_MODEL = "(from the model)"
 HUB_PREFIX = "hub: "
 DIFFUSERS_PREFIX = "diffusers/"
 PRECISIONS = ["bf16", "fp16", "fp8_e4m3fn", "fp32"]
-MEMORY_MODES = ["gpu", "offload_idle"]
+MEMORY_MODES = ["auto", "gpu", "offload_idle"]
 
 
 @dataclass
@@ -33,6 +37,7 @@ class WanAnimateModel:
     sources: dict = field(default_factory=dict)
     block_runner: object = None  # Animate-14B: the engine's fast path (attention kernel, compiled blocks, block swap)
     fast: object = None  # Wan-Animate-2: its fast path (wan_animate.engine.animate2.accel.Animate2FastPath)
+    managed: object = None  # memory="auto" (Animate-14B): nodes.memory.ManagedModel, which places the weights for each job
 
 
 def model_choices() -> list[str]:
@@ -79,11 +84,11 @@ class WanAnimateModelLoader(io.ComfyNode):
                 io.Combo.Input("text_encoder", options=part_choices("text_encoders"), default=FROM_MODEL, tooltip="umT5-XXL file from models/text_encoders (bf16 or fp8 scaled)."),
                 io.Combo.Input("clip_vision", options=part_choices("clip_vision"), default=FROM_MODEL, tooltip="CLIP ViT-H/14 file from models/clip_vision (clip_vision_h)."),
                 io.Combo.Input("precision", options=PRECISIONS, default="bf16", tooltip="How the transformer weights are kept in memory. fp8_e4m3fn halves memory; on Hopper/Ada GPUs the matmuls then run on fp8 tensor cores (faster), elsewhere they compute in bf16."),
-                io.Combo.Input("memory", options=MEMORY_MODES, default="offload_idle", tooltip="gpu: loaded straight onto the GPU and kept there (fastest, most VRAM). offload_idle: kept in CPU RAM and moved to the GPU for each run, back afterwards (frees VRAM between runs)."),
+                io.Combo.Input("memory", options=MEMORY_MODES, default="auto", tooltip="auto: planned from the free VRAM (and --lowvram/--novram/--reserve-vram) for each run: as many transformer blocks on the GPU as fit, the rest streamed from pinned CPU RAM, encoders streamed in when they do not fit, VAE tiled only when needed; ComfyUI can unload it when other nodes need VRAM. gpu: loaded straight onto the GPU and kept there (fastest, most VRAM). offload_idle: kept in CPU RAM and moved to the GPU for each run, back afterwards."),
                 io.String.Input("hub_id", default="", optional=True, tooltip="Hugging Face repo id (or local path) to load instead of the dropdown, e.g. Wan-AI/Wan2.2-Animate-14B-Diffusers. Honors HF_HOME and HF_HUB_OFFLINE."),
                 io.Combo.Input("attention", options=list(ATTENTION_CHOICES), default="auto", optional=True, tooltip="Attention kernel of the transformer. auto: the fastest kernel within 3 % of bf16 attention on this GPU (int8 Q·K^T with fp16 P·V on Ampere and newer; bf16 attention where it does not run). accurate: bf16 attention. int8 (fp8 P·V) and the all-fp8 kernels (fa3_fp8, cudnn_fp8, fp8) are faster on Hopper and 3-6 % less exact; cudnn/flash compute in bf16."),
                 io.Boolean.Input("compile", default=False, optional=True, tooltip="torch.compile the repeated transformer blocks: faster steps after a first run that takes about a minute longer (cached on disk)."),
-                io.Int.Input("blocks_on_cpu", default=0, min=0, max=64, optional=True, tooltip="Block swap: keep this many transformer blocks in CPU RAM and stream them to the GPU each step. Lowers VRAM by about 0.4 GB per block (fp8) at some speed; 0 keeps all on the GPU."),
+                io.Int.Input("blocks_on_cpu", default=0, min=0, max=64, optional=True, tooltip="Block swap: keep this many transformer blocks in CPU RAM and stream them to the GPU each step. Lowers VRAM by about 0.4 GB per block (fp8) at some speed; 0 keeps all on the GPU (memory=auto: 0 lets the plan choose)."),
             ],
             outputs=[ModelSocket.Output(display_name="model", tooltip="The loaded model: Animate-14B for Wan Animate Sampler, Wan-Animate-2 for Wan Animate 2 Sampler.")],
         )
@@ -97,7 +102,6 @@ class WanAnimateModelLoader(io.ComfyNode):
     @classmethod
     def execute(cls, model, vae, text_encoder, clip_vision, precision, memory, hub_id="", attention="auto",
                 compile=False, blocks_on_cpu=0) -> io.NodeOutput:
-        from wan_animate.engine.accel import AccelOptions, accelerate
         from wan_animate.engine.animate2.accel import accelerate_animate2
         from wan_loader.errors import WanLoaderError
         from wan_loader.load import load_components
@@ -108,11 +112,14 @@ class WanAnimateModelLoader(io.ComfyNode):
             "text_encoder": resolve_part("text_encoders", text_encoder),
             "image_encoder": resolve_part("clip_vision", clip_vision),
         }
-        free_comfy_models()
         device = torch_device()
+        auto = memory == "auto" and device.type == "cuda"
+        if not auto:
+            free_comfy_models()  # auto makes its room through ComfyUI's memory manager when it is placed
         try:
             components = load_components(
-                # block swap places the blocks itself: loading them onto the GPU first would need the VRAM it saves
+                # weights that may not all stay on the GPU are placed from the CPU: loading them onto the GPU first
+                # would need the VRAM the placement saves
                 source, device=device if memory == "gpu" and not blocks_on_cpu else "cpu", weight_dtype=precision,
                 files={k: v for k, v in parts.items() if v}, progress=NodeProgress(),
             )
@@ -120,15 +127,22 @@ class WanAnimateModelLoader(io.ComfyNode):
             picked = hub_id.strip() or model
             raise WanLoaderError(f"Could not load '{picked}' (model) with vae '{vae}', text_encoder '{text_encoder}', "
                                  f"clip_vision '{clip_vision}':\n{error}") from error
-        accel = AccelOptions(attention=attention, compile=compile, blocks_on_cpu=blocks_on_cpu)
         loaded = WanAnimateModel(components, device, precision, memory, dict(components.sources))
-        if components.family == "animate2":
-            accel.compile = False  # not available for Wan-Animate-2 (its blocks run through the engine's own code)
-            loaded.fast = accelerate_animate2(components.transformer, device, accel)
-        else:
-            loaded.block_runner = accelerate(components.transformer, device, accel).block_runner
-        if memory != "gpu" and not blocks_on_cpu:
-            components.transformer.to("cpu")  # the sampler brings it to the GPU for each run and back afterwards
+        if components.family == "animate2":  # memory="auto" plans Animate-14B jobs; Animate-2 is placed as before
+            swap = place_transformer(components.transformer, device, blocks_on_cpu) if (
+                memory == "gpu" or blocks_on_cpu) else None
+            loaded.fast = accelerate_animate2(components.transformer, device, AccelOptions(attention=attention), swap)
+            return io.NodeOutput(loaded)
+        fast = accelerate(components.transformer, device, AccelOptions(attention=attention, compile=compile))
+        loaded.block_runner = fast.block_runner
+        if auto:
+            loaded.managed = ManagedModel(components, device, fast.block_runner, blocks_on_cpu=blocks_on_cpu or None)
+            loaded.managed.prepare(JobShape())
+            return io.NodeOutput(loaded, ui=ui.PreviewText(loaded.managed.plan.describe()))
+        if memory == "gpu" or blocks_on_cpu:
+            # offload_idle without block swap leaves the transformer on the CPU: the sampler moves it per run
+            loaded.block_runner = swapping(place_transformer(components.transformer, device, blocks_on_cpu),
+                                           fast.block_runner)
         return io.NodeOutput(loaded)
 
 

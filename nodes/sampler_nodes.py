@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from comfy_api.latest import io
 
+from wan_animate.engine.memory import JobShape
 from wan_animate.engine.options import COLOR_ANCHORS, LORA_MODES, AnimateOptions
 from wan_animate.engine.schedulers import SOLVERS
 
@@ -85,6 +86,11 @@ class WanAnimateSampler(io.ComfyNode):
             background=background,
             mask=mask,
         )
+        runner, vae_tile = model.block_runner, 256
+        if model.managed is not None:  # memory="auto": room made through ComfyUI, weights placed for this job
+            runner = model.managed.prepare(JobShape(segment_length, *pose.shape[1:3]))
+            tiled_vae = tiled_vae or model.managed.plan.tiled_vae
+            vae_tile = model.managed.plan.vae_tile or vae_tile
         options = AnimateOptions(
             mode=mode,
             prompt=prompt or None,
@@ -99,7 +105,8 @@ class WanAnimateSampler(io.ComfyNode):
             color_anchor=color_anchor,
             color_anchor_strength=color_anchor_strength,
             tiled_vae=tiled_vae,
-            offload=model.memory != "gpu",
+            vae_tile=vae_tile,
+            offload=model.memory == "offload_idle",
             lora_mode=lora_mode,
         )
         raise_if_interrupted()
@@ -107,7 +114,7 @@ class WanAnimateSampler(io.ComfyNode):
         animate(
             model.components, inputs, options, loras=[(lora.path, lora.strength) for lora in loras],
             device=model.device, sink=sink, progress=NodeProgress(), cancel=raise_if_interrupted,
-            block_runner=model.block_runner,
+            block_runner=runner,
         )
         images = sink.result()
         return io.NodeOutput(images, image_to_video(images, fps, sound), float(fps))

@@ -12,15 +12,15 @@ import torch
 
 from wan_animate.engine.accel import (
     AccelOptions,
-    BlockSwap,
     accelerate,
     choose_attention,
     fp8_matmul,
     quantize_transformer,
-    spread_indices,
 )
 from wan_animate.engine.accel.selection import INT8, INT8_FP16, SCALED_MM, DeviceFacts
+from wan_animate.engine.blockswap import BlockSwap, spread_indices
 from wan_animate.engine.forward import AnimateDiT
+from wan_animate.engine.placement import place_transformer, swapping
 from wan_loader.model import fp8 as fp8_weights
 from wan_loader.model.fp8 import FP8Linear
 
@@ -65,10 +65,11 @@ def test_block_swap_every_block_and_accelerate(tiny):
     model = copy.deepcopy(tiny.transformer).float()
     expected = run(model)
     swapped = copy.deepcopy(model)
-    fast = accelerate(swapped, "cpu", AccelOptions(blocks_on_cpu=len(model.blocks)))
-    assert fast.describe() == {"attention": "native", "fp8_matmul": "dequant", "compiled": False,
-                               "blocks_on_cpu": len(model.blocks)}
-    torch.testing.assert_close(run(swapped, fast.block_runner), expected, rtol=0, atol=0)
+    swap = place_transformer(swapped, "cpu", blocks_on_cpu=len(model.blocks))
+    fast = accelerate(swapped, "cpu", AccelOptions())
+    assert fast.describe() == {"attention": "native", "fp8_matmul": "dequant", "compiled": False}
+    assert swap.indices == list(range(len(model.blocks)))
+    torch.testing.assert_close(run(swapped, swapping(swap, fast.block_runner)), expected, rtol=0, atol=0)
 
 
 def test_spread_indices():

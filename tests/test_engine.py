@@ -136,12 +136,13 @@ def test_tiled_vae_matches_untiled_closely():
     from wan_loader.testing.tiny import tiny_components
 
     components = tiny_components(seed=1)
-    components.vae.tile_sample_min_height = components.vae.tile_sample_min_width = 16
-    components.vae.tile_sample_stride_height = components.vae.tile_sample_stride_width = 8
+    tiling = ("use_tiling", "tile_sample_min_height", "tile_sample_min_width", "tile_sample_stride_height",
+              "tile_sample_stride_width")
+    before = {n: getattr(components.vae, n) for n in tiling}
     inputs = driving(5)
     plain = animate(components, inputs, AnimateOptions(**FAST)).frames.astype(np.int16)
-    tiled = animate(components, inputs, AnimateOptions(tiled_vae=True, **FAST)).frames.astype(np.int16)
-    assert not components.vae.use_tiling
+    tiled = animate(components, inputs, AnimateOptions(tiled_vae=True, vae_tile=16, **FAST)).frames.astype(np.int16)
+    assert {n: getattr(components.vae, n) for n in tiling} == before  # the tile settings were the job's only
     assert not np.array_equal(plain, tiled) and np.abs(plain - tiled).mean() < 20
 
 

@@ -11,6 +11,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .memory import vae_tile_stride
+
 # Official defaults (wan/configs/wan_animate_14B.py, shared_config.py).
 OFFICIAL_PROMPT = "视频中的人在做动作"
 OFFICIAL_NEGATIVE_PROMPT = (
@@ -90,11 +92,13 @@ def encode_clip(image_encoder, image_processor, reference: torch.Tensor) -> torc
 
 
 class LatentCodec:
-    """VAE encode/decode with the DiT's latent normalisation; `tiled` bounds the activation memory of large frames."""
+    """VAE encode/decode with the DiT's latent normalisation; `tiled` bounds the activation memory of large frames
+    to `tile` x `tile` pixel tiles (overlapping by a quarter of a tile, blended: memory.vae_tile_stride)."""
 
-    def __init__(self, vae, tiled: bool = False):
+    def __init__(self, vae, tiled: bool = False, tile: int = 256):
         self.vae = vae
         self.tiled = tiled
+        self.tile = tile
         z = vae.config.z_dim
         self.mean = torch.tensor(vae.config.latents_mean).view(1, z, 1, 1, 1)
         self.inv_std = 1.0 / torch.tensor(vae.config.latents_std).view(1, z, 1, 1, 1)
@@ -105,12 +109,19 @@ class LatentCodec:
 
     @contextlib.contextmanager
     def _tiling(self):
-        before = self.vae.use_tiling
-        self.vae.use_tiling = self.tiled or before
+        names = ("use_tiling", "tile_sample_min_height", "tile_sample_min_width", "tile_sample_stride_height",
+                 "tile_sample_stride_width")
+        before = {n: getattr(self.vae, n) for n in names}
+        if self.tiled:
+            stride = vae_tile_stride(self.tile)
+            self.vae.use_tiling = True
+            self.vae.tile_sample_min_height = self.vae.tile_sample_min_width = self.tile
+            self.vae.tile_sample_stride_height = self.vae.tile_sample_stride_width = stride
         try:
             yield
         finally:
-            self.vae.use_tiling = before
+            for name, value in before.items():
+                setattr(self.vae, name, value)
 
     @torch.no_grad()
     def encode(self, pixels: torch.Tensor) -> torch.Tensor:

@@ -26,6 +26,7 @@ class AnimateOptions:
     color_anchor: str = "off"  # "reference" | "first_segment": match each segment's colour statistics to it
     color_anchor_strength: float = 1.0
     tiled_vae: bool = False  # tile VAE encode/decode spatially: lower peak memory at large sizes
+    vae_tile: int = 256  # tiled_vae: tile side in pixels (larger: faster, more memory; memory.plan_memory picks it)
     motion_encode_batch: int = 8  # face frames per motion-encoder batch (official 8)
     offload: bool = False  # return the DiT and VAE to where they were (e.g. CPU) after the job
     lora_mode: str = "runtime"  # job LoRAs: "runtime" (forward hooks) or "merge" (into the weights, restored after)
@@ -44,6 +45,8 @@ class AnimateOptions:
             raise ValueError(f"color_anchor_strength={self.color_anchor_strength}: must be within [0, 1].")
         if self.motion_encode_batch < 1:
             raise ValueError(f"motion_encode_batch={self.motion_encode_batch}: must be >= 1.")
+        if self.vae_tile < 16 or self.vae_tile % 16:
+            raise ValueError(f"vae_tile={self.vae_tile}: must be a multiple of 16 pixels (256 is the default).")
         if self.lora_mode not in LORA_MODES:
             raise ValueError(f"lora_mode={self.lora_mode!r}: choose one of {', '.join(LORA_MODES)}.")
         if self.step_cache < 0:

@@ -1,11 +1,16 @@
-"""Where a component lives during a job: moved to the device and back, or borrowed from pinned host memory.
+"""Where the weights live: the transformer's resident and swapped blocks, and encoders moved or streamed per use.
+
+`place_transformer` puts a loaded (CPU) transformer where a memory plan says, block by block, so placing never
+needs more device memory than the placement itself: resident blocks go to the device, swapped blocks stay in pinned
+host memory and are streamed in per step (engine.blockswap).
 
 Encoders kept on the CPU (low-memory mode) are needed for a moment per job. `Module.to()` from pageable memory
 runs at a few GB/s and `.to("cpu")` afterwards copies every weight back although inference never changes one
 (umT5-XXL + CLIP: 15 s per job measured on an H100). `borrowed` pins the CPU weights once (first use), makes the
 device copies with asynchronous copies from pinned memory, and afterwards simply drops them: the CPU tensors were
 never replaced. Pinned memory cannot be swapped out, so only the encoders borrow; the transformer (17-35 GB) keeps
-`moved`.
+`moved`. An encoder larger than a streaming unit (umT5-XXL: 11 GB) is borrowed one piece at a time while it
+runs (`streamed`): the same copies, but the device holds one layer instead of the whole encoder.
 """
 from __future__ import annotations
 
@@ -13,6 +18,10 @@ import contextlib
 
 import torch
 from torch import nn
+
+from .blockswap import BlockSwap, host_copy, spread_indices
+from .forward import BlockRunner
+from .memory import ENCODER_UNIT_BYTES, ENCODERS_RESIDENT, MemoryPlan, stream_units
 
 
 def module_device(module: nn.Module) -> torch.device:
@@ -51,23 +60,59 @@ def pin(module: nn.Module) -> bool:
     return True
 
 
+def _direct_slots(module: nn.Module):
+    for table, is_param in ((module._parameters, True), (module._buffers, False)):
+        for name, t in table.items():
+            if t is not None:
+                yield module, name, is_param, t
+
+
+def _lend(slots, device) -> None:
+    """Point every slot at a device copy of its tensor (one copy per tensor, so ties stay tied)."""
+    copies: dict[int, torch.Tensor] = {}
+    for owner, name, is_param, t in slots:
+        if id(t) not in copies:
+            data = t.data.to(device, non_blocking=True)
+            copies[id(t)] = nn.Parameter(data, requires_grad=False) if is_param else data
+        _put(owner, name, is_param, copies[id(t)])
+
+
+def _give_back(slots) -> None:
+    for owner, name, is_param, t in slots:
+        _put(owner, name, is_param, t)
+
+
 @contextlib.contextmanager
 def borrowed(module: nn.Module, device: torch.device):
     """The module on `device` for the block; its CPU weights are untouched and back in place afterwards."""
     if torch.device(device).type == "cuda":
         pin(module)
     slots = list(_slots(module))
-    copies: dict[int, torch.Tensor] = {}
     try:
-        for owner, name, is_param, t in slots:
-            if id(t) not in copies:
-                data = t.data.to(device, non_blocking=True)
-                copies[id(t)] = nn.Parameter(data, requires_grad=False) if is_param else data
-            _put(owner, name, is_param, copies[id(t)])
+        _lend(slots, device)
         yield module
     finally:
-        for owner, name, is_param, t in slots:
-            _put(owner, name, is_param, t)
+        _give_back(slots)
+
+
+@contextlib.contextmanager
+def streamed(module: nn.Module, device: torch.device, unit_bytes: int = ENCODER_UNIT_BYTES):
+    """Like `borrowed`, but each piece of the module (`memory.stream_units`) is copied in when its forward starts
+    and dropped when it ends, so the device holds one piece at a time."""
+    if torch.device(device).type == "cuda":
+        pin(module)
+    original = list(_slots(module))
+    hooks = []
+    for unit, whole in stream_units(module, unit_bytes):
+        slots = list(_slots(unit) if whole else _direct_slots(unit))
+        hooks.append(unit.register_forward_pre_hook(lambda m, args, s=slots: _lend(s, device)))
+        hooks.append(unit.register_forward_hook(lambda m, args, out, s=slots: _give_back(s)))
+    try:
+        yield module
+    finally:
+        for hook in hooks:
+            hook.remove()
+        _give_back(original)  # also after an error inside a piece
 
 
 @contextlib.contextmanager
@@ -84,8 +129,61 @@ def moved(module: nn.Module, device: torch.device, restore: bool):
 
 
 def placed(module: nn.Module, device: torch.device, restore: bool, borrow: bool = False):
-    """`borrowed` for a CPU module that goes back afterwards (when `borrow`), else `moved`."""
+    """`streamed` for a CPU module that goes back afterwards (when `borrow`), else `moved`."""
     device = torch.device(device)
     if borrow and restore and module_device(module).type == "cpu" and device.type != "cpu":
-        return borrowed(module, device)
+        return streamed(module, device)
     return moved(module, device, restore)
+
+
+def place_transformer(transformer: nn.Module, device, blocks_on_cpu: int = 0) -> BlockSwap | None:
+    """Put the transformer on `device` one part at a time, except `blocks_on_cpu` blocks (spread evenly), which stay
+    in pinned host memory; returns the BlockSwap whose `runner()` streams them in (None when nothing swaps).
+    Calling it again with another count moves only the blocks that change sides."""
+    device = torch.device(device)
+    indices = spread_indices(len(transformer.blocks), blocks_on_cpu)
+    for name, child in transformer.named_children():
+        if name != "blocks":
+            child.to(device)
+    transformer._apply(lambda t: t.to(device), recurse=False)  # its own tensors (scale_shift_table)
+    if not indices:
+        for block in transformer.blocks:
+            block.to(device)
+        return None
+    return BlockSwap(transformer.blocks, indices, device)
+
+
+def swapping(swap: BlockSwap | None, inner: BlockRunner) -> BlockRunner:
+    """The block runner that streams `swap`'s blocks in around `inner` (the kernels' runner); `inner` without swap."""
+    return swap.runner(inner) if swap is not None else inner
+
+
+def to_host(module: nn.Module, pinned: bool) -> None:
+    """Move the module's weights to host memory, into pinned memory directly when `pinned` (a device tensor is
+    copied straight into a pinned buffer: no pageable copy in between)."""
+    for owner, name, is_param, t in list(_slots(module)):
+        data = t.data
+        host = host_copy(data, pinned)
+        if host is data:
+            continue
+        if is_param:
+            t.data = host
+        else:
+            _put(owner, name, False, host)
+
+
+def place(components, device, plan: MemoryPlan) -> BlockSwap | None:
+    """Put every component where `plan` says: the transformer block by block (its swapped blocks pinned on the
+    host), the VAE on the device, the encoders on the device or pinned on the host (streamed in per use).
+    Returns the transformer's BlockSwap (None when no block swaps)."""
+    device = torch.device(device)
+    for encoder in (components.text_encoder, components.image_encoder):
+        if encoder is not None and plan.encoders != ENCODERS_RESIDENT:
+            to_host(encoder, pinned=device.type == "cuda")  # first, so the device has room for what moves in
+    swap = place_transformer(components.transformer, device, plan.blocks_on_cpu)
+    if components.vae is not None:
+        components.vae.to(device)
+    for encoder in (components.text_encoder, components.image_encoder):
+        if encoder is not None and plan.encoders == ENCODERS_RESIDENT:
+            encoder.to(device)
+    return swap

@@ -119,7 +119,7 @@ class _Job:
             clip = encode_clip(self.c.image_encoder, self.c.image_processor, reference[:, :, 0].to(self.device))
         with placed(self.c.transformer, self.device, self.o.offload), placed(self.c.vae, self.device, self.o.offload):
             self.dit = AnimateDiT(self.c.transformer, self.block_runner)
-            self.codec = LatentCodec(self.c.vae, tiled=self.o.tiled_vae)
+            self.codec = LatentCodec(self.c.vae, tiled=self.o.tiled_vae, tile=self.o.vae_tile)
             with job_loras(self.c.transformer, self.loras, self.o.lora_mode), torch.no_grad():
                 self.prepare(reference.to(self.device), clip)
                 for index in range(self.plan.num_segments):

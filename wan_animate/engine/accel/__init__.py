@@ -1,9 +1,12 @@
-"""Fast paths for the engine's DiT forward: attention kernel choice, fp8 tensor-core matmuls, compiled blocks,
-block swap. Everything plugs into AnimateDiT's seams; nothing here changes the model's maths beyond fp8 rounding.
+"""Fast paths for the engine's DiT forward: attention kernel choice, fp8 tensor-core matmuls, compiled blocks.
+Everything plugs into AnimateDiT's seams; nothing here changes the model's maths beyond fp8 rounding, and nothing
+here moves weights (where they live is engine.placement's job; block swap wraps the runner returned here).
 
     from wan_animate.engine.accel import AccelOptions, accelerate
-    fast = accelerate(components.transformer, "cuda", AccelOptions(compile=True, blocks_on_cpu=8))
-    animate(components, inputs, options, block_runner=fast.block_runner)
+    from wan_animate.engine.placement import place_transformer, swapping
+    swap = place_transformer(components.transformer, "cuda", blocks_on_cpu=8)
+    fast = accelerate(components.transformer, "cuda", AccelOptions(compile=True))
+    animate(components, inputs, options, block_runner=swapping(swap, fast.block_runner))
 """
 from __future__ import annotations
 
@@ -16,7 +19,6 @@ from wan_loader.model.fp8 import FP8Linear
 from ..forward import BlockRunner, run_block
 from . import fp8_matmul
 from .attention import choose_attention, set_attention
-from .blockswap import BlockSwap, spread_indices
 from .compile import compile_blocks, set_cache_dir
 from .quantize import quantize_transformer
 from .selection import DeviceFacts, device_facts, select_attention, select_fp8_matmul
@@ -31,13 +33,10 @@ class AccelOptions:
     fp8_fast_accum: bool = True  # scaled_mm: tensor-core accumulation without fp32 promotion (~25% faster GEMMs)
     compile: bool = False  # torch.compile the repeated blocks (first call ~1 min, cached on disk)
     compile_cache_dir: str | None = None
-    blocks_on_cpu: int = 0  # block swap: this many blocks stay in pinned host memory, streamed in per step
 
     def check(self) -> None:
         if self.fp8_matmul not in FP8_MATMUL_CHOICES:
             raise ValueError(f"fp8_matmul={self.fp8_matmul!r}: choose one of {', '.join(FP8_MATMUL_CHOICES)}.")
-        if self.blocks_on_cpu < 0:
-            raise ValueError(f"blocks_on_cpu={self.blocks_on_cpu}: must be >= 0.")
 
 
 @dataclass
@@ -47,14 +46,12 @@ class FastPath:
     attention: str
     fp8_matmul: str
     compiled: bool
-    swap: BlockSwap | None
     block_runner: BlockRunner = field(default=run_block)
     fp8_fast_accum: bool = True
 
     def describe(self) -> dict:
         fast_accum = {"fp8_fast_accum": self.fp8_fast_accum} if self.fp8_matmul == "scaled_mm" else {}
-        return {"attention": self.attention, "fp8_matmul": self.fp8_matmul, **fast_accum, "compiled": self.compiled,
-                "blocks_on_cpu": len(self.swap.indices) if self.swap else 0}
+        return {"attention": self.attention, "fp8_matmul": self.fp8_matmul, **fast_accum, "compiled": self.compiled}
 
 
 def has_fp8_linears(model: torch.nn.Module) -> bool:
@@ -69,25 +66,11 @@ def choose_fp8_matmul(model: torch.nn.Module, device, choice: str) -> str:
     return choice
 
 
-def place(transformer, device: torch.device, blocks_on_cpu: int) -> BlockSwap | None:
-    """The transformer onto `device`, except `blocks_on_cpu` blocks kept in pinned host memory (block swap)."""
-    if not blocks_on_cpu:
-        transformer.to(device)
-        return None
-    indices = spread_indices(len(transformer.blocks), blocks_on_cpu)
-    for name, child in transformer.named_children():
-        if name != "blocks":
-            child.to(device)
-    for param in transformer.parameters(recurse=False):
-        param.data = param.data.to(device)
-    return BlockSwap(transformer.blocks, indices, device)
-
-
 def accelerate(transformer, device, options: AccelOptions | None = None) -> FastPath:
     """Configure `transformer` (diffusers WanAnimateTransformer3DModel) for `device` and return the block runner.
 
-    Moves the transformer to `device`, except the blocks chosen for block swap, which go to pinned host memory.
-    The attention and fp8 matmul choices are set on this model's layers only.
+    The weights stay where they are (engine.placement places them). The attention and fp8 matmul choices are set
+    on this model's layers only.
     """
     options = options or AccelOptions()
     options.check()
@@ -95,30 +78,25 @@ def accelerate(transformer, device, options: AccelOptions | None = None) -> Fast
     matmul = choose_fp8_matmul(transformer, device, options.fp8_matmul)
     attention = set_attention(transformer, choose_attention(device, options.attention), device)
     fp8_matmul.install(transformer, fp8_matmul.ScaledMatmul(options.fp8_fast_accum) if matmul == "scaled_mm" else None)
-    swap = place(transformer, device, options.blocks_on_cpu)
     compiled = False
     if options.compile:
         set_cache_dir(options.compile_cache_dir)
         compile_blocks(transformer.blocks)
         compiled = True
-    runner = swap.runner() if swap else run_block
-    return FastPath(attention, matmul, compiled, swap, runner, options.fp8_fast_accum)
+    return FastPath(attention, matmul, compiled, run_block, options.fp8_fast_accum)
 
 
 __all__ = [
     "AccelOptions",
-    "BlockSwap",
     "DeviceFacts",
     "FastPath",
     "accelerate",
     "choose_attention",
     "choose_fp8_matmul",
-    "place",
     "compile_blocks",
     "fp8_matmul",
     "quantize_transformer",
     "select_attention",
     "select_fp8_matmul",
     "set_attention",
-    "spread_indices",
 ]

@@ -1,4 +1,5 @@
-"""The engine's fast paths for the Wan-Animate-2 DiT: attention kernel, fp8 tensor-core matmuls, block swap.
+"""The engine's fast paths for the Wan-Animate-2 DiT: attention kernel, fp8 tensor-core matmuls (block swap: the
+runner of engine.placement's BlockSwap wraps them).
 
 Same choices and seams as Animate-14B's (`..accel`): the quantised self-attention kernels (int8 Q·K^T,
 FlashAttention-3, cuDNN, Triton fp8) serve the in-context attention frame by frame; the bf16 kernels that return their log-sum-exp (cuDNN on
@@ -12,10 +13,11 @@ from dataclasses import dataclass, field
 
 import torch
 
-from ..accel import AccelOptions, choose_fp8_matmul, fp8_matmul, place
+from ..accel import AccelOptions, choose_fp8_matmul, fp8_matmul
 from ..accel.attention import BACKENDS, SELF_ATTENTION_KERNELS, _self_attention_kernel, choose_attention, fastest_sdpa
-from ..accel.blockswap import BlockSwap
+from ..blockswap import BlockSwap
 from ..accel.processors import sdpa_kernel
+from ..placement import swapping
 from .attention import Kernel, LseKernel, sdpa_with_lse
 from .forward import Animate2BlockRunner, run_block
 
@@ -36,8 +38,10 @@ class Animate2FastPath:
                 "fp8_matmul": self.fp8_matmul, "blocks_on_cpu": len(self.swap.indices) if self.swap else 0}
 
 
-def accelerate_animate2(transformer, device, options: AccelOptions | None = None) -> Animate2FastPath:
-    """Configure a WanAnimate2Transformer3DModel for `device` (moved there, swapped blocks aside)."""
+def accelerate_animate2(transformer, device, options: AccelOptions | None = None,
+                        swap: BlockSwap | None = None) -> Animate2FastPath:
+    """Configure a WanAnimate2Transformer3DModel's kernels for `device`; `swap`: its block swap, from
+    engine.placement.place_transformer (the weights stay where they are)."""
     options = options or AccelOptions()
     options.check()
     if options.compile:
@@ -48,8 +52,7 @@ def accelerate_animate2(transformer, device, options: AccelOptions | None = None
     fp8_matmul.install(transformer, fp8_matmul.ScaledMatmul(options.fp8_fast_accum) if matmul == "scaled_mm" else None)
     name = choose_attention(device, options.attention)
     transformer.set_attention_backend(BACKENDS[fastest_sdpa(device)])  # cross-attention
-    swap = place(transformer, device, options.blocks_on_cpu)
-    runner = swap.runner(run_block) if swap else run_block
+    runner = swapping(swap, run_block)
     if name in SELF_ATTENTION_KERNELS:
         return Animate2FastPath(name, matmul, swap, _self_attention_kernel(name, device), None, runner)
     kernel = sdpa_kernel if name == "native" else _backend_kernel(BACKENDS[name])

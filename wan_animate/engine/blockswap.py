@@ -15,7 +15,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..forward import BlockRunner, run_block
+from .forward import BlockRunner, run_block
 
 
 def spread_indices(total: int, count: int) -> list[int]:
@@ -28,6 +28,13 @@ def spread_indices(total: int, count: int) -> list[int]:
 def _tensors(block: nn.Module) -> list[tuple[nn.Module, str, torch.Tensor]]:
     return [(m, n, t) for m in block.modules()
             for n, t in list(m._parameters.items()) + list(m._buffers.items()) if t is not None]
+
+
+def host_copy(tensor: torch.Tensor, pinned: bool) -> torch.Tensor:
+    """The tensor in host memory (pinned when asked), copied straight from the device: no pageable copy between."""
+    if tensor.device.type == "cpu" and (tensor.is_pinned() or not pinned):
+        return tensor
+    return torch.empty(tensor.shape, dtype=tensor.dtype, pin_memory=pinned).copy_(tensor)
 
 
 def _point(block_tensors, datas) -> None:
@@ -49,9 +56,7 @@ class BlockSwap:
         for i, block in enumerate(blocks):
             if i in swapped:
                 entries = _tensors(block)
-                datas = [t.data.to("cpu") for _, _, t in entries]
-                if pin and self.cuda:
-                    datas = [d.pin_memory() for d in datas]
+                datas = [host_copy(t.data, pin and self.cuda) for _, _, t in entries]
                 _point(entries, datas)
                 self.host[i] = datas
             else:

@@ -1,0 +1,125 @@
+"""memory="auto" inside ComfyUI's memory manager.
+
+ComfyUI keeps its models in comfy.model_management's list of loaded models and unloads them (whole or in part)
+when another node needs the device. `ManagedModel` puts the Wan Animate model in that list with the methods that
+list calls (a ModelPatcher's load/unload surface), so:
+- before a job the sampler asks `load_models_gpu` for room: ComfyUI unloads its own models first, then calls our
+  `partially_load`, which plans with the library's planner (wan_animate.engine.memory) on ComfyUI's numbers (free
+  memory, --reserve-vram, --lowvram/--novram) and places the weights (wan_animate.engine.placement);
+- when a core node needs memory later, ComfyUI calls our `partially_unload`/`detach`: the weights go to pinned
+  host memory and come back by the next job's plan.
+"""
+from __future__ import annotations
+
+import logging
+
+import comfy.model_management as mm
+import torch
+
+from wan_animate.engine.memory import (
+    DeviceBudget,
+    Footprint,
+    JobShape,
+    MemoryPlan,
+    dit_activation_bytes,
+    plan_memory,
+    tensor_bytes,
+)
+from wan_animate.engine.placement import place, swapping, to_host
+
+log = logging.getLogger("wan_animate")
+
+
+def comfy_budget(device, own_bytes: int = 0) -> DeviceBudget:
+    """ComfyUI's view of the device as plain numbers: free memory (its cache included) plus what our model holds
+    there now (it is what gets placed), --reserve-vram, and the --lowvram / --novram wishes."""
+    return DeviceBudget(free_bytes=int(mm.get_free_memory(device)) + own_bytes,
+                        reserve_bytes=int(mm.extra_reserved_memory()),
+                        lowvram=mm.vram_state == mm.VRAMState.LOW_VRAM,
+                        novram=mm.vram_state == mm.VRAMState.NO_VRAM)
+
+
+def device_bytes(components, device) -> int:
+    """Bytes of the model's weights on `device` now."""
+    return sum(tensor_bytes(module, device) for module in (components.transformer, components.vae,
+                                                           components.text_encoder, components.image_encoder))
+
+
+class ManagedModel:
+    """The Wan Animate model as an entry of ComfyUI's loaded-model list (duck-typed ModelPatcher surface)."""
+
+    def __init__(self, components, device, kernels_runner, job: JobShape | None = None,
+                 blocks_on_cpu: int | None = None):
+        self.components = components
+        self.load_device = torch.device(device)
+        self.offload_device = torch.device("cpu")
+        self.parent = None
+        self.kernels_runner = kernels_runner
+        self.blocks_on_cpu = blocks_on_cpu  # the user's fixed block-swap count, else the plan's
+        self.footprint = Footprint.of(components)
+        self.job = job or JobShape()
+        self.plan: MemoryPlan | None = None
+        self.swap = None
+
+    @property
+    def model(self) -> torch.nn.Module:
+        return self.components.transformer
+
+    # --- what comfy.model_management.LoadedModel calls ---
+    def model_size(self) -> int:
+        fp = self.footprint
+        return fp.dit_bytes + fp.vae_bytes + fp.encoder_bytes
+
+    def loaded_size(self) -> int:
+        return device_bytes(self.components, self.load_device)
+
+    def current_loaded_device(self):
+        return self.load_device if self.loaded_size() else self.offload_device
+
+    def model_dtype(self):
+        return self.model.dtype
+
+    def model_patches_to(self, device) -> None:
+        return None
+
+    def model_patches_models(self) -> list:
+        return []
+
+    def lowvram_patch_counter(self) -> int:
+        return 0
+
+    def is_clone(self, other) -> bool:
+        return other is self
+
+    def partially_load(self, device, extra_memory=0, force_patch_weights=False) -> int:
+        """Plan on what ComfyUI left free and place the weights; returns the bytes moved onto the device."""
+        before = self.loaded_size()
+        self.plan = plan_memory(self.footprint, self.job, comfy_budget(self.load_device, before))
+        if self.blocks_on_cpu is not None:
+            self.plan = MemoryPlan(**{**vars(self.plan), "blocks_on_cpu": self.blocks_on_cpu})
+        self.swap = place(self.components, self.load_device, self.plan)
+        log.info("Wan Animate %s", self.plan.describe())
+        return max(self.loaded_size() - before, 0)
+
+    def partially_unload(self, device, memory_to_free=0) -> int:
+        """ComfyUI needs the device: every weight goes to pinned host memory (the next job places them again)."""
+        before = self.loaded_size()
+        self.detach()
+        return before - self.loaded_size()
+
+    def detach(self, unpatch_all=True) -> None:
+        pinned = self.load_device.type == "cuda"
+        for module in (self.components.transformer, self.components.vae, self.components.text_encoder,
+                       self.components.image_encoder):
+            if module is not None:
+                to_host(module, pinned)
+        self.swap = None
+        mm.soft_empty_cache()
+
+    # --- for the sampler ---
+    def prepare(self, job: JobShape):
+        """Before a job: ask ComfyUI for room (it unloads its own models as needed, then calls `partially_load`,
+        which plans for `job` and places the weights); returns the block runner for the job."""
+        self.job = job
+        mm.load_models_gpu([self], memory_required=dit_activation_bytes(self.footprint, job))
+        return swapping(self.swap, self.kernels_runner)

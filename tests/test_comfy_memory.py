@@ -1,0 +1,124 @@
+"""memory="auto" inside ComfyUI's real memory manager (comfy.model_management of ComfyUI 0.3.64, in process).
+
+What cannot exist here is a GPU: the `meta` device stands in for it, with a declared capacity (ComfyUI's
+get_free_memory answers capacity minus what sits on it), and moving weights off it gives zeros on the host (meta
+tensors hold no values). Everything else is real: ComfyUI's load_models_gpu / free_memory decide, our ManagedModel
+answers them with the library's planner and placement, on the tiny model.
+"""
+from __future__ import annotations
+
+import importlib.util
+import sys
+
+import pytest
+import torch
+
+from tests.comfyui_server import REPO_ROOT
+from wan_animate.engine.memory import (
+    ENCODERS_RESIDENT,
+    ENCODERS_STREAMED,
+    GIB,
+    MARGIN_BYTES,
+    JobShape,
+    NotEnoughMemory,
+    _plan,
+    tensor_bytes,
+)
+
+pytestmark = pytest.mark.comfyui
+DEVICE = torch.device("meta")
+JOB = JobShape(frames=5, height=32, width=32)
+
+
+@pytest.fixture(scope="module")
+def mm(comfyui_source):
+    """comfy.model_management as `python main.py --cpu` imports it (no GPU here)."""
+    sys.path.insert(0, str(comfyui_source))
+    argv, sys.argv = sys.argv, [sys.argv[0], "--cpu"]
+    try:
+        import comfy.options
+        comfy.options.enable_args_parsing()
+        import comfy.model_management
+    finally:
+        sys.argv = argv
+    return comfy.model_management
+
+
+@pytest.fixture(scope="module")
+def memory_nodes(mm):
+    """nodes/memory.py by path: ComfyUI's own nodes.py shadows our nodes/ package in this process."""
+    spec = importlib.util.spec_from_file_location("wan_nodes_memory_under_test", REPO_ROOT / "nodes" / "memory.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+class SimulatedGPU:
+    """A device of `capacity` bytes: free = capacity - our weights on it - what others hold."""
+
+    def __init__(self, memory_nodes, components, capacity: int):
+        self.memory_nodes, self.components, self.capacity, self.others = memory_nodes, components, capacity, 0
+
+    def free(self, dev=None, torch_free_too=False):
+        free = self.capacity - self.others - self.memory_nodes.device_bytes(self.components, DEVICE)
+        return (free, 0) if torch_free_too else free
+
+
+def zeros_on_host(module, pinned):
+    """Stands in for copying device memory back (meta tensors hold no values)."""
+    module._apply(lambda t: torch.zeros(t.shape, dtype=t.dtype) if t.device == DEVICE else t)
+
+
+@pytest.fixture
+def setup(mm, memory_nodes, monkeypatch):
+    from wan_loader.testing.tiny import tiny_components
+
+    components = tiny_components(seed=0)
+    managed = memory_nodes.ManagedModel(components, DEVICE, kernels_runner=lambda *a: None, job=JOB)
+    fp = managed.footprint
+    everything = fp.dit_bytes + fp.vae_bytes + fp.encoder_bytes
+    gpu = SimulatedGPU(memory_nodes, components, capacity=64 * GIB)
+    monkeypatch.setattr(mm, "get_free_memory", gpu.free)
+    monkeypatch.setattr(memory_nodes, "to_host", zeros_on_host)
+    yield mm, managed, gpu, everything
+    mm.current_loaded_models.clear()
+
+
+def just_short_of_all_blocks(managed) -> int:
+    """Free memory under which the encoders must stream and some blocks swap (the usable part 1 byte short of the
+    plan that keeps every block on the device)."""
+    return _plan(managed.footprint, JOB, 0, ENCODERS_STREAMED, None, 0).peak_bytes - 1 + MARGIN_BYTES
+
+
+def test_placed_through_comfyui_and_unloaded_when_a_core_node_needs_the_device(setup):
+    mm, managed, gpu, everything = setup
+    managed.prepare(JOB)
+    assert managed in mm.loaded_models()  # in ComfyUI's list of loaded models
+    assert managed.plan.blocks_on_cpu == 0 and managed.plan.encoders == ENCODERS_RESIDENT
+    assert managed.loaded_size() >= everything  # buffers sharing one host storage are separate copies there
+    assert tensor_bytes(managed.components.transformer, "cpu") == 0
+    mm.free_memory(gpu.capacity, DEVICE)  # what load_models_gpu does for a core model that needs the device
+    assert managed.loaded_size() == 0 and managed.swap is None
+    assert gpu.free() == gpu.capacity
+
+
+def test_the_next_job_is_planned_on_what_comfyui_left_free(setup):
+    mm, managed, gpu, everything = setup
+    fp = managed.footprint
+    gpu.others = gpu.capacity - mm.extra_reserved_memory() - just_short_of_all_blocks(managed)  # other programs
+    managed.prepare(JOB)
+    assert managed.plan.encoders == ENCODERS_STREAMED and managed.plan.blocks_on_cpu > 0
+    on_device = managed.loaded_size()
+    assert on_device == managed.plan.weights_bytes - 2 * fp.block_bytes  # the two swap slots are job-time memory
+    assert on_device <= gpu.capacity - gpu.others
+    gpu.others = gpu.capacity  # the device is full: one readable line naming the minimum
+    with pytest.raises(NotEnoughMemory, match=r"needs at least [\d.]+ GiB of free device memory"):
+        managed.prepare(JOB)
+
+
+def test_reserve_vram_is_kept_free(setup, monkeypatch):
+    mm, managed, gpu, everything = setup
+    monkeypatch.setattr(mm, "EXTRA_RESERVED_VRAM", gpu.capacity - just_short_of_all_blocks(managed))
+    managed.prepare(JOB)
+    assert managed.plan.encoders == ENCODERS_STREAMED and managed.plan.blocks_on_cpu > 0
+    assert managed.plan.budget_bytes == just_short_of_all_blocks(managed) - MARGIN_BYTES

@@ -1,0 +1,155 @@
+"""memory="auto": the planner's decisions for declared cards, and its estimates against the real modules.
+
+The weights are counted on the real modules at full size, built on the meta device with the loader's dtypes
+(tests/memory_helpers.py), so the plans below are the ones a 14B fp8 model gets on those cards; the activation
+estimates are checked against a trace of the real diffusers code at full size (the device's allocator would have
+to hold at least the traced bytes).
+"""
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from tests.memory_helpers import AllocationTrace, flash_like_attention, meta_components
+from wan_animate.engine.forward import AnimateDiT
+from wan_animate.engine.memory import (
+    ENCODERS_RESIDENT,
+    ENCODERS_STREAMED,
+    GIB,
+    MARGIN_FRACTION,
+    DeviceBudget,
+    Footprint,
+    JobShape,
+    NotEnoughMemory,
+    dit_activation_bytes,
+    plan_memory,
+    tensor_bytes,
+    vae_peak_bytes,
+    _plan,
+)
+
+JOB = JobShape(frames=77, height=480, width=832)
+
+
+@pytest.fixture(scope="module")
+def full():
+    return meta_components("fp8")
+
+
+@pytest.fixture(scope="module")
+def footprint(full):
+    return Footprint.of(full)
+
+
+def test_footprint_counts_every_weight_once(tiny):
+    fp = Footprint.of(tiny)
+    total = sum(tensor_bytes(getattr(tiny, n)) for n in ("transformer", "vae", "text_encoder", "image_encoder"))
+    assert fp.dit_bytes + fp.vae_bytes + fp.encoder_bytes == total
+    assert fp.blocks == len(tiny.transformer.blocks) and fp.block_bytes == tensor_bytes(tiny.transformer.blocks[0])
+    shared = tiny.text_encoder.shared.weight  # tied to encoder.embed_tokens: counted once
+    assert tensor_bytes(tiny.text_encoder) == sum(
+        p.numel() * p.element_size() for p in {id(p): p for p in tiny.text_encoder.parameters()}.values())
+    assert shared is tiny.text_encoder.encoder.embed_tokens.weight
+
+
+def test_full_size_fp8_footprint(footprint):
+    fp = footprint
+    assert fp.blocks == 40 and fp.dim == 5120 and fp.ffn_dim == 13824
+    assert 0.35 * GIB < fp.block_bytes < 0.40 * GIB  # ~350M fp8 weights per block
+    assert 15.5 * GIB < fp.dit_bytes < 17.5 * GIB
+    assert 11 * GIB < fp.encoder_bytes < 12.5 * GIB  # umT5-XXL encoder + CLIP ViT-H in bf16
+    assert fp.encoder_unit_bytes <= 2 * GIB  # the largest streamed piece: umT5's 256k x 4096 embedding
+
+
+@pytest.mark.parametrize("card_gib", [12, 16, 24, 32, 48, 80])
+def test_a_480p_job_fits_every_card(footprint, card_gib):
+    budget = DeviceBudget(card_gib * GIB)
+    plan = plan_memory(footprint, JOB, budget)
+    assert plan.peak_bytes <= budget.usable_bytes
+    assert plan.budget_bytes == budget.usable_bytes
+    assert "memory plan:" in plan.describe() and f"{plan.blocks_on_cpu} of 40" in plan.describe()
+
+
+def test_bigger_cards_swap_less(footprint):
+    plans = {g: plan_memory(footprint, JOB, DeviceBudget(g * GIB)) for g in (12, 16, 24, 32, 80)}
+    swapped = [plans[g].blocks_on_cpu for g in (12, 16, 24, 32, 80)]
+    assert swapped == sorted(swapped, reverse=True) and swapped[0] > 0 and swapped[-1] == 0
+    assert plans[80].encoders == ENCODERS_RESIDENT and not plans[80].tiled_vae
+    assert plans[12].encoders == ENCODERS_STREAMED
+    assert not any(p.tiled_vae for p in plans.values())  # tiling costs seconds; swapping blocks hides behind compute
+    assert plans[32].blocks_on_cpu == 0  # 32 GB: the whole fp8 transformer stays
+
+
+def test_the_vae_tiles_only_when_nothing_else_fits(footprint):
+    whole = _plan(footprint, JOB, 40, ENCODERS_STREAMED, None, 0).peak_bytes
+    tiled = _plan(footprint, JOB, 40, ENCODERS_STREAMED, 512, 0).peak_bytes
+    assert tiled < whole
+    plan = plan_memory(footprint, JOB, DeviceBudget(int((tiled + whole) / 2 / (1 - MARGIN_FRACTION))))
+    assert (plan.blocks_on_cpu, plan.encoders, plan.vae_tile) == (40, ENCODERS_STREAMED, 512)
+    with pytest.raises(NotEnoughMemory) as error:
+        plan_memory(footprint, JOB, DeviceBudget(6 * GIB))
+    message = str(error.value)
+    assert "\n" not in message and "needs at least" in message and "6.0 GiB is free" in message
+    minimum = float(message.split("needs at least ")[1].split(" GiB")[0])
+    plan_memory(footprint, JOB, DeviceBudget(int(minimum * GIB) + GIB // 10))  # the minimum named is enough
+
+
+def test_comfyui_flags(footprint):
+    reserved = plan_memory(footprint, JOB, DeviceBudget(32 * GIB, reserve_bytes=8 * GIB))
+    assert reserved.budget_bytes == DeviceBudget(24 * GIB).usable_bytes
+    assert reserved.blocks_on_cpu == plan_memory(footprint, JOB, DeviceBudget(24 * GIB)).blocks_on_cpu
+    low = plan_memory(footprint, JOB, DeviceBudget(80 * GIB, lowvram=True))
+    assert low.encoders == ENCODERS_STREAMED and low.tiled_vae and low.vae_tile == 512
+    none = plan_memory(footprint, JOB, DeviceBudget(80 * GIB, novram=True))
+    assert none.blocks_on_cpu == 40 and none.encoders == ENCODERS_STREAMED
+
+
+def test_larger_jobs_need_more(footprint):
+    small = plan_memory(footprint, JobShape(33, 480, 832), DeviceBudget(16 * GIB))
+    large = plan_memory(footprint, JobShape(77, 720, 1280), DeviceBudget(16 * GIB))
+    assert small.blocks_on_cpu < plan_memory(footprint, JOB, DeviceBudget(16 * GIB)).blocks_on_cpu
+    assert large.peak_bytes > small.peak_bytes - small.weights_bytes + large.weights_bytes
+
+
+def test_measured_low_memory_run_is_within_the_estimate(footprint):
+    """H100, 22 GiB cap, 28 blocks swapped, encoders borrowed whole, VAE tiled at 256: measured peak 19.6 GiB
+    (benchmarks/results/e2e_lowmem_h100.json) with 6.9 GiB of weights on the device between jobs."""
+    plan = _plan(footprint, JOB, 28, ENCODERS_RESIDENT, 256, 22 * GIB)
+    between_jobs = plan.weights_bytes - footprint.encoder_bytes
+    assert abs(between_jobs / GIB - 6.9) < 0.3
+    assert plan.peak_bytes >= 19.6 * GIB
+
+
+def test_dit_activation_estimate_bounds_the_traced_forward(full, footprint, monkeypatch):
+    """One whole DiT forward of the real full-size diffusers model at 480p, 77 frames, traced on meta tensors."""
+    monkeypatch.setattr(F, "scaled_dot_product_attention", flash_like_attention)
+    dit = AnimateDiT(full.transformer)
+    latent_frames = (JOB.frames - 1) // 4 + 1
+    h, w = JOB.height // 8, JOB.width // 8
+    latent = torch.empty(1, 36, latent_frames + 1, h, w, device="meta")
+    context = torch.empty(1, 257 + 512, footprint.dim, device="meta", dtype=torch.bfloat16)
+    with torch.no_grad():
+        step = dit.time_embedding(torch.tensor([500.0], device="meta"), context)
+        motion = torch.empty(1, latent_frames + 1, 5, footprint.dim, device="meta", dtype=torch.bfloat16)
+        pose = torch.empty(1, footprint.dim, latent_frames, h // 2, w // 2, device="meta", dtype=torch.bfloat16)
+        rotary = dit.rotary(latent.shape)
+        with AllocationTrace() as trace:
+            dit(latent, step, context, motion, pose, rotary)
+    estimate = dit_activation_bytes(footprint, JOB)
+    assert trace.peak <= estimate <= 2.5 * trace.peak, (trace.peak / GIB, estimate / GIB)
+
+
+@pytest.mark.parametrize("tile", [None, 128])
+def test_vae_estimate_bounds_the_traced_decode(full, footprint, tile):
+    """The full-size Wan2.1 VAE decoding a small segment (whole frames, and 128-pixel tiles), traced."""
+    from wan_animate.engine.conditioning import LatentCodec
+
+    job = JobShape(frames=9, height=192, width=256)
+    codec = LatentCodec(full.vae, tiled=tile is not None, tile=tile or 256)
+    codec.mean, codec.inv_std = codec.mean.to("meta"), codec.inv_std.to("meta")
+    latents = torch.empty(1, 16, 3, job.height // 8, job.width // 8, device="meta")
+    with AllocationTrace() as trace:
+        codec.decode(latents)
+    estimate = vae_peak_bytes(footprint, job, tile)
+    assert trace.peak <= estimate <= 4 * trace.peak, (trace.peak / GIB, estimate / GIB)

@@ -1,0 +1,258 @@
+"""memory="auto": where the weights live, how many blocks swap, whether the encoders stream and how the VAE tiles.
+
+A plan is computed from numbers only, so it can be checked for any card without one:
+- `Footprint`: the bytes of the loaded model's weights, counted from its modules (a full-size model built on the
+  meta device gives the same numbers without any memory);
+- `JobShape`: the segment's frames and size, which set the activations;
+- `DeviceBudget`: the free device memory, less what the user reserves (ComfyUI's --reserve-vram), and ComfyUI's
+  --lowvram / --novram wishes.
+
+The estimates are upper bounds of what the engine allocates, checked against a trace of the real diffusers modules
+(tests/test_memory_plan.py); a margin covers cuBLAS/cuDNN workspaces and allocator fragmentation.
+What costs the least time is given up last: first the encoders leave the device (streamed in per job, layer by
+layer: ~13 GB of copies, well under a second from pinned memory), then transformer blocks swap (their copies
+overlap the previous blocks' compute), and only when all 40 blocks swapped still do not fit does the VAE tile
+(tiles cost seconds per job: the largest tile that fits is used).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+GIB = 1024 ** 3
+ENCODERS_RESIDENT, ENCODERS_STREAMED = "resident", "streamed"
+VAE_TILES = (None, 512, 384, 256, 192)  # sample pixels per tile side; None: the whole frame at once
+ENCODER_UNIT_BYTES = 1 << 30  # streamed encoders are cut into pieces of at most this size (one umT5 layer: 0.4 GB)
+MARGIN_BYTES = GIB // 2  # cuBLAS/cuDNN workspaces, allocator rounding
+MARGIN_FRACTION = 0.08  # and fragmentation, which grows with the memory in use
+# Bytes per output pixel of one VAE chunk (4 frames) in 16-bit, through the Wan2.1 VAE's widest layers (traced).
+VAE_BYTES_PER_PIXEL = 10 * 1024
+
+
+def tensor_bytes(module: nn.Module | None, device=None) -> int:
+    """Bytes of the module's parameters and buffers (only those on `device` when given), each storage counted once
+    (tied weights, wherever they are)."""
+    if module is None:
+        return 0
+    device = torch.device(device) if device is not None else None
+    seen: dict[tuple, int] = {}
+    for t in list(module.parameters()) + list(module.buffers()):
+        if device is not None and t.device != device:
+            continue
+        key = (t.device, t.untyped_storage()._cdata)  # the storage itself: views and ties share it (on meta too)
+        seen[key] = max(seen.get(key, 0), t.numel() * t.element_size())
+    return sum(seen.values())
+
+
+def stream_units(module: nn.Module, max_bytes: int) -> list[tuple[nn.Module, bool]]:
+    """How a module is cut for streaming: (submodule, whole) pairs covering every tensor once. A submodule no larger
+    than `max_bytes` (or without children) is a whole unit; a larger one is split into its children and keeps only
+    its own direct tensors (whole=False)."""
+    if tensor_bytes(module) <= max_bytes or not any(True for _ in module.children()):
+        return [(module, True)]
+    units = [(module, False)] if any(t is not None for t in [*module._parameters.values(),
+                                                             *module._buffers.values()]) else []
+    for child in module.children():
+        units += stream_units(child, max_bytes)
+    return units
+
+
+def largest_unit_bytes(module: nn.Module | None, max_bytes: int = ENCODER_UNIT_BYTES) -> int:
+    if module is None:
+        return 0
+    sizes = []
+    for unit, whole in stream_units(module, max_bytes):
+        if whole:
+            sizes.append(tensor_bytes(unit))
+        else:
+            sizes.append(sum(t.numel() * t.element_size()
+                             for t in [*unit._parameters.values(), *unit._buffers.values()] if t is not None))
+    return max(sizes, default=0)
+
+
+@dataclass(frozen=True)
+class Footprint:
+    """Weight bytes of a loaded model and the transformer shape that sets its activations."""
+
+    block_bytes: int  # the largest transformer block
+    blocks: int
+    dit_other_bytes: int  # the transformer outside its blocks: embeddings, motion encoder, face adapter, head
+    vae_bytes: int
+    encoder_bytes: int  # umT5 + CLIP
+    encoder_unit_bytes: int  # the largest piece a streamed encoder is copied in
+    dim: int
+    ffn_dim: int
+    patch: tuple[int, int, int]
+    face_size: int = 512  # the motion encoder's input frames (face crops)
+    vae_scale: int = 8  # pixels per latent pixel
+    vae_time_scale: int = 4  # frames per latent frame
+    activation_bytes: int = 2  # bytes per activation element (bf16)
+
+    @classmethod
+    def of(cls, components) -> Footprint:
+        """Count the components' tensors (works on meta-device modules too)."""
+        dit = components.transformer
+        blocks = [tensor_bytes(b) for b in dit.blocks]
+        config = dit.config
+        encoders = [m for m in (components.text_encoder, components.image_encoder) if m is not None]
+        vae = components.vae
+        return cls(
+            block_bytes=max(blocks), blocks=len(blocks), dit_other_bytes=tensor_bytes(dit) - sum(blocks),
+            vae_bytes=tensor_bytes(vae), encoder_bytes=sum(tensor_bytes(m) for m in encoders),
+            encoder_unit_bytes=max((largest_unit_bytes(m) for m in encoders), default=0),
+            dim=config.num_attention_heads * config.attention_head_dim, ffn_dim=config.ffn_dim,
+            patch=tuple(config.patch_size), face_size=config.motion_encoder_size,
+            vae_scale=int(getattr(getattr(vae, "config", None), "scale_factor_spatial", 8) or 8) if vae else 8,
+            vae_time_scale=int(getattr(getattr(vae, "config", None), "scale_factor_temporal", 4) or 4) if vae else 4,
+        )
+
+    @property
+    def dit_bytes(self) -> int:
+        return self.dit_other_bytes + self.blocks * self.block_bytes
+
+
+@dataclass(frozen=True)
+class JobShape:
+    """One segment: what sets the activations (the official 77-frame 480p segment by default)."""
+
+    frames: int = 77
+    height: int = 480
+    width: int = 832
+
+
+@dataclass(frozen=True)
+class DeviceBudget:
+    """Device memory the model may use. free_bytes: free now (e.g. torch.cuda.mem_get_info, or ComfyUI's
+    get_free_memory after it unloaded its own models); reserve_bytes: kept for others (--reserve-vram);
+    lowvram: prefer memory over speed (encoders stream, the VAE tiles); novram: no weights stay on the device."""
+
+    free_bytes: int
+    reserve_bytes: int = 0
+    lowvram: bool = False
+    novram: bool = False
+
+    @property
+    def usable_bytes(self) -> int:
+        usable = self.free_bytes - self.reserve_bytes
+        return int(usable - max(MARGIN_BYTES, MARGIN_FRACTION * usable))
+
+    def free_bytes_for(self, usable: int) -> int:
+        """The free memory under which `usable_bytes` would be `usable` (the inverse, margin and reserve added)."""
+        return int(max(usable + MARGIN_BYTES, usable / (1 - MARGIN_FRACTION))) + 1 + self.reserve_bytes
+
+
+def vae_tile_stride(tile: int) -> int:
+    """Pixels between the starts of neighbouring VAE tiles: they overlap by a quarter of a tile (at least one latent
+    pixel), blended across the overlap (diffusers' default: 256-pixel tiles, stride 192)."""
+    return tile - max(8, tile // 32 * 8)
+
+
+def tokens(fp: Footprint, job: JobShape) -> int:
+    """Sequence length of one DiT forward: the latent frames plus the reference frame, patchified."""
+    latent_frames = (job.frames - 1) // fp.vae_time_scale + 1 + 1
+    return (latent_frames // fp.patch[0]) * (job.height // fp.vae_scale // fp.patch[1]) * (
+        job.width // fp.vae_scale // fp.patch[2])
+
+
+def job_tensor_bytes(fp: Footprint, job: JobShape) -> int:
+    """The segment's pixels on the device: pose, conditioning video and decoded frames as float32, face crops."""
+    pixels = 3 * job.frames * job.height * job.width
+    return 3 * pixels * 4 + 3 * job.frames * fp.face_size * fp.face_size * 4
+
+
+def dit_activation_bytes(fp: Footprint, job: JobShape) -> int:
+    """Peak activations of one DiT forward: the FFN's hidden layer twice (projection + GELU) and four float32
+    copies of the hidden states (norms and modulation upcast), plus the segment's tensors."""
+    n = tokens(fp, job)
+    return 2 * n * fp.ffn_dim * fp.activation_bytes + 4 * n * fp.dim * 4 + job_tensor_bytes(fp, job)
+
+
+def vae_peak_bytes(fp: Footprint, job: JobShape, tile: int | None) -> int:
+    """Peak of a VAE encode/decode of the segment: one tile's (or frame's) activations plus the whole video three
+    times in 16-bit (tiles kept for blending, the concatenation) and the segment's tensors."""
+    tile_pixels = job.height * job.width if tile is None else min(tile, job.height) * min(tile, job.width)
+    video = 3 * job.frames * job.height * job.width * fp.activation_bytes
+    return VAE_BYTES_PER_PIXEL * tile_pixels + 3 * video + job_tensor_bytes(fp, job)
+
+
+def encoder_peak_bytes(fp: Footprint, streamed: bool) -> int:
+    """Encoding a prompt/reference (512 tokens, one image: small activations): a streamed encoder holds one piece
+    at a time (each is dropped before the next is copied in)."""
+    return fp.encoder_unit_bytes + GIB // 4 if streamed else GIB // 4
+
+
+class NotEnoughMemory(RuntimeError):
+    """No placement fits the device; the message names the minimum and what to change."""
+
+
+@dataclass(frozen=True)
+class MemoryPlan:
+    """Where everything goes for one model on one device, and the numbers it was decided from."""
+
+    blocks_on_cpu: int
+    encoders: str  # ENCODERS_RESIDENT | ENCODERS_STREAMED
+    vae_tile: int | None  # None: the VAE works on whole frames
+    weights_bytes: int  # on the device between jobs
+    peak_bytes: int  # weights + the largest transient (DiT activations, VAE, encoders)
+    budget_bytes: int  # what the device may use (free - reserve - margin)
+    parts: dict = field(default_factory=dict)  # the estimates, for the log
+
+    @property
+    def tiled_vae(self) -> bool:
+        return self.vae_tile is not None
+
+    def describe(self) -> str:
+        gib = lambda b: f"{b / GIB:.1f}"  # noqa: E731
+        vae = f"tiled {self.vae_tile}px" if self.vae_tile else "whole frames"
+        return (f"memory plan: {self.blocks_on_cpu} of {self.parts.get('blocks', '?')} transformer blocks swapped from "
+                f"host memory, encoders {self.encoders}, VAE {vae}; device weights {gib(self.weights_bytes)} GiB, "
+                f"peak ~{gib(self.peak_bytes)} of {gib(self.budget_bytes)} GiB usable")
+
+
+def _plan(fp: Footprint, job: JobShape, blocks_on_cpu: int, encoders: str, tile: int | None,
+          budget: int) -> MemoryPlan:
+    resident_blocks = fp.blocks - blocks_on_cpu
+    slots = 2 * fp.block_bytes if blocks_on_cpu else 0
+    streamed = encoders == ENCODERS_STREAMED
+    weights = (fp.dit_other_bytes + resident_blocks * fp.block_bytes + slots + fp.vae_bytes
+               + (0 if streamed else fp.encoder_bytes))
+    parts = {"blocks": fp.blocks, "block_bytes": fp.block_bytes, "dit_activations": dit_activation_bytes(fp, job),
+             "vae": vae_peak_bytes(fp, job, tile), "encoders": encoder_peak_bytes(fp, streamed)}
+    transient = max(parts["dit_activations"], parts["vae"], parts["encoders"])
+    return MemoryPlan(blocks_on_cpu, encoders, tile, weights, weights + transient, budget, parts)
+
+
+def plan_memory(fp: Footprint, job: JobShape, budget: DeviceBudget) -> MemoryPlan:
+    """The fastest placement that fits `budget` (see the module docstring for the order things are given up)."""
+    usable = budget.usable_bytes
+    tiles = [t for t in VAE_TILES if t is not None] if budget.lowvram or budget.novram else list(VAE_TILES)
+    encoder_choices = [ENCODERS_STREAMED] if budget.lowvram or budget.novram else [ENCODERS_RESIDENT,
+                                                                                   ENCODERS_STREAMED]
+    swaps = [fp.blocks] if budget.novram else range(fp.blocks + 1)
+    for tile in tiles:
+        for encoders in encoder_choices:
+            for swapped in swaps:
+                plan = _plan(fp, job, swapped, encoders, tile, usable)
+                if plan.peak_bytes <= usable:
+                    return plan
+                if encoders == ENCODERS_RESIDENT:
+                    break  # resident encoders only when nothing swaps
+    smallest = _plan(fp, job, fp.blocks, ENCODERS_STREAMED, VAE_TILES[-1], usable)
+    need = budget.free_bytes_for(smallest.peak_bytes)
+    raise NotEnoughMemory(
+        f"Wan Animate needs at least {need / GIB:.1f} GiB of free device memory for {job.frames} frames at "
+        f"{job.width}x{job.height} (all {fp.blocks} blocks swapped, encoders streamed, VAE tiled); "
+        f"{max(budget.free_bytes - budget.reserve_bytes, 0) / GIB:.1f} GiB is free: lower the resolution or "
+        f"segment length, use fp8 precision, close other GPU programs or lower --reserve-vram.")
+
+
+def free_device_bytes(device) -> int:
+    """Free memory of a CUDA device now (the caching allocator's cached-but-unused blocks count as free)."""
+    device = torch.device(device)
+    if device.type != "cuda":
+        raise ValueError(f"memory planning needs a CUDA device; {device} has no device memory to plan.")
+    free, _ = torch.cuda.mem_get_info(device)
+    reserved = torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device)
+    return free + reserved
