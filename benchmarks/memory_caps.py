@@ -174,6 +174,8 @@ def main(argv=None) -> int:
         stages.overall = 0
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(device)
+        on_host = [t for m in (c.transformer, c.text_encoder) for t in m.parameters() if t.device.type == "cpu"]
+        row["host_weights_page_locked"] = all(t.is_pinned() for t in on_host[:50]) if on_host else None
         host_weights = sum(t.numel() * t.element_size() for m in (c.transformer, c.vae, c.text_encoder,
                                                                    c.image_encoder)
                            for t in [*m.parameters(), *m.buffers()] if t.device.type == "cpu")

@@ -116,3 +116,20 @@ def test_place_transformer_keeps_swapped_blocks_on_the_host(tiny):
     assert on_device == tensor_bytes(model) - sum(tensor_bytes(model.blocks[i]) for i in swap.indices)
     assert place_transformer(model, torch.device("meta"), 0) is None
     assert {p.device.type for p in model.parameters()} == {"meta"}
+
+
+def test_host_copies_share_one_exact_slab(tiny):
+    """Weights moved to the host land in one allocation of exactly their size (torch's pinned allocator would
+    round each tensor up to a power of two), with their values, ties and Parameter objects kept."""
+    from wan_animate.engine.pinned import ALIGN, pinned_copies
+    from wan_animate.engine.placement import to_host
+
+    tensors = [torch.randn(3, 5), torch.arange(7, dtype=torch.int64), torch.randn(2, 2).to(torch.bfloat16)]
+    copies = pinned_copies(tensors, pinned=False)
+    assert all(torch.equal(a, b) and a.dtype == b.dtype for a, b in zip(tensors, copies))
+    storages = {c.untyped_storage().data_ptr() for c in copies}
+    assert len(storages) == 1 and copies[0].untyped_storage().nbytes() == 3 * ALIGN
+    encoder = copy.deepcopy(tiny.text_encoder)
+    before = snapshot(encoder)
+    to_host(encoder, pinned=False)  # already on the host: nothing moves
+    assert snapshot(encoder) == before

@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from .forward import BlockRunner, run_block
+from .pinned import on_host
 
 
 def spread_indices(total: int, count: int) -> list[int]:
@@ -28,13 +29,6 @@ def spread_indices(total: int, count: int) -> list[int]:
 def _tensors(block: nn.Module) -> list[tuple[nn.Module, str, torch.Tensor]]:
     return [(m, n, t) for m in block.modules()
             for n, t in list(m._parameters.items()) + list(m._buffers.items()) if t is not None]
-
-
-def host_copy(tensor: torch.Tensor, pinned: bool) -> torch.Tensor:
-    """The tensor in host memory (pinned when asked), copied straight from the device: no pageable copy between."""
-    if tensor.device.type == "cpu" and (tensor.is_pinned() or not pinned):
-        return tensor
-    return torch.empty(tensor.shape, dtype=tensor.dtype, pin_memory=pinned).copy_(tensor)
 
 
 def _point(block_tensors, datas) -> None:
@@ -56,7 +50,7 @@ class BlockSwap:
         for i, block in enumerate(blocks):
             if i in swapped:
                 entries = _tensors(block)
-                datas = [host_copy(t.data, pin and self.cuda) for _, _, t in entries]
+                datas = on_host([t.data for _, _, t in entries], pin and self.cuda)  # one slab per block
                 _point(entries, datas)
                 self.host[i] = datas
             else:

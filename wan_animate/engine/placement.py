@@ -19,9 +19,10 @@ import contextlib
 import torch
 from torch import nn
 
-from .blockswap import BlockSwap, host_copy, spread_indices
+from .blockswap import BlockSwap, spread_indices
 from .forward import BlockRunner
 from .memory import ENCODER_UNIT_BYTES, ENCODERS_RESIDENT, MemoryPlan, stream_units
+from .pinned import on_host
 
 
 def module_device(module: nn.Module) -> torch.device:
@@ -42,19 +43,11 @@ def _put(owner: nn.Module, name: str, is_param: bool, value: torch.Tensor) -> No
 
 
 def pin(module: nn.Module) -> bool:
-    """Move the module's CPU weights into pinned memory in place (one tensor at a time; already pinned ones are
-    skipped, so later calls are cheap); False when the system refuses pinned memory (the weights stay pageable)."""
-    buffers: dict[int, torch.Tensor] = {}  # a tied buffer gets one pinned copy
+    """Move the module's CPU weights into page-locked memory in place (one exact-size slab: engine.pinned; already
+    pinned ones are skipped, so later calls are cheap); False when the system refuses pinned memory (the weights
+    stay pageable)."""
     try:
-        for owner, name, is_param, t in list(_slots(module)):
-            if t.device.type != "cpu" or t.is_pinned():
-                continue
-            if is_param:
-                t.data = t.data.pin_memory()  # same Parameter object: ties and hooks stay
-            else:
-                if id(t) not in buffers:
-                    buffers[id(t)] = t.pin_memory()
-                _put(owner, name, False, buffers[id(t)])
+        to_host(module, pinned=True)
     except RuntimeError:
         return False
     return True
@@ -159,17 +152,19 @@ def swapping(swap: BlockSwap | None, inner: BlockRunner) -> BlockRunner:
 
 
 def to_host(module: nn.Module, pinned: bool) -> None:
-    """Move the module's weights to host memory, into pinned memory directly when `pinned` (a device tensor is
-    copied straight into a pinned buffer: no pageable copy in between)."""
-    for owner, name, is_param, t in list(_slots(module)):
-        data = t.data
-        host = host_copy(data, pinned)
-        if host is data:
+    """Move the module's weights to host memory, page-locked when `pinned`, in one exact-size slab (a device
+    tensor is copied straight into it: no pageable copy in between). Tied tensors stay tied."""
+    slots = list(_slots(module))
+    unique = {id(t): t for _, _, _, t in slots}
+    datas = [t.data for t in unique.values()]
+    moved = {key: host for key, data, host in zip(unique, datas, on_host(datas, pinned)) if host is not data}
+    for owner, name, is_param, t in slots:
+        if id(t) not in moved:
             continue
         if is_param:
-            t.data = host
+            t.data = moved[id(t)]
         else:
-            _put(owner, name, False, host)
+            _put(owner, name, False, moved[id(t)])
 
 
 def place(components, device, plan: MemoryPlan) -> BlockSwap | None:
