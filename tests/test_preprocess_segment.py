@@ -329,6 +329,11 @@ def test_model_folders_are_found_by_name_or_hub_id(tiny_sam, tmp_path, monkeypat
     assert resolve_segmenter("facebook/sam2.1-hiera-tiny", [sam2]) == sam2 / "facebook" / "sam2.1-hiera-tiny"
     assert resolve_segmenter("mine", [sam2]) == sam2 / "mine"
     assert resolve_segmenter(tiny_sam / "config.json") == tiny_sam
+    kept = tmp_path / "models" / "sam2-packs"  # another pack's original file serves the Hub name: no download
+    kept.mkdir()
+    (kept / "sam2.1_hiera_large.safetensors").write_bytes(b"\0" * 64)
+    assert resolve_segmenter("facebook/sam2.1-hiera-large", [kept], allow_download=False) == \
+        kept / "sam2.1_hiera_large.safetensors"
     segmenter = load_segmenter("mine", [sam2], device="cpu")
     assert isinstance(segmenter.tracker, SamVideoTracker) and segmenter.tracker.dtype == torch.float32
 
@@ -363,7 +368,7 @@ def test_wrong_or_missing_model_files_say_what_to_do(tiny_sam, tmp_path, monkeyp
     with pytest.raises(ModelNotFoundError, match="neither a model folder or file nor in"):
         resolve_segmenter("no-such-model", [tmp_path])
     with pytest.raises(ModelNotFoundError, match="facebook/sam2.1-hiera-large is not in .* downloads are off"):
-        resolve_segmenter("facebook/sam2.1-hiera-large", [tmp_path], allow_download=False)
+        resolve_segmenter("facebook/sam2.1-hiera-large", [empty], allow_download=False)
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(ModelNotFoundError, match="could not be downloaded"):
         resolve_segmenter("facebook/sam3", [tmp_path])

@@ -25,6 +25,12 @@ KNOWN_SEGMENTERS = (
     "facebook/sam2.1-hiera-tiny", "facebook/sam3",
 )
 HUB_PATTERNS = ["*.json", "*.safetensors"]  # the transformers files; not the original .pt checkpoints beside them
+# Hub model -> its original single file's name without suffix (the .pt beside it on the Hub, the .safetensors other
+# ComfyUI packs keep): such a file in the model folders serves a Hub name without a download.
+ORIGINAL_FILES = {
+    "facebook/sam2.1-hiera-large": "sam2.1_hiera_large", "facebook/sam2.1-hiera-base-plus": "sam2.1_hiera_base_plus",
+    "facebook/sam2.1-hiera-small": "sam2.1_hiera_small", "facebook/sam2.1-hiera-tiny": "sam2.1_hiera_tiny",
+}
 SINGLE_FILE_SUFFIXES = (".safetensors", ".pt", ".pth")
 SINGLE_FILE_PREFIX = "sam2"  # models/sams also holds SAM 1 files (sam_vit_*.pth), which are no video models
 
@@ -53,8 +59,11 @@ def list_model_folders(search_dirs: Iterable[str | os.PathLike]) -> list[str]:
 
 
 def find_model_folder(name: str, search_dirs: Iterable[str | os.PathLike]) -> Path | None:
-    """`name` (a folder name, Hub id or SAM 2 file name) as a model folder or file in the search folders."""
+    """`name` (a folder name, Hub id or SAM 2 file name) as a model folder or file in the search folders; a known Hub
+    model also as its original single file."""
     candidates = [name, name.split("/")[-1]]
+    if name in ORIGINAL_FILES:
+        candidates += [ORIGINAL_FILES[name] + suffix for suffix in SINGLE_FILE_SUFFIXES]
     for root in map(Path, search_dirs):
         for candidate in candidates:
             if is_model_folder(root / candidate) or is_sam2_file(root / candidate):
