@@ -1,7 +1,8 @@
 """Driving-video preprocessing: person detection, whole-body pose, skeleton video, face crops, masks, background.
 
-    from wan_animate.preprocess import PoseEstimator, preprocess
-    result = preprocess(PoseEstimator(search_dirs=["models/detection"]), "drive.mp4", "ref.png", mode="replace")
+    from wan_animate.preprocess import PoseEstimator, load_segmenter, preprocess
+    result = preprocess(PoseEstimator(search_dirs=["models/detection"]), "drive.mp4", "ref.png", mode="replace",
+                        segmenter=load_segmenter("facebook/sam2.1-hiera-large"))
 
 Names are imported lazily, so importing one submodule does not load onnxruntime, OpenCV or PyAV.
 """
@@ -18,6 +19,9 @@ _EXPORTS = {
     "PreprocessError": "errors",
     "NoPersonError": "errors",
     "InsightFaceDetector": "face_detector",
+    "load_segmenter": "sam_tracker",
+    "PersonSegmenter": "segmenter",
+    "SegmentOptions": "segmenter",
 }
 
 __all__ = list(sorted(_EXPORTS))
