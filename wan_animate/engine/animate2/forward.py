@@ -65,6 +65,14 @@ class Animate2DiT:
         self.kernel = kernel or sdpa_kernel
         self.lse_kernel = lse_kernel
         self.head_dim = self.config.dim // self.config.num_heads
+        self._rotary: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}
+
+    def rotary(self, grid: tuple[int, int, int], offsets: tuple[int, int, int] = (0, 0, 0), stride: int = 1):
+        """(cos, sin) of a token grid, built once per grid and kept (every step of a job has the same grids)."""
+        key = (grid, offsets, stride)
+        if key not in self._rotary:
+            self._rotary[key] = rotary_tables(self.head_dim, grid, offsets, stride, self.device)
+        return self._rotary[key]
 
     @property
     def dtype(self) -> torch.dtype:
@@ -123,8 +131,7 @@ class Animate2DiT:
     def driving_pass(self, driving_input: torch.Tensor, context: Context) -> DrivingCache:
         """Driving latents with their conditioning (B, 36, T, h, w) -> every layer's keys/values (the K/V cache)."""
         hidden, grid = self._embed(driving_input)
-        rotary = rotary_tables(self.head_dim, grid, reference_offsets(self.config, grid), self.config.refer_stride,
-                               self.device)
+        rotary = self.rotary(grid, reference_offsets(self.config, grid), self.config.refer_stride)
         timestep = torch.full((driving_input.shape[0],), REFERENCE_TIMESTEP, device=self.device)
         _, proj = self.time_embedding(timestep)
         keys, values = [], []
@@ -156,7 +163,7 @@ class Animate2DiT:
         if driving is not None and driving.grid[0] != grid[0] - 1:
             raise ValueError(f"the driving cache has {driving.grid[0]} latent frames; the generation needs "
                              f"{grid[0] - 1} (its frames minus the reference image's slot).")
-        rotary = rotary_tables(self.head_dim, grid, device=self.device)
+        rotary = self.rotary(grid)
         temb, proj = self.time_embedding(timestep)
         layer = 0
 
