@@ -32,7 +32,7 @@ def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--size", choices=["full", "tiny"], default="full")
     p.add_argument("--device", default="cuda")
-    p.add_argument("--caps", default="0,32,24,16,12", help="GiB, largest first; 0 = the whole device")
+    p.add_argument("--caps", default="0,12,16,24,32", help="GiB; 0 = the whole device (first: the reference)")
     p.add_argument("--frames", type=int, default=77)
     p.add_argument("--steps", type=int, default=4)
     p.add_argument("--attention", default="auto")
@@ -159,7 +159,9 @@ def main(argv=None) -> int:
             report.add(**row, error=str(error))
             continue
         placed_at = time.perf_counter()
-        swap = place(components, device, plan)  # before the cap: what leaves the device makes the room
+        if device.type == "cuda":  # the previous cap off while placing: blocks may come back to the device
+            torch.cuda.set_per_process_memory_fraction(1.0, device.index or 0)
+        swap = place(components, device, plan)
         cap_gpu_memory(device, cap or None)
         row.update(plan=plan.describe(), blocks_on_cpu=plan.blocks_on_cpu, encoders=plan.encoders,
                    vae_tile=plan.vae_tile, planned_peak_gib=round(plan.peak_bytes / GIB, 2),
