@@ -6,9 +6,7 @@ client is the real huggingface_hub, pointed at it with `endpoint`.
 """
 from __future__ import annotations
 
-import http.server
 import logging
-import threading
 
 import pytest
 
@@ -17,6 +15,9 @@ from wan_loader import load_components
 from wan_loader.discovery.folders import find_model_folder, model_folders
 from wan_loader.discovery.hub import Retries, download, is_repo_id
 from wan_loader.writers import write_components
+from tests.hub_helpers import StandInHub
+
+ALWAYS = 10**6  # failures: every request
 
 
 def test_model_folders_under_several_roots(tmp_path):
@@ -73,38 +74,6 @@ def test_repo_ids_told_from_paths(text, expected):
     assert is_repo_id(text) is expected
 
 
-class FailingHub:
-    """A loopback HTTP server answering every request with one status code; counts the requests."""
-
-    def __init__(self, status: int):
-        self.requests = 0
-        hub = self
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def _answer(self):
-                hub.requests += 1
-                body = b'{"error": "failing on purpose"}'
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                if self.command != "HEAD":
-                    self.wfile.write(body)
-
-            do_GET = do_HEAD = _answer
-
-            def log_message(self, *args):
-                pass
-
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self):
-        self.server.shutdown()
-        self.server.server_close()
-
-
 @pytest.fixture
 def online(tmp_path, monkeypatch):
     """Online as far as huggingface_hub knows (conftest makes the suite offline; the library read that at import)."""
@@ -118,20 +87,36 @@ def online(tmp_path, monkeypatch):
 
 @pytest.mark.parametrize("status, attempts", [(503, 3), (429, 3), (404, 1), (401, 1)])
 def test_hub_download_retries_only_transient_answers(online, status, attempts, caplog):
-    hub = FailingHub(status)
+    hub = StandInHub({}, failures=ALWAYS, failure_status=status)
     try:
         with caplog.at_level(logging.WARNING, logger="wan_loader"), pytest.raises(Exception) as failure:
             download("someone/some-model", endpoint=hub.url, retries=Retries(attempts=3, first_wait_s=0))
     finally:
         hub.close()
-    api_calls = hub.requests
-    assert api_calls == attempts, (api_calls, failure.value)
+    assert hub.requests == attempts, (hub.requests, failure.value)
     retries = [r for r in caplog.records if "someone/some-model failed" in r.getMessage()]
     assert len(retries) == attempts - 1
 
 
+def test_hub_download_resumes_after_the_hub_recovers(online, tmp_path, caplog):
+    files = {"config.json": b'{"a": 1}', "weights/part.bin": bytes(range(256)) * 64}
+    hub = StandInHub({"someone/some-model": files}, failures=2, failure_status=503)
+    seen = []
+    try:
+        with caplog.at_level(logging.WARNING, logger="wan_loader"):
+            folder = download("someone/some-model", dir=str(tmp_path / "got"), endpoint=hub.url,
+                              retries=Retries(attempts=3, first_wait_s=0), progress=lambda done, total: seen.append(done))
+    finally:
+        hub.close()
+    assert folder == str(tmp_path / "got")
+    for name, data in files.items():
+        assert (tmp_path / "got" / name).read_bytes() == data
+    assert len([r for r in caplog.records if "someone/some-model failed" in r.getMessage()]) == 2
+    assert seen and seen[-1] > 0  # the node's bar moved
+
+
 def test_hub_download_retries_a_refused_connection_then_says_what_to_do(online, caplog):
-    closed = FailingHub(200)
+    closed = StandInHub({})
     url = closed.url
     closed.close()  # nothing listens there any more: connection refused, as when the network is down
     with caplog.at_level(logging.WARNING, logger="wan_loader"), pytest.raises(FileNotFoundError) as failure:

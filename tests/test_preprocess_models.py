@@ -22,6 +22,7 @@ from wan_animate.preprocess.heatmap_decode import decode_heatmaps, heatmap_to_im
 from wan_animate.preprocess.model_files import ModelFileError, ModelNotFoundError, resolve_model_file
 from wan_animate.preprocess.model_identity import WrongModelError
 from wan_animate.preprocess.pose_model import crop_region
+from tests.hub_helpers import StandInHub
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 FRAME_H, FRAME_W = 720, 1280
@@ -371,57 +372,6 @@ def test_cuda_batches_are_padded_to_few_shapes_and_trimmed(models):
     recorded.batches.clear()
     bucketed.run(batch[:11], max_batch=16)
     assert recorded.batches == [16]
-
-
-class StandInHub:
-    """A local stand-in for the Hugging Face Hub (no internet here): the resolve, revision and tree endpoints that
-    huggingface_hub's hf_hub_download / snapshot_download use, serving {repo_id: {path: bytes}}."""
-
-    COMMIT = "c" * 40
-
-    def __init__(self, repos: dict[str, dict[str, bytes]]):
-        import hashlib
-        import threading
-        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
-        commit = self.COMMIT
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args):
-                pass
-
-            def reply(self, body: bytes, code: int = 200, **headers):
-                self.send_response(code)
-                for key, value in {"Content-Length": str(len(body)), **headers}.items():
-                    self.send_header(key.replace("_", "-"), value)
-                self.end_headers()
-                if self.command != "HEAD":
-                    self.wfile.write(body)
-
-            def do_GET(self):
-                path = self.path.split("?")[0]
-                for repo, files in repos.items():
-                    if path.startswith(f"/api/models/{repo}/tree/"):
-                        tree = [{"type": "file", "path": f, "size": len(d), "oid": hashlib.sha1(d).hexdigest()} for f, d in files.items()]
-                        return self.reply(json.dumps(tree).encode())
-                    if path.startswith(f"/api/models/{repo}/revision/"):
-                        info = {"id": repo, "sha": commit, "siblings": [{"rfilename": f} for f in files]}
-                        return self.reply(json.dumps(info).encode())
-                    if path.startswith(f"/{repo}/resolve/"):
-                        name = path[len(f"/{repo}/resolve/"):].partition("/")[2]
-                        if name in files:
-                            data = files[name]
-                            return self.reply(data, ETag=f'"{hashlib.sha256(data).hexdigest()}"', X_Repo_Commit=commit)
-                self.reply(b"", 404, X_Error_Code="EntryNotFound")
-
-            do_HEAD = do_GET
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-        self.url = f"http://127.0.0.1:{self.server.server_port}"
-
-    def close(self):
-        self.server.shutdown()
 
 
 DOWNLOAD_SCRIPT = """

@@ -3,7 +3,8 @@
 Search folders are given by the caller (the ComfyUI nodes pass folder_paths' `detection` folders; the command line
 passes --models). Inside each, the file is looked for directly and in the sub-folders the usual downloads create
 (`detection/`, Wan-AI's `process_checkpoint/det|pose2d/`, `onnx/`), so a Wan-AI checkout works as well as ComfyUI's
-`models/detection`. Downloads go through huggingface_hub, so HF_HOME, HF_HUB_CACHE, HF_HUB_OFFLINE and tokens apply.
+`models/detection`. Downloads go through wan_loader's Hub downloader (huggingface_hub underneath), so HF_HOME,
+HF_HUB_CACHE, HF_HUB_OFFLINE and tokens apply and transient network errors are retried.
 """
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+
+from wan_loader.discovery import hub
 
 from .model_identity import Slot
 
@@ -72,23 +75,17 @@ def find_in_dirs(name: str, search_dirs: Iterable[str | os.PathLike]) -> Path | 
     return None
 
 
-def download(name: str, cache_dir: str | os.PathLike | None = None, local_dir: str | os.PathLike | None = None) -> Path:
-    """Fetch a known model file (and its external-data companions) from the Hub; returns the local .onnx path."""
-    from huggingface_hub import hf_hub_download, snapshot_download
-
+def download(name: str, local_dir: str | os.PathLike | None = None) -> Path:
+    """Fetch a known model file (and its external-data companions) from the Hub, through wan_loader's downloader
+    (HF cache, offline mode, retries of transient network errors), into `local_dir` in the repository's layout when
+    given; returns the local .onnx path."""
     source = KNOWN_FILES[name]
-    if source.companions:
-        root = snapshot_download(
-            source.repo_id,
-            allow_patterns=[source.filename, *source.companions],
-            cache_dir=cache_dir,
-            local_dir=local_dir,
-        )
-        path = Path(root) / source.filename
-        if not path.is_file():
-            raise FileNotFoundError(f"{source.filename} is not in {source.repo_id}")
-        return path
-    return Path(hf_hub_download(source.repo_id, source.filename, cache_dir=cache_dir, local_dir=local_dir))
+    root = hub.download(source.repo_id, dir=None if local_dir is None else os.fspath(local_dir),
+                        patterns=[source.filename, *source.companions])
+    path = Path(root) / source.filename
+    if not path.is_file():
+        raise FileNotFoundError(f"{source.filename} is not in {source.repo_id}")
+    return path
 
 
 def resolve_model_file(
@@ -96,7 +93,6 @@ def resolve_model_file(
     source: str | os.PathLike | None = None,
     search_dirs: Sequence[str | os.PathLike] = (),
     allow_download: bool = True,
-    cache_dir: str | os.PathLike | None = None,
     local_dir: str | os.PathLike | None = None,
 ) -> Path:
     """Path of the model file for `slot` ('detector' or 'pose').
@@ -134,7 +130,7 @@ def resolve_model_file(
             f"{slot} model {wanted} was not found in {where}; download {KNOWN_FILES[wanted].url} into one of them"
         )
     try:
-        return download(wanted, cache_dir=cache_dir, local_dir=local_dir)
+        return download(wanted, local_dir=local_dir)
     except Exception as error:
         from huggingface_hub import constants
 

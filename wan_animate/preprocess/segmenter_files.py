@@ -71,11 +71,6 @@ def find_model_folder(name: str, search_dirs: Iterable[str | os.PathLike]) -> Pa
     return None
 
 
-def is_hub_id(text: str) -> bool:
-    parts = text.split("/")
-    return len(parts) == 2 and all(parts) and not text.startswith((".", "~", "/")) and "\\" not in text
-
-
 def check_single_file(path: Path) -> Path:
     """A checkpoint file given as the model: refused when it cannot be one (LFS pointer, other file type)."""
     with open(path, "rb") as handle:
@@ -108,7 +103,7 @@ def resolve_segmenter(source: str | os.PathLike = DEFAULT_SEGMENTER, search_dirs
     if found is not None:
         return found
     where = ", ".join(str(d) for d in search_dirs) or "(no folders given)"
-    if not is_hub_id(text):
+    if not hub.is_repo_id(text):
         raise ModelNotFoundError(
             f"segmenter '{text}' is neither a model folder or file nor in {where}; give a path or a Hub id such as "
             f"{DEFAULT_SEGMENTER}"
@@ -141,7 +136,7 @@ def hub_folder(repo_id: str, allow_download: bool, where: str, progress=None) ->
 def check_segmenter_source(source: str, search_dirs: Sequence[str | os.PathLike] = ()) -> None:
     """Refuse, before any work, a segmenter that is neither a model folder here nor a Hub id (what the node checks)."""
     path = Path(source).expanduser()
-    if path.is_dir() or find_model_folder(source, search_dirs) is not None or (not path.exists() and is_hub_id(source)):
+    if path.is_dir() or find_model_folder(source, search_dirs) is not None or (not path.exists() and hub.is_repo_id(source)):
         return
     if path.is_file():
         check_single_file(path)
