@@ -228,3 +228,15 @@ def test_animate2_workflows_feed_the_raw_video_to_one_sampler():
         assert video["class_type"] == "GetVideoComponents"  # the driving frames as they are
         loader = api[samplers[0]["inputs"]["model"][0]]["inputs"]["model"]
         assert ("distill" in loader) == (name != "wan_animate2")
+
+
+@pytest.mark.slow
+def test_the_other_animate_model_in_a_sampler_is_a_clear_node_error(comfy_server, assets):
+    """Animate-14B weights loaded into the Wan-Animate-2 workflow: the Animate 2 sampler names both models."""
+    prompt = shrink(json.loads((API_DIR / "wan_animate2_distilled.json").read_text()), "wan_animate2_distilled")
+    loader = prompt[_node_id(prompt, "WanAnimateModelLoader")]["inputs"]
+    loader.update(model="wan2.2_animate_14B_bf16.safetensors", clip_vision="clip_vision_h.safetensors")
+    entry = comfy_server.run(prompt, timeout=600)
+    errors = [m[1] for m in entry["status"]["messages"] if m[0] == "execution_error"]
+    assert errors and errors[0]["node_type"] == "WanAnimate2Sampler"
+    assert "This model is Wan2.2-Animate-14B: use Wan Animate Sampler" in errors[0]["exception_message"]
