@@ -34,7 +34,7 @@ from wan_animate.preprocess.segment_prompts import (
 from wan_animate.preprocess.segmenter import PersonSegmenter, SegmentOptions, TrackedMask
 from wan_animate.preprocess.segmenter_files import list_model_folders, resolve_segmenter
 from wan_animate.preprocess.skeleton import Skeleton
-from wan_animate.preprocess.synthetic_sam import write_sam2_folder
+from wan_animate.preprocess.synthetic_sam import write_sam2_folder, write_sam3_tracker_folder
 from wan_animate.preprocess.video_io import read_video, write_image, write_video
 
 PERSON = np.array([0, 200, 0], np.uint8)
@@ -311,6 +311,19 @@ def test_tiny_sam2_prompt_with_several_points_then_tracking_works(tiny_sam):
     tracker.finish()
     with pytest.raises(RuntimeError, match="before start"):
         tracker.segment(3, frames[3])
+
+
+def test_tiny_sam3_tracker_folder_runs_through_the_same_segmenter(tmp_path):
+    """A SAM 3 tracker folder (model_type sam3_tracker_video) loads as Sam3TrackerVideoModel with its own processor
+    (1008-px family, mean = std = 0.5) and segments through the same code as SAM 2."""
+    folder = write_sam3_tracker_folder(tmp_path / "sam3-tiny")
+    tracker = SamVideoTracker.load(folder, device="cpu")
+    assert type(tracker.model).__name__ == "Sam3TrackerVideoModel" and tracker.size == (112, 112)
+    assert torch.allclose(tracker.mean.flatten(), torch.full((3,), 127.5))
+    frames, _, boxes = person_frames(6, h=72, w=96)
+    segmenter = PersonSegmenter(tracker, SegmentOptions(chunk_frames=4))
+    out = list(segmenter.masks(frames, fill_gaps([person(np.array(b) * 0.375) for b in boxes], 96, 72)))
+    assert [m.shape for _, m in out] == [(72, 96)] * 6 and segmenter.report.chunks == 2
 
 
 # ------------------------------------------------------------------------------------------------- model files

@@ -3,7 +3,8 @@ processor files), for tests and benchmarks: no download.
 
 - "large": SAM 2.1 Hiera-L's real configuration (the sizes of facebook/sam2.1-hiera-large and of the official
   Wan2.2 preprocessing's sam2_hiera_large), for speed and memory figures;
-- "tiny": the same architecture at a 128-px input with narrow layers (runs in milliseconds on a CPU), for tests.
+- "tiny": the same architecture at a 128-px input with narrow layers (runs in milliseconds on a CPU), for tests;
+- a tiny SAM 3 tracker (write_sam3_tracker_folder), for the SAM 3 path.
 """
 from __future__ import annotations
 
@@ -69,4 +70,33 @@ def write_sam2_folder(folder: str | os.PathLike, size: str = "tiny", seed: int =
     model = sam2_model(size, seed)
     model.save_pretrained(folder)
     sam2_processor(model.config.image_size).save_pretrained(folder)
+    return folder
+
+
+def write_sam3_tracker_folder(folder: str | os.PathLike, seed: int = 0) -> Path:
+    """A tiny SAM 3 tracker (Sam3TrackerVideoModel: SAM 3's ViT backbone at 112 px) folder with random weights."""
+    import torch
+    from transformers import (Sam2ImageProcessor, Sam2VideoVideoProcessor, Sam3TrackerVideoConfig,
+                              Sam3TrackerVideoModel, Sam3TrackerVideoProcessor)
+
+    s = 112
+    vit = dict(model_type="sam3_vit_model", hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+               num_attention_heads=2, image_size=s, patch_size=14, window_size=4, global_attn_indexes=[1],
+               pretrain_image_size=56)
+    config = Sam3TrackerVideoConfig(
+        vision_config=dict(model_type="sam3_vision_model", backbone_config=vit, fpn_hidden_size=64),
+        prompt_encoder_config=dict(hidden_size=64, mask_input_channels=4),
+        mask_decoder_config=dict(hidden_size=64, mlp_dim=64, num_attention_heads=2, iou_head_hidden_dim=32),
+        memory_attention_hidden_size=64, memory_attention_num_layers=1, memory_attention_feed_forward_hidden_size=64,
+        memory_encoder_hidden_size=64, memory_encoder_output_channels=64, mask_downsampler_embed_dim=64,
+        memory_fuser_embed_dim=64, memory_fuser_intermediate_dim=64, image_size=s,
+    )
+    torch.manual_seed(seed)
+    folder = Path(folder)
+    Sam3TrackerVideoModel(config).eval().save_pretrained(folder)
+    size, half = {"height": s, "width": s}, [0.5, 0.5, 0.5]  # SAM 3 normalises with mean = std = 0.5
+    Sam3TrackerVideoProcessor(
+        image_processor=Sam2ImageProcessor(size=size, image_mean=half, image_std=half),
+        video_processor=Sam2VideoVideoProcessor(size=size, image_mean=half, image_std=half),
+    ).save_pretrained(folder)
     return folder
