@@ -99,11 +99,11 @@ ALL_WORKING = frozenset({INT8, INT8_FP16, SCALED_MM})  # INT8 (fp8 P·V) is neve
     ((8, 0), 90000, ALL_WORKING, INT8_FP16, "dequant"),  # A100: no fp8 tensor cores
     ((8, 6), 90000, ALL_WORKING, INT8_FP16, "dequant"),  # RTX 30xx
     ((8, 9), 90000, ALL_WORKING, INT8_FP16, SCALED_MM),  # RTX 40xx / L40: fp8 tensor cores
-    ((9, 0), 91900, ALL_WORKING, INT8_FP16, SCALED_MM),  # H100 / H200
+    ((9, 0), 91900, ALL_WORKING, "cudnn", SCALED_MM),  # H100 / H200: cuDNN's bf16 kernel, as fast and exact
     ((12, 0), 91900, ALL_WORKING, INT8_FP16, SCALED_MM),  # RTX 50xx
     ((8, 6), 90000, frozenset(), "flash", "dequant"),  # the int8 kernel's probe failed: bf16 FlashAttention
     ((8, 9), 90000, frozenset({INT8_FP16}), INT8_FP16, "dequant"),  # _scaled_mm failed its probe
-    ((9, 0), 91900, frozenset(), "cudnn", "dequant"),  # Hopper without Triton: cuDNN's bf16 attention
+    ((9, 0), 80000, ALL_WORKING, INT8_FP16, SCALED_MM),  # Hopper with a cuDNN 8 (no fast bf16 kernel)
     ((7, 5), 90000, ALL_WORKING, "efficient", "dequant"),  # Turing: no int8 kernel, no FlashAttention-2
     (None, None, frozenset(), "native", "dequant"),  # CPU
 ])

@@ -1,7 +1,7 @@
 """Attention kernel choice: the fastest kernel within 3 % of bf16 attention on this device, with an override.
 
-"auto" is selection.select_attention over the device's facts: the Triton int8 Q·K^T kernel with fp16 P·V
-(Ampere and later; int8_fp16), else the fastest bf16 SDPA kernel. "accurate" is bf16 attention (the fastest SDPA
+"auto" is selection.select_attention over the device's facts: cuDNN's bf16 kernel on Hopper, the Triton int8
+Q·K^T kernel with fp16 P·V on the other GPUs from Ampere on (int8_fp16), else the fastest bf16 SDPA kernel. "accurate" is bf16 attention (the fastest SDPA
 kernel). By name: int8 (fp8 P·V), the all-fp8 kernels (fa3_fp8 when FlashAttention-3 is installed, cudnn_fp8, the
 Triton fp8), faster on Hopper and 3-6 % off bf16 attention (benchmarks.attention), and torch's SDPA backends. Measured on an H100 (torch 2.11, cuDNN 9.19, 40 heads x 128, 480p self-attention, kernel only):
 FlashAttention-3 fp8 891-900 TFLOP/s, cuDNN's fp8 kernel 815-843, the Triton fp8 kernel 709-723, FlashAttention-3
