@@ -776,6 +776,9 @@ def test_s2v_profile_workflow_runs_end_to_end_with_sound(workers, s2v_models):
 def test_core_nodes_of_a_newer_comfyui_name_the_version_and_profile(workers):
     wf = image_to_video("i.png")
     wf["30"] = {"class_type": "WanInfiniteTalkToVideo", "inputs": {}}
+    wf["31"] = {"class_type": "WanAnimate2ToVideo", "inputs": {}}
     err = _failed(workers["managed"].runsync({"workflow": wf}))
     assert err.startswith("[needs_newer_comfyui]") and "ComfyUI 0.3.68 or newer" in err
     assert "this worker runs ComfyUI 0.3.64" in err and "PROFILES=infinitetalk" in err
+    assert ("'WanAnimate2ToVideo' is a core node of a newer ComfyUI than this worker runs (0.3.64); the 'animate2' "
+            "profile serves that model with this package's nodes instead (workflows: workflows/api/wan_animate2.json") in err

@@ -63,7 +63,13 @@ def core_node_hints(missing: list[str], running_version: str | None, root: Path 
     hints = {}
     for name in available(root):
         profile = Profile.load(name, root)
+        served_here = running_version and version_tuple(profile.comfyui_version) <= version_tuple(running_version)
         for node in set(missing) & set(profile.core_nodes):
+            if served_here:  # the profile runs the same model through this package's nodes on this ComfyUI
+                hints[node] = (f"'{node}' is a core node of a newer ComfyUI than this worker runs "
+                               f"({running_version}); the '{profile.name}' profile serves that model with this "
+                               f"package's nodes instead (workflows: {', '.join(profile.workflows[:2]) or 'none yet'})")
+                continue
             running = f" (this worker runs ComfyUI {running_version})" if running_version else ""
             hints[node] = (f"'{node}' is a ComfyUI core node of the '{profile.name}' profile that needs ComfyUI "
                            f"{profile.comfyui_version} or newer{running}; deploy an image built with "
