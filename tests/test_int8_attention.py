@@ -25,7 +25,7 @@ def relative_error(out: torch.Tensor, ref: torch.Tensor) -> float:
 
 def test_kernel_in_triton_interpreter_matches_attention():
     """Padded sequences (not multiples of the blocks), head dims 64 and 128, K/V offsets: the kernel's output is
-    attention within int8 rounding."""
+    attention within int8 rounding, also traced by torch.compile (fullgraph)."""
     code = """
 import torch
 from wan_animate.engine.accel.int8_attention import int8_attention
@@ -39,6 +39,9 @@ for s, h, d in ((200, 2, 64), (130, 1, 128)):
     ref = sdpa_kernel(q.float(), k.float(), v.float())
     assert out.shape == q.shape and out.dtype == torch.bfloat16
     print(((out.float() - ref).norm() / ref.norm()).item())
+# inside a compiled block: the quantisation is traced around the kernel's custom op without a graph break
+compiled = torch.compile(lambda q, k, v: int8_attention(q, k, v, pv="fp16"), backend="aot_eager", fullgraph=True)
+assert torch.equal(compiled(q, k, v), out)
 """
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, cwd=REPO,
                          env={**os.environ, "TRITON_INTERPRET": "1"})
