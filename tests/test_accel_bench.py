@@ -41,10 +41,12 @@ def test_e2e_benchmark_tiny_cpu(tmp_path):
     assert set(report) >= REPORT_KEYS and [r["run"] for r in report["rows"]] == ["warm-up", "measured"]
     measured = report["rows"][-1]
     assert measured["frames_out"] == 9 and len(measured["per_step_seconds"]) == 4
-    assert report["accel"]["blocks_on_cpu"] == 2 and report["lora_merge_at_load_seconds"] >= 0
+    assert report["accel"]["blocks_on_cpu"] == 2 and report["lora_merge_at_load_seconds"] > 0  # merged at load
     stages = measured["stages"]
     assert {"VAE encode", "VAE decode", "DiT 4 steps", "text encoder (umT5)"} <= set(stages)
-    assert abs(sum(stages.values()) - measured["total_seconds"]) < 0.05
+    other = next(k for k in stages if k.startswith("other"))
+    assert all(v > 0 for k, v in stages.items() if k != other and not k.startswith("preprocess"))  # each one timed
+    assert stages[other] >= -0.01  # the timed stages do not overlap (double-counted time would exceed the total)
 
 
 def test_step_benchmark_notes_a_kernel_this_machine_lacks(tmp_path):
