@@ -12,6 +12,7 @@ from wan_animate.engine.memory import JobShape
 from wan_animate.engine.placement import place_transformer, swapping
 from wan_loader.discovery.folders import find_model_folder, model_folders
 from wan_loader.discovery.hub import ANIMATE2_REPO, DIFFUSERS_REPO
+from wan_loader.lora import LoraSpec
 
 from .folders import full_path
 from .io_types import CATEGORY, LorasSocket, ModelSocket
@@ -144,12 +145,6 @@ class WanAnimateModelLoader(io.ComfyNode):
             loaded.block_runner = swapping(place_transformer(components.transformer, device, blocks_on_cpu),
                                            fast.block_runner)
         return io.NodeOutput(loaded)
-
-
-@dataclass(frozen=True)
-class LoraSpec:
-    path: str
-    strength: float
 
 
 class WanAnimateLoraSelect(io.ComfyNode):

@@ -10,6 +10,7 @@ import logging
 import numpy as np
 from comfy_api.latest import io
 
+from wan_animate.modes import MODES
 from wan_animate.preprocess.face_detector import InsightFaceDetector, model_packs, pack_in_roots
 from wan_animate.preprocess.masks import DILATION_ITERATIONS
 from wan_animate.preprocess.person_select import FILL_MODES, STRATEGIES
@@ -25,7 +26,6 @@ from .validation import check_message
 
 _log = logging.getLogger("wan_animate.nodes")
 DEVICES = ["auto", "cuda", "cpu"]
-MODES = ("animate", "replace")
 
 
 def _check_options(**values) -> None:

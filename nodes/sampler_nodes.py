@@ -5,6 +5,7 @@ from comfy_api.latest import io
 
 from wan_animate.engine.memory import JobShape
 from wan_animate.engine.options import COLOR_ANCHORS, LORA_MODES, AnimateOptions
+from wan_animate.modes import MODES
 from wan_animate.engine.schedulers import SOLVERS
 
 from .convert import ImageBatchSink, audio_for_frames, image_to_frames, image_to_video, mask_to_array
@@ -34,7 +35,7 @@ class WanAnimateSampler(io.ComfyNode):
                 io.Image.Input("reference_image", tooltip="The character (Wan Animate Preprocess' reference_image, or any image of the pose video's size)."),
                 io.Image.Input("pose_video", tooltip="Skeleton frames; their count is the output length and their size the output size (divisible by 16)."),
                 io.Image.Input("face_video", tooltip="Face crops, one per pose frame (resized to the model's face size)."),
-                io.Combo.Input("mode", options=["animate", "replace"], default="animate", tooltip="replace needs background_video and character_mask."),
+                io.Combo.Input("mode", options=list(MODES), default="animate", tooltip="replace needs background_video and character_mask."),
                 io.String.Input("prompt", multiline=True, default="", tooltip="What happens in the video. Empty: the official default prompt."),
                 io.String.Input("negative_prompt", multiline=True, default="", tooltip="Used only when guide_scale > 1. Empty: the official negative prompt."),
                 io.Int.Input("steps", default=20, min=1, max=200, tooltip="Denoising steps per segment (official 20; 4-6 with a step-distill LoRA)."),

@@ -191,3 +191,20 @@ def test_other_models_are_named(shapes, expected):
 
     found = identify(ShapesSource(shapes))
     assert not found.is_animate_part and expected in found.model
+
+
+@pytest.mark.parametrize("component,folder,size", [("vae", "vae", "Wan2.1 VAE"), ("text_encoder", "text_encoders",
+                                                                                   "umT5-XXL"),
+                                                   ("image_encoder", "clip_vision", "CLIP ViT-H/14")])
+def test_tiny_sizes_only_for_files_marked_as_test_models(comfy, tmp_path, component, folder, size):
+    """The tiny test sizes are no released size: an encoder file of that size without the writer's test-model mark
+    is refused like any other unknown size; the marked file loads and says it is a test model."""
+    marked = next((comfy / folder).glob("*.safetensors"))
+    out = load_components(components=[component], vae_dtype="fp32", weight_dtype="fp32", **{component: marked})
+    assert "(tiny test model)" in out.sources[component]
+    assert "tiny test model" in inspect(marked)["components"][component]["model"]
+    unmarked = tmp_path / marked.name
+    save_file(load_file(str(marked)), str(unmarked))  # the same tensors, no metadata
+    with pytest.raises(ShapeMismatchError, match=f"match none of the known sizes \\({size}\\)") as e:
+        load_components(components=[component], **{component: unmarked})
+    assert str(unmarked) in str(e.value)

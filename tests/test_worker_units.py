@@ -302,27 +302,52 @@ def test_download_verifies_and_skips_verified_files(tmp_path):
 
 
 def test_concurrent_workers_download_once(tmp_path):
-    """Two worker processes share a volume: the lock makes the second wait and then find the verified file."""
+    """Two worker processes share a volume: the second finds the lock held while the first downloads, waits, and then
+    finds the verified file. Synchronised, not timed: each worker's FileLock first tries without waiting and marks
+    `blocked-PID` when that fails; the worker holding the lock finishes its download only once the other is blocked
+    (so a lock that did not exclude would leave no mark and the holder would give up)."""
     hub = tmp_path / "hub"
     hub.mkdir()
     (hub / "big.safetensors").write_bytes(os.urandom(2_000_000))
     log = tmp_path / "downloads.log"
+    marks = tmp_path / "marks"
+    marks.mkdir()
     script = textwrap.dedent(f"""
-        import sys, time
+        import os, sys, time
         sys.path[:0] = [{str(DOCKER_DIR)!r}, {str(REPO_ROOT)!r}]
         from pathlib import Path
+        from filelock import FileLock, Timeout
+        import comfy_worker.models as models
         from comfy_worker.models import ModelFile, ensure_files
         from tests.test_worker_units import _local_downloader
-        slow = _local_downloader(Path({str(hub)!r}), Path({str(log)!r}))
+        marks, me = Path({str(marks)!r}), os.getpid()
+
+        class ContendedLock(FileLock):
+            def acquire(self, timeout=None, *args, **kwargs):
+                try:
+                    return super().acquire(timeout=0)
+                except Timeout:
+                    (marks / f"blocked-{{me}}").touch()
+                    return super().acquire(timeout, *args, **kwargs)
+
+        models.FileLock = ContendedLock
+        fetch = _local_downloader(Path({str(hub)!r}), Path({str(log)!r}))
+
         def download(entry, work):
-            time.sleep(1.0)
-            return slow(entry, work)
+            deadline = time.monotonic() + 60
+            while not [m for m in marks.iterdir() if m.name != f"blocked-{{me}}"]:
+                if time.monotonic() > deadline:
+                    sys.exit("the other worker was never blocked by the download lock")
+                time.sleep(0.01)  # polling for the other worker's mark
+            return fetch(entry, work)
+
         ensure_files(Path({str(tmp_path / 'models')!r}),
                      [ModelFile("org/repo", "big.safetensors", "diffusion_models")], download, log=lambda *_: None)
     """)
     procs = [subprocess.Popen([sys.executable, "-c", script], cwd=REPO_ROOT) for _ in range(2)]
     assert [p.wait(120) for p in procs] == [0, 0]
     assert len(log.read_text().splitlines()) == 1
+    assert len(list(marks.iterdir())) == 1  # exactly one worker waited for the other
     assert (tmp_path / "models" / "diffusion_models" / "big.safetensors").stat().st_size == 2_000_000
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 
 from .conversion import convert
 from .discovery.hub import DIFFUSERS_REPO, download
@@ -36,6 +37,8 @@ def _download(args) -> int:
 
 
 def _tiny(args) -> int:
+    if Path(args.dir).exists() and not Path(args.dir).is_dir():
+        raise ValueError(f"{args.dir} is a file: give the folder to write the tiny model into (new or existing).")
     if args.model == "animate2":
         components = tiny_animate2_components(args.seed)
         components.distilled = args.distilled

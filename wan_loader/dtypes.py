@@ -11,6 +11,8 @@ import torch
 
 FP8_DTYPES = {"fp8_e4m3fn": torch.float8_e4m3fn, "fp8_e5m2": torch.float8_e5m2}
 FP8_TORCH_DTYPES = frozenset(FP8_DTYPES.values())
+E4M3 = torch.float8_e4m3fn
+E4M3_MAX = float(torch.finfo(E4M3).max)  # 448: what fp8 quantizers scale the absolute maximum to
 DTYPE_NAMES = ("bf16", "fp16", "fp32", *FP8_DTYPES)  # the short names users pass (CLI choices, loader arguments)
 _BY_NAME = {"bf16": torch.bfloat16, "bfloat16": torch.bfloat16, "fp16": torch.float16, "float16": torch.float16,
             "fp32": torch.float32, "float32": torch.float32, **FP8_DTYPES}

@@ -14,7 +14,8 @@ class CorruptFileError(WanLoaderError):
 
 
 class WrongModelError(WanLoaderError):
-    """The weights are a real model, but not Wan2.2-Animate (or not the component asked for)."""
+    """A real model, but not the one asked for: not Wan2.2-Animate, another component, or (preprocessing's model
+    files) another kind of ONNX model than the slot needs."""
 
 
 class MissingComponentError(WanLoaderError):

@@ -21,12 +21,8 @@ from .keymaps import KEYMAPS, ignorable_keys, plan_to_diffusers
 from .model.components import COMPONENT_NAMES, WanAnimateComponents
 from .model.configs import build_empty, component_config
 from .model.detect import FAMILY_NAMES
-from .model.fp8 import fp8_linear_names, replace_linears
+from .model.fp8 import FP8_LINEAR_PREFIXES, fp8_linear_names, replace_linears
 from .processors import load_image_processor, load_tokenizer
-
-FP8_PREFIXES = {"transformer": ("blocks.", "face_adapter."), "text_encoder": ("encoder.block.",)}
-# transformers' T5 FFN casts its input to `wo.weight.dtype` before `wo`: an fp8 `wo` would round activations to fp8
-FP8_EXCLUDE_SUFFIXES = (".DenseReluDense.wo",)
 
 
 def _dtypes_for(component: str, weight_dtype: torch.dtype, compute_dtype: torch.dtype, vae_dtype):
@@ -49,9 +45,8 @@ def load_part(res: Resolved, component: str, device="cpu", weight_dtype=torch.bf
     config = component_config(component, part, plan, res)
     wdt, cdt = _dtypes_for(component, weight_dtype, compute_dtype, parse_dtype(vae_dtype) if vae_dtype else None)
     model = build_empty(component, config)
-    if is_fp8(wdt) and component in FP8_PREFIXES:
-        names = [n for n in fp8_linear_names(model, FP8_PREFIXES[component]) if not n.endswith(FP8_EXCLUDE_SUFFIXES)]
-        replace_linears(model, names, wdt, cdt, per_channel)
+    if is_fp8(wdt) and component in FP8_LINEAR_PREFIXES:
+        replace_linears(model, fp8_linear_names(model, component), wdt, cdt, per_channel)
     stats = load_into(model, plan, part.view, device, wdt, cdt, per_channel, component,
                       ignorable=ignorable_keys(component, part).__contains__, progress=progress)
     if hasattr(model, "tie_weights"):

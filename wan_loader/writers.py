@@ -17,7 +17,7 @@ from typing import Callable
 import torch
 
 from .dtypes import dtype_name, is_fp8, parse_dtype
-from .io.readers import SAFETENSORS_DTYPES, tensor_bytes
+from .io.readers import SAFETENSORS_DTYPES, TEST_MODEL_KEY, TEST_MODEL_VALUE, is_test_model, tensor_bytes
 from .keymaps import KEYMAPS, Plan, Recipe, keymap, meta_shapes
 from .model.configs import TRANSFORMER_CLASSES, original_config_json
 from .model.fp8 import dequantize, quantize_fp8
@@ -48,10 +48,16 @@ class Weights:
     get: Callable[[str], torch.Tensor]
     config: dict
     distilled: bool = False  # Wan-Animate-2's distilled variant: recorded in the files' metadata / index
+    test_model: bool = False  # from the tiny test models: its files are marked as such (io.readers.TEST_MODEL_KEY)
 
     @property
     def family(self) -> str:
         return "animate2" if self.config.get("_class_name") == TRANSFORMER_CLASSES["animate2"] else "animate"
+
+    @property
+    def metadata(self) -> dict[str, str]:
+        """What every file of these weights says about itself (the tiny test models' mark)."""
+        return {TEST_MODEL_KEY: TEST_MODEL_VALUE} if self.test_model else {}
 
 
 def weights_from_module(component: str, module: torch.nn.Module) -> Weights:
@@ -66,7 +72,7 @@ def weights_from_module(component: str, module: torch.nn.Module) -> Weights:
     if component == "transformer":
         config["_class_name"] = type(module).__name__
     return Weights(component, {k: tuple(v.shape) for k, v in keep.items()}, {k: v.dtype for k, v in keep.items()},
-                   lambda k: keep[k], config)
+                   lambda k: keep[k], config, test_model=getattr(module, TEST_MODEL_KEY, False))
 
 
 def weights_from_part(component: str, part, plan: Plan, config: dict) -> Weights:
@@ -84,7 +90,7 @@ def weights_from_part(component: str, part, plan: Plan, config: dict) -> Weights
         src_dtypes = [view.dtype(k) for k in r.sources]
         dtypes[t] = torch.float32 if any(is_fp8(d) for d in src_dtypes) else (src_dtypes[0] if src_dtypes else
                                                                                   torch.float32)
-    return Weights(component, shapes, dtypes, lambda k: plan[k].build(raw), config)
+    return Weights(component, shapes, dtypes, lambda k: plan[k].build(raw), config, test_model=is_test_model(view))
 
 
 def _out_plan(w: Weights, layout: str) -> Plan:
@@ -181,7 +187,7 @@ def write_safetensors(path: Path, items, metadata: dict | None = None) -> int:
 
 
 def write_sharded(folder: Path, stem: str, items, written: Written, shard_bytes: int = SHARD_BYTES,
-                  force_index: bool = False) -> None:
+                  force_index: bool = False, metadata: dict | None = None) -> None:
     """`stem.safetensors`, or `stem-0000i-of-0000n.safetensors` + `stem.safetensors.index.json` when large."""
     shards, cur, size = [], [], 0
     for it in items:
@@ -195,20 +201,21 @@ def write_sharded(folder: Path, stem: str, items, written: Written, shard_bytes:
         size += n
     shards.append(cur)
     if len(shards) == 1 and not force_index:
-        write_safetensors(written.add(folder / f"{stem}.safetensors"), shards[0])
+        write_safetensors(written.add(folder / f"{stem}.safetensors"), shards[0], metadata)
         return
     weight_map, total = {}, 0
     for i, shard in enumerate(shards, 1):
         name = f"{stem}-{i:05d}-of-{len(shards):05d}.safetensors"
-        total += write_safetensors(written.add(folder / name), shard)
+        total += write_safetensors(written.add(folder / name), shard, metadata)
         weight_map.update({k: name for k, *_ in shard})
     index = written.add(folder / f"{stem}.safetensors.index.json")
     index.write_text(json.dumps({"metadata": {"total_size": total}, "weight_map": weight_map}, indent=2))
 
 
-def write_torch(path: Path, items, written: Written) -> None:
-    """An original-release style .pth (a plain state dict; the original VAE/T5/CLIP files are .pth)."""
-    sd = {k: produce() for k, _, _, produce in items}
+def write_torch(path: Path, items, written: Written, metadata: dict | None = None) -> None:
+    """An original-release style .pth (a plain state dict; the original VAE/T5/CLIP files are .pth); `metadata`
+    becomes string entries beside the tensors."""
+    sd = {k: produce() for k, _, _, produce in items} | dict(metadata or {})
     tmp = Path(str(written.add(path)) + ".partial")
     path.parent.mkdir(parents=True, exist_ok=True)
     torch.save(sd, tmp)
@@ -245,15 +252,15 @@ def write_component(w: Weights, dst: Path, layout: str, dtype: torch.dtype, writ
         folder = dst / w.component
         save_config(w, folder, written)
         stem = "diffusion_pytorch_model" if w.component in ("transformer", "vae") else "model"
-        write_sharded(folder, stem, layout_tensors(w, layout, dtype), written)
+        write_sharded(folder, stem, layout_tensors(w, layout, dtype), written, metadata=w.metadata)
         return [folder]
     if layout == "comfy":
         name = {"transformer": "wan2.2_animate_14B", "vae": "wan_2.1_vae", "text_encoder": "umt5_xxl",
                 "image_encoder": "clip_vision_h"}[w.component]
-        metadata = None
+        metadata = dict(w.metadata)
         if w.component == "transformer" and w.family == "animate2":
             name = "wan_animate_2_distill" if w.distilled else "wan_animate_2"
-            metadata = comfy_animate2_metadata(w)
+            metadata.update(comfy_animate2_metadata(w))
         suffix = {"fp8_e4m3fn": "fp8_e4m3fn_scaled", "fp8_e5m2": "fp8_e5m2_scaled"}.get(dtype_name(dtype),
                                                                                        dtype_name(dtype))
         path = dst / COMFY_FOLDERS[w.component] / f"{name}_{suffix}.safetensors"
@@ -263,14 +270,14 @@ def write_component(w: Weights, dst: Path, layout: str, dtype: torch.dtype, writ
     if layout == "original":
         if w.component == "transformer":
             write_sharded(dst, "diffusion_pytorch_model", layout_tensors(w, "original", dtype), written,
-                          force_index=True)
+                          force_index=True, metadata=w.metadata)
             config = original_config_json(w.config)
             if w.distilled:
                 config["distilled"] = True
             written.add(dst / "config.json").write_text(json.dumps(config, indent=2))
             return [dst]
         path = dst / ORIGINAL_FILES[w.component]
-        write_torch(path, layout_tensors(w, "original", dtype), written)
+        write_torch(path, layout_tensors(w, "original", dtype), written, w.metadata)
         return [path]
     raise ValueError(f"unknown layout {layout!r}: use diffusers, original or comfy")
 

@@ -22,6 +22,7 @@ HELP = ("Reference image + driving video -> animated video (Wan2.2-Animate-14B w
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from ..modes import MODES
     from .options import COLOR_ANCHORS, LORA_MODES, AnimateOptions
     from .schedulers import SOLVERS
 
@@ -36,7 +37,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", choices=("auto", "animate", "animate2"), default="auto",
                         help="auto: whatever --models holds; animate2 also reads an unmarked Wan2.1-I2V-shaped file "
                              "as Wan-Animate-2 (and picks the tiny Animate-2 with --tiny)")
-    parser.add_argument("--mode", choices=("animate", "replace"), default=d.mode)
+    parser.add_argument("--mode", choices=MODES, default=d.mode)
     parser.add_argument("--prompt", default=None, help="default: the official prompt (Animate-2: empty); "
                                                         "Animate-2 reads viewpoint and background from it")
     parser.add_argument("--negative-prompt", default=None, help="used with --guide-scale > 1; default: official")
@@ -122,11 +123,15 @@ def model_family(args: argparse.Namespace) -> str:
 
 
 def device_and_dtype(args: argparse.Namespace):
-    """--device auto: CUDA when available; --dtype auto: bf16 on CUDA, fp32 on the CPU."""
+    """--device auto: CUDA when available (--device cuda without one: a one-line error); --dtype auto: bf16 on CUDA,
+    fp32 on the CPU."""
     import torch
 
     device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else
                           "cpu" if args.device == "auto" else args.device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"--device {args.device}: this machine has no CUDA GPU that torch can use "
+                         f"(torch {torch.__version__}); use --device cpu (slow) or --tiny to try the pipeline.")
     return device, args.dtype if args.dtype != "auto" else ("bf16" if device.type == "cuda" else "fp32")
 
 
@@ -194,8 +199,11 @@ def _run(args: argparse.Namespace, work: Path) -> None:
 
 def _sources(args, work: Path):
     """(model dir, detection dir, video, reference, working area) from the arguments, made up for --tiny."""
+    from ..preprocess.cli import area_argument
+
     models, detection, video, ref = args.models, args.detection_models, args.video, args.ref
-    area = args.resolution_area
+    area = args.resolution_area or ((96, 64) if args.tiny else (1280, 720))
+    area_argument(area)
     if args.tiny:
         from .demo import write_demo_inputs, write_demo_models
 
@@ -203,9 +211,8 @@ def _sources(args, work: Path):
         if video is None or ref is None:
             demo_video, demo_ref = write_demo_inputs(work / "inputs")
             video, ref = video or demo_video, ref or demo_ref
-        area = area or (96, 64)
     check_sources(models, video, ref)
-    return models, detection, Path(video), Path(ref), area or (1280, 720)
+    return models, detection, Path(video), Path(ref), area
 
 
 def check_sources(models, video, ref) -> None:

@@ -13,11 +13,10 @@ from typing import Any
 import cv2
 import numpy as np
 
+from ..modes import MODES
 from .segments import SegmentPlan, segment_indices
 
 FrameSequence = Sequence[np.ndarray] | np.ndarray
-
-MODES = ("animate", "replace")
 
 
 @dataclass

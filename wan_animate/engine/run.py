@@ -16,6 +16,9 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import torch
 
+from wan_loader import COMPONENT_NAMES
+from wan_loader.lora import apply_loras, merge_loras
+
 from .color import ColorStats, anchor_colors, color_stats
 from .conditioning import (
     OFFICIAL_NEGATIVE_PROMPT,
@@ -66,8 +69,7 @@ def animate(
     options = options or AnimateOptions()
     options.check()
     inputs.check(options.mode)
-    missing = [n for n in ("transformer", "vae", "text_encoder", "tokenizer", "image_encoder", "image_processor")
-               if getattr(components, n, None) is None]
+    missing = [n for n in COMPONENT_NAMES if getattr(components, n, None) is None]
     if missing:
         raise ValueError(f"The model is missing {', '.join(missing)}; load the full Wan2.2-Animate model.")
     if type(components.transformer).__name__.startswith("WanAnimate2"):
@@ -86,19 +88,19 @@ def job_loras(transformer, loras: list, mode: str):
     if not loras:
         yield
         return
-    from wan_loader.lora import apply_loras, merge_loras
-
     handle = merge_loras(transformer, loras, keep_original=True) if mode == "merge" else apply_loras(transformer, loras)
     with handle:
         yield
 
 
 class _Job:
+    """The state of one animate() call: inputs and options, the per-job encodings, the guide frames between segments."""
+
     def __init__(self, components, inputs: AnimateInputs, options: AnimateOptions, plan: SegmentPlan, device,
                  sink: FrameSink, control: StepControl, loras, block_runner):
-        self.c = components
+        self.components = components
         self.inputs = inputs
-        self.o = options
+        self.options = options
         self.plan = plan
         self.device = device
         self.sink = sink
@@ -110,53 +112,63 @@ class _Job:
         self.generator = torch.Generator().manual_seed(options.seed)
         self.mask_scale = mask_scale(inputs.mask) if options.mode == "replace" else 1.0
         self.step_cache = StepCache(options.step_cache) if options.step_cache > 0 else None
+        # filled once per job by run() / encode_prompts() / prepare(), on the device
+        self.dit: AnimateDiT | None = None
+        self.codec: LatentCodec | None = None
+        self.text: torch.Tensor | None = None              # umT5 embeddings, dropped once projected into the contexts
+        self.text_negative: torch.Tensor | None = None
+        self.context: torch.Tensor | None = None
+        self.context_negative: torch.Tensor | None = None  # with CFG only
+        self.y_ref: torch.Tensor | None = None             # [mask; latent] of the reference frame
+        self.anchor: ColorStats | None = None               # colour statistics the frames are anchored to
+        self.motion_negative: torch.Tensor | None = None   # blank-face motion tokens, with CFG only
+        # updated per segment: the last guide frames decoded, which start the next segment
+        self.tail: torch.Tensor | None = None
 
     def run(self) -> None:
+        parts, options = self.components, self.options
         self.control.check_cancel(0, 0)
         reference = to_pixels(fit_reference(np.asarray(self.inputs.reference), self.height, self.width)[None])
         self.encode_prompts()
-        with placed(self.c.image_encoder, self.device, restore=True, borrow=True):
-            clip = encode_clip(self.c.image_encoder, self.c.image_processor, reference[:, :, 0].to(self.device))
-        with placed(self.c.transformer, self.device, self.o.offload), placed(self.c.vae, self.device, self.o.offload):
-            self.dit = AnimateDiT(self.c.transformer, self.block_runner)
-            self.codec = LatentCodec(self.c.vae, tiled=self.o.tiled_vae, tile=self.o.vae_tile)
-            with job_loras(self.c.transformer, self.loras, self.o.lora_mode), torch.no_grad():
+        with placed(parts.image_encoder, self.device, restore=True, borrow=True):
+            clip = encode_clip(parts.image_encoder, parts.image_processor, reference[:, :, 0].to(self.device))
+        with placed(parts.transformer, self.device, options.offload), placed(parts.vae, self.device, options.offload):
+            self.dit = AnimateDiT(parts.transformer, self.block_runner)
+            self.codec = LatentCodec(parts.vae, tiled=options.tiled_vae, tile=options.vae_tile)
+            with job_loras(parts.transformer, self.loras, options.lora_mode), torch.no_grad():
                 self.prepare(reference.to(self.device), clip)
                 for index in range(self.plan.num_segments):
                     self.segment(index)
 
     def encode_prompts(self) -> None:
-        prompt = self.o.prompt or OFFICIAL_PROMPT
-        negative = self.o.negative_prompt or OFFICIAL_NEGATIVE_PROMPT
-        with placed(self.c.text_encoder, self.device, restore=True, borrow=True):
-            self.text = encode_text(self.c.text_encoder, self.c.tokenizer, prompt, self.device)
-            self.text_negative = (
-                encode_text(self.c.text_encoder, self.c.tokenizer, negative, self.device) if self.o.cfg else None
-            )
+        parts, options = self.components, self.options
+        prompt = options.prompt or OFFICIAL_PROMPT
+        negative = options.negative_prompt or OFFICIAL_NEGATIVE_PROMPT
+        with placed(parts.text_encoder, self.device, restore=True, borrow=True):
+            self.text = encode_text(parts.text_encoder, parts.tokenizer, prompt, self.device)
+            if options.cfg:
+                self.text_negative = encode_text(parts.text_encoder, parts.tokenizer, negative, self.device)
 
     def prepare(self, reference: torch.Tensor, clip: torch.Tensor) -> None:
         """Work shared by all segments and steps."""
         self.context = self.dit.encode_context(self.text, clip)
-        self.context_negative = self.dit.encode_context(self.text_negative, clip) if self.o.cfg else None
+        self.context_negative = self.dit.encode_context(self.text_negative, clip) if self.options.cfg else None
         self.text = self.text_negative = None
         ref_latent = self.codec.encode(reference)
         ref_mask = frame_mask(1, self.latent_h, self.latent_w, 1, device=self.device).unsqueeze(0)
         self.y_ref = torch.cat([ref_mask, ref_latent.float()], dim=1)
-        self.anchor: ColorStats | None = None
-        if self.o.color_anchor == "reference":
+        if self.options.color_anchor == "reference":
             self.anchor = color_stats(reference[0])
-        self.motion_negative = None
-        if self.o.cfg:
+        if self.options.cfg:
             size = self.dit.config.motion_encoder_size
             blank = -torch.ones(1, 3, self.plan.segment_frames, size, size, device=self.device)
-            self.motion_negative = self.dit.encode_motion(blank, self.o.motion_encode_batch)
-        self.tail: torch.Tensor | None = None
+            self.motion_negative = self.dit.encode_motion(blank, self.options.motion_encode_batch)
 
     def conditioning(self, index: int) -> torch.Tensor:
         """[4-channel mask; VAE latents] of the reference frame followed by the segment's guide/background video."""
         plan, known = self.plan, (0 if index == 0 else self.plan.guide_frames)
         shape = (plan.latent_frames, self.latent_h, self.latent_w)
-        if self.o.mode == "replace":
+        if self.options.mode == "replace":
             video = to_pixels(gather(self.inputs.background, plan, index), self.device)
             character = torch.from_numpy(gather_mask(self.inputs.mask, plan, index, self.mask_scale)).to(self.device)
             pixel_mask = background_mask(character, self.latent_h, self.latent_w)
@@ -171,29 +183,29 @@ class _Job:
 
     def predict(self, latents, cond, t, motion, pose, rotary) -> torch.Tensor:
         """The DiT's prediction for one step (guided when CFG is on)."""
-        dit, o = self.dit, self.o
+        dit, options = self.dit, self.options
         latent_input = torch.cat([latents, cond], dim=1)
         embedding = dit.time_embedding(t.reshape(1).to(self.device), self.context)
         pred = dit(latent_input, embedding, self.context, motion, pose, rotary).float()
-        if o.cfg:
+        if options.cfg:
             uncond = dit(latent_input, embedding, self.context_negative, self.motion_negative, pose, rotary).float()
-            pred = uncond + o.guide_scale * (pred - uncond)
+            pred = uncond + options.guide_scale * (pred - uncond)
         return pred
 
     def segment(self, index: int) -> None:
-        plan, o, dit = self.plan, self.o, self.dit
+        plan, options, dit = self.plan, self.options, self.dit
         self.control.check_cancel(index, 0)
         pose_latents = self.codec.encode(to_pixels(gather(self.inputs.pose, plan, index), self.device))
         pose = dit.embed_pose(pose_latents)
         size = dit.config.motion_encoder_size
         face = to_pixels(gather_face(self.inputs.face, plan, index, size), self.device)
-        motion = dit.encode_motion(face, o.motion_encode_batch)
+        motion = dit.encode_motion(face, options.motion_encode_batch)
         cond = self.conditioning(index)
         del pose_latents, face
 
-        shape = (1, self.c.vae.config.z_dim, plan.latent_frames + 1, self.latent_h, self.latent_w)
+        shape = (1, self.components.vae.config.z_dim, plan.latent_frames + 1, self.latent_h, self.latent_w)
         latents = torch.randn(shape, generator=self.generator, dtype=torch.float32).to(self.device)
-        scheduler, timesteps = make_scheduler(o.solver, o.steps, o.shift, self.device)
+        scheduler, timesteps = make_scheduler(options.solver, options.steps, options.shift, self.device)
         rotary = dit.rotary((1, latents.shape[1] + cond.shape[1]) + shape[2:])
         if self.step_cache:
             self.step_cache.begin()
@@ -208,10 +220,10 @@ class _Job:
 
         frames = self.codec.decode(latents[:, :, 1:])[0]
         del latents
-        if o.color_anchor == "first_segment" and self.anchor is None:
+        if options.color_anchor == "first_segment" and self.anchor is None:
             self.anchor = color_stats(frames)
         elif self.anchor is not None:
-            frames = anchor_colors(frames, self.anchor, o.color_anchor_strength)
+            frames = anchor_colors(frames, self.anchor, options.color_anchor_strength)
         self.tail = frames[:, -plan.guide_frames :].clone()
         first, end = plan.output_range(index)
         skip = 0 if index == 0 else plan.guide_frames

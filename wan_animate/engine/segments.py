@@ -10,6 +10,19 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 GUIDE_FRAME_CHOICES = (1, 5)
+FRAMES_PER_LATENT = 4  # the Wan VAE packs 4 frames into each latent frame after the first: segments are 4n+1 frames
+MIN_SEGMENT_FRAMES = 1 + FRAMES_PER_LATENT
+
+
+def is_segment_length(frames: int) -> bool:
+    """Whether a segment of `frames` frames fits the VAE's time packing (4n+1, at least 5)."""
+    return frames >= MIN_SEGMENT_FRAMES and (frames - 1) % FRAMES_PER_LATENT == 0
+
+
+def segment_length_holding(frames: int) -> int:
+    """The smallest valid segment length (4n+1, at least 5) with room for `frames` frames."""
+    n = -(-(frames - 1) // FRAMES_PER_LATENT)
+    return max(MIN_SEGMENT_FRAMES, n * FRAMES_PER_LATENT + 1)
 
 
 @dataclass(frozen=True)
@@ -26,7 +39,7 @@ class SegmentPlan:
     @property
     def latent_frames(self) -> int:
         """Latent frames of the generated part of a segment (the reference latent frame comes on top)."""
-        return (self.segment_frames - 1) // 4 + 1
+        return (self.segment_frames - 1) // FRAMES_PER_LATENT + 1
 
     def output_range(self, index: int) -> tuple[int, int]:
         """[first, end) of the output frames that segment `index` contributes (its guide frames excluded)."""
@@ -41,11 +54,13 @@ def check_segment_frames(segment_frames: int, guide_frames: int) -> None:
             f"guide_frames={guide_frames}: the model was trained with 1 or 5 temporal guidance frames; use 1 "
             "(official default) or 5 (smoother segment joins)."
         )
-    if segment_frames < 5 or (segment_frames - 1) % 4:
-        lower = max(5, (segment_frames - 1) // 4 * 4 + 1)
+    if not is_segment_length(segment_frames):
+        upper = segment_length_holding(segment_frames)
+        lower = max(MIN_SEGMENT_FRAMES, upper - FRAMES_PER_LATENT)
         raise ValueError(
-            f"segment_frames={segment_frames}: a segment must have 4n+1 frames (the VAE packs 4 frames per latent "
-            f"frame after the first), e.g. {lower} or {lower + 4}; the official default is 77."
+            f"segment_frames={segment_frames}: a segment must have 4n+1 frames, at least {MIN_SEGMENT_FRAMES} (the "
+            f"VAE packs 4 frames per latent frame after the first), e.g. {lower} or {max(upper, lower + 4)}; the "
+            "official default is 77."
         )
     if segment_frames <= guide_frames:
         raise ValueError(f"segment_frames={segment_frames} must exceed guide_frames={guide_frames}.")
@@ -62,7 +77,7 @@ def plan_segments(num_frames: int, segment_frames: int = 77, guide_frames: int =
         raise ValueError("The driving video has no frames.")
     if num_frames <= segment_frames:
         if fit_short:
-            segment_frames = max(5, (num_frames - 1 + 3) // 4 * 4 + 1)
+            segment_frames = segment_length_holding(num_frames)
         return SegmentPlan(num_frames, segment_frames, guide_frames, (0,))
     stride = segment_frames - guide_frames
     remainder = (num_frames - guide_frames) % stride

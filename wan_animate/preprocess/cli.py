@@ -13,6 +13,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+from ..modes import MODES
+
 HELP = "Driving video + reference image -> src_pose/src_face/src_ref (+ src_bg/src_mask) as the official script writes"
 ANIMATE_FILES = ("src_pose.mp4", "src_face.mp4", "src_ref.png")
 REPLACE_FILES = ANIMATE_FILES + ("src_bg.mp4", "src_mask.mp4")
@@ -25,7 +27,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="folder with yolov10m.onnx and a ViTPose whole-body .onnx (also det/, pose2d/ and "
                              "process_checkpoint/ sub-folders); missing files are downloaded unless --no-download")
     parser.add_argument("--out", required=True, help="output folder (created; existing files of the set are replaced)")
-    parser.add_argument("--mode", choices=("animate", "replace"), default="animate")
+    parser.add_argument("--mode", choices=MODES, default="animate")
     parser.add_argument("--detector", default=None, help="detector .onnx file (default: yolov10m.onnx in --models)")
     parser.add_argument("--pose", default=None, help="pose .onnx file (default: the first ViTPose found in --models)")
     parser.add_argument("--device", default="auto", help="auto (CUDA when usable), cpu, cuda or cuda:N")
@@ -72,10 +74,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="write the videos without the driving video's sound (kept in sync by default)")
 
 
+def area_argument(width_height) -> int:
+    """The working area W*H of `--resolution-area W H`; below the minimum, an error that names the flag."""
+    from .resolution import MIN_AREA, OFFICIAL_DIVISOR
+
+    width, height = width_height
+    if width <= 0 or height <= 0 or width * height < MIN_AREA:
+        raise ValueError(f"--resolution-area {width} {height}: W and H must be positive and W*H at least {MIN_AREA} "
+                         f"(the working size is a multiple of {OFFICIAL_DIVISOR}); the official value is 1280 720.")
+    return width * height
+
+
 def run(args: argparse.Namespace) -> int:
+    from wan_loader.errors import WrongModelError
+
     from .errors import PreprocessError
     from .model_files import ModelFileError, ModelNotFoundError
-    from .model_identity import WrongModelError
 
     out = Path(args.out)
     try:
@@ -99,7 +113,7 @@ def _run(args: argparse.Namespace, out: Path) -> list[str]:
         raise FileNotFoundError(f"driving video not found: {args.video}")
     options = PreprocessOptions(
         mode=args.mode, target_fps=None if args.fps <= 0 else args.fps,
-        resolution_area=args.resolution_area[0] * args.resolution_area[1], resolution_rule=args.resolution_rule,
+        resolution_area=area_argument(args.resolution_area), resolution_rule=args.resolution_rule,
         person=args.person, person_index=args.person_index, track_start_frame=args.track_start, fill=args.fill,
         retarget=args.retarget, check_reference=not args.no_reference_check, smoothing=args.smoothing, mask_kernel=args.k, mask_iterations=args.iterations,
         mask_grid=(args.w_len, args.h_len),

@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from wan_loader.errors import WrongModelError
+
 from .types import NUM_KEYPOINTS
 
 Slot = Literal["detector", "pose"]
@@ -20,10 +22,6 @@ EXPECTED = {
         "(input [N,3,256,192], output heatmaps [N,133,64,48])"
     ),
 }
-
-
-class WrongModelError(ValueError):
-    """The file given for a slot is a different kind of model."""
 
 
 @dataclass(frozen=True)

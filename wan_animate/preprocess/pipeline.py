@@ -25,6 +25,7 @@ from typing import Protocol
 
 import numpy as np
 
+from ..modes import MODES
 from . import masks as masks_mod
 from .errors import MaskInputError, NoPersonError, PreprocessError
 from .face_crop import FACE_SIZE, clamp_box, crop_face, expand_face_box, face_box, fallback_box, landmark_box
@@ -36,8 +37,6 @@ from .skeleton import DRAW_THRESHOLD, Skeleton, render_skeleton
 from .smoothing import OneEuroParams, smooth_boxes, smooth_keypoints
 from .types import FACE, FramePoses
 from .video_io import OFFICIAL_FPS, VideoFile, read_image, resample_indices, resample_stream
-
-MODES = ("animate", "replace")
 RENDER_THREADS = min(8, os.cpu_count() or 1)
 Progress = Callable[[int, int], None]
 

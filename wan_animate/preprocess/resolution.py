@@ -18,6 +18,7 @@ from .errors import InputSizeError
 
 OFFICIAL_AREA = 1280 * 720
 OFFICIAL_DIVISOR = 16
+MIN_AREA = OFFICIAL_DIVISOR**2  # the smallest working area: one divisor x divisor block
 MAX_ASPECT = 8.0  # beyond 1:8 the working size is a sliver the model cannot use
 
 

@@ -72,6 +72,11 @@ def chunked(frames: Iterable[np.ndarray], size: int) -> Iterator[np.ndarray]:
         yield np.stack(batch)
 
 
+def is_still_image_format(container_format: str) -> bool:
+    """ffmpeg reads single images through its image demuxers (png_pipe, jpeg_pipe, ..., image2) as 1-frame videos."""
+    return container_format == "image2" or container_format.endswith("_pipe")
+
+
 class VideoFile:
     """A video file opened for decoding: metadata on open, RGB frames on demand (rotation metadata applied)."""
 
@@ -83,6 +88,11 @@ class VideoFile:
 
         try:
             with av.open(str(self.path)) as container:
+                if is_still_image_format(container.format.name):
+                    raise VideoReadError(
+                        f"{self.path} is a still image ({container.format.name.removesuffix('_pipe')}), not a video: "
+                        "give the driving video (mp4, mov, webm, mkv, ...); the character image goes to the reference."
+                    )
                 if not container.streams.video:
                     raise VideoReadError(
                         f"{self.path} has no video frames (no video stream). Give a video file with frames "

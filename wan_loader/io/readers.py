@@ -28,6 +28,9 @@ MAX_HEADER_BYTES = 100 * 1024 * 1024
 
 # Scaled-fp8 conventions (ComfyUI / Kijai): a marker tensor and one scale per quantized weight.
 SCALED_FP8_MARKER = "scaled_fp8"
+# Files written from the tiny test models say so (safetensors metadata, or a string entry of a .pth state dict):
+# only such files are matched against the test sizes, never taken for a released model.
+TEST_MODEL_KEY, TEST_MODEL_VALUE = "wan_loader_test_model", "tiny"
 WEIGHT_SCALE_SUFFIXES = ("scale_weight", "weight_scale")      # comfy.ops scaled_fp8_ops / newer comfy_quant files
 AUX_SCALE_SUFFIXES = ("scale_input", "input_scale", "comfy_quant")
 
@@ -169,6 +172,8 @@ class TorchFile(TensorSource):
         except Exception as e:
             raise CorruptFileError(f"{self.path}: cannot be read as a PyTorch checkpoint ({type(e).__name__}: {e}). "
                                    "It is truncated, corrupt, or not a weights file: download it again.") from None
+        if isinstance(obj, dict):
+            self.metadata = {k: v for k, v in obj.items() if isinstance(k, str) and isinstance(v, str)}
         self._sd = self._unwrap(obj)
 
     def _unwrap(self, obj) -> dict[str, torch.Tensor]:
@@ -296,6 +301,11 @@ class View(TensorSource):
         stem = key[: -len("weight")] if key.endswith("weight") else key + "."
         marker = stem + "comfy_quant"
         return self.base.get(self.prefix + marker) if marker in self._scale_keys else None
+
+
+def is_test_model(source: TensorSource) -> bool:
+    """Whether the file says it holds a tiny test model (see TEST_MODEL_KEY)."""
+    return source.metadata.get(TEST_MODEL_KEY) == TEST_MODEL_VALUE
 
 
 def _is_scale_key(key: str) -> bool:

@@ -2,7 +2,8 @@
 
 The transformer's config is inferred from shapes (every Animate hyper-parameter shows up in some weight shape; the
 head count comes from the face adapter's per-head q-norm). Encoders and the VAE have fixed released sizes, so their
-config is the known candidate (full size, or the tiny test size) whose parameter shapes match the file.
+config is the released size whose parameter shapes match the file (the tiny test size only for files that say
+they hold a tiny test model).
 """
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from accelerate import init_empty_weights
 
 from ..errors import ShapeMismatchError, WrongModelError
 from ..keymaps import Plan, meta_shapes
-from ..testing.tiny import TINY_ANIMATE2_CLIP_CONFIG, TINY_CLIP_CONFIG, TINY_UMT5_CONFIG, TINY_VAE_CONFIG
+from ..testing.tiny import TEST_CONFIGS
 from .detect import ANIMATE2, FAMILY_NAMES, Identified
 
 UMT5_XXL_CONFIG = dict(vocab_size=256384, d_model=4096, d_kv=64, d_ff=10240, num_layers=24, num_heads=64,
@@ -32,11 +33,10 @@ ANIMATE_14B_CONFIG = dict(patch_size=(1, 2, 2), num_attention_heads=40, attentio
                           motion_dim=20, motion_encoder_dim=512, face_encoder_hidden_dim=1024,
                           face_encoder_num_heads=4, inject_face_latents_blocks=5, motion_encoder_batch_size=8)
 
-KNOWN_CONFIGS = {
-    "vae": {"Wan2.1 VAE": WAN21_VAE_CONFIG, "tiny": TINY_VAE_CONFIG},
-    "text_encoder": {"umT5-XXL": UMT5_XXL_CONFIG, "tiny": TINY_UMT5_CONFIG},
-    "image_encoder": {"CLIP ViT-H/14": CLIP_VIT_H_CONFIG, "tiny": TINY_CLIP_CONFIG,
-                      "tiny (Animate-2)": TINY_ANIMATE2_CLIP_CONFIG},
+RELEASED_CONFIGS = {  # the only sizes a file is matched against, unless it says it is a tiny test model
+    "vae": {"Wan2.1 VAE": WAN21_VAE_CONFIG},
+    "text_encoder": {"umT5-XXL": UMT5_XXL_CONFIG},
+    "image_encoder": {"CLIP ViT-H/14": CLIP_VIT_H_CONFIG},
 }
 TRANSFORMER_CLASSES = {"animate": "WanAnimateTransformer3DModel", "animate2": "WanAnimate2Transformer3DModel"}
 
@@ -63,7 +63,7 @@ def component_config(component: str, part: Identified, plan: Plan, res) -> dict:
         if res.original_config:
             check_original_config(res.original_config, cfg, where)
         return cfg
-    return match_known_config(component, shapes, where)
+    return match_known_config(component, shapes, where, part.test_model)
 
 
 def module_class(component: str, config: dict | None = None):
@@ -104,10 +104,13 @@ def expected_shapes(component: str, config: dict) -> dict[str, tuple[int, ...]]:
     return {k: tuple(v.shape) for k, v in model.state_dict().items()}
 
 
-def match_known_config(component: str, shapes: dict[str, tuple[int, ...]], where: str) -> dict:
-    """The known config whose module has exactly these parameter shapes."""
+def match_known_config(component: str, shapes: dict[str, tuple[int, ...]], where: str,
+                       test_model: bool = False) -> dict:
+    """The released config (or, for a file marked as a tiny test model, the test config) whose module has exactly
+    these parameter shapes."""
+    candidates = {**RELEASED_CONFIGS[component], **(TEST_CONFIGS[component] if test_model else {})}
     tried = []
-    for name, config in KNOWN_CONFIGS[component].items():
+    for name, config in candidates.items():
         want = expected_shapes(component, config)
         common = set(want) & set(shapes)
         if common and all(want[k] == shapes[k] for k in common) and len(common) >= 0.9 * len(want):

@@ -11,7 +11,7 @@ import re
 from dataclasses import dataclass, field
 
 from ..dtypes import is_fp8
-from ..io.readers import SCALED_FP8_MARKER, TensorSource, View
+from ..io.readers import SCALED_FP8_MARKER, TensorSource, View, is_test_model
 from ..keymaps import clip as clip_map, t5 as t5_map, vae as vae_map
 
 PREFIXES = ("", "model.diffusion_model.", "diffusion_model.", "model.", "module.", "transformer.")
@@ -31,6 +31,7 @@ class Identified:
     family: str = "animate"   # transformer only: "animate" (Animate-14B) or "animate2" (Wan-Animate-2)
     distilled: bool = False   # Wan-Animate-2's few-step distilled variant
     scaled_fp8: bool = False
+    test_model: bool = False  # written from the tiny test models (io.readers.TEST_MODEL_KEY)
     view: View | None = field(default=None, repr=False)
 
     @property
@@ -159,6 +160,9 @@ def identify(source: TensorSource, as_animate2: bool = False) -> Identified:
             found.scaled_fp8 = view.is_scaled_fp8 or SCALED_FP8_MARKER in {k[len(prefix):] for k in raw}
             if found.layout == "original" and (prefix or found.scaled_fp8):
                 found.layout = "comfy"
+            if is_test_model(source):
+                found.test_model = True
+                found.model = f"{found.model} (tiny test model)"
             return found
     return Identified("unknown", "unknown", _guess_other(raw), False, view=View(source))
 

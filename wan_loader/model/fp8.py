@@ -96,10 +96,17 @@ class FP8Linear(nn.Module):
                 f"weight={self.weight.dtype} ({kind} scale), compute={self.compute_dtype}")
 
 
-def fp8_linear_names(model: nn.Module, prefixes: tuple[str, ...] = ("blocks.", "face_adapter.")) -> list[str]:
-    """The Linear layers worth keeping in fp8: the big projections of the transformer and face blocks."""
+FP8_LINEAR_PREFIXES = {"transformer": ("blocks.", "face_adapter."), "text_encoder": ("encoder.block.",)}
+# transformers' T5 FFN casts its input to `wo.weight.dtype` before `wo`: an fp8 `wo` would round activations to fp8
+FP8_EXCLUDED_SUFFIXES = (".DenseReluDense.wo",)
+
+
+def fp8_linear_names(model: nn.Module, component: str = "transformer") -> list[str]:
+    """The Linear layers of a component worth keeping in fp8: the big projections of the transformer and face
+    blocks, or of the umT5 blocks (FP8_LINEAR_PREFIXES), less those that must stay in the compute dtype."""
+    prefixes = FP8_LINEAR_PREFIXES[component]
     return [name for name, m in model.named_modules()
-            if isinstance(m, nn.Linear) and name.startswith(prefixes)]
+            if isinstance(m, nn.Linear) and name.startswith(prefixes) and not name.endswith(FP8_EXCLUDED_SUFFIXES)]
 
 
 def replace_linears(model: nn.Module, names: list[str], fp8_dtype: torch.dtype, compute_dtype: torch.dtype,

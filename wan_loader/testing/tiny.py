@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import torch
 
+from ..io.readers import TEST_MODEL_KEY
 from ..model.components import WanAnimateComponents
 
 TINY_FACE_SIZE = 16
@@ -70,6 +71,12 @@ TINY_CLIP_CONFIG = dict(
 )
 
 
+def marked(model):
+    """The model, marked as a tiny test model: the writers then mark its files (io.readers.TEST_MODEL_KEY)."""
+    setattr(model, TEST_MODEL_KEY, True)
+    return model
+
+
 def tiny_transformer(seed: int = 0):
     from diffusers import WanAnimateTransformer3DModel
 
@@ -81,21 +88,21 @@ def tiny_transformer(seed: int = 0):
         for p in model.parameters():
             if torch.count_nonzero(p) == 0:
                 p.normal_(0.0, 0.02)
-    return model
+    return marked(model)
 
 
 def tiny_vae(seed: int = 0):
     from diffusers import AutoencoderKLWan
 
     torch.manual_seed(seed + 1)
-    return AutoencoderKLWan(**TINY_VAE_CONFIG).eval()
+    return marked(AutoencoderKLWan(**TINY_VAE_CONFIG).eval())
 
 
 def tiny_text_encoder(seed: int = 0):
     from transformers import UMT5Config, UMT5EncoderModel
 
     torch.manual_seed(seed + 2)
-    return UMT5EncoderModel(UMT5Config(**TINY_UMT5_CONFIG)).eval()
+    return marked(UMT5EncoderModel(UMT5Config(**TINY_UMT5_CONFIG)).eval())
 
 
 def tiny_tokenizer():
@@ -109,7 +116,7 @@ def tiny_image_encoder(seed: int = 0, config: dict | None = None):
     from transformers import CLIPVisionConfig, CLIPVisionModel
 
     torch.manual_seed(seed + 3)
-    return CLIPVisionModel(CLIPVisionConfig(**(config or TINY_CLIP_CONFIG))).eval()
+    return marked(CLIPVisionModel(CLIPVisionConfig(**(config or TINY_CLIP_CONFIG))).eval())
 
 
 def tiny_image_processor():
@@ -139,13 +146,16 @@ TINY_ANIMATE2_CONFIG = dict(dim=32, ffn_dim=32, freq_dim=16, text_dim=TINY_UMT5_
                             num_layers=10, text_len=512)
 TINY_ANIMATE2_CLIP_CONFIG = dict(hidden_size=1280, intermediate_size=32, num_hidden_layers=2, num_attention_heads=2,
                                  image_size=224, patch_size=14, projection_dim=16, hidden_act="gelu")
+# the encoder sizes the loader accepts from files marked as tiny test models (model.configs.match_known_config)
+TEST_CONFIGS = {"vae": {"tiny": TINY_VAE_CONFIG}, "text_encoder": {"tiny": TINY_UMT5_CONFIG},
+                "image_encoder": {"tiny": TINY_CLIP_CONFIG, "tiny (Animate-2)": TINY_ANIMATE2_CLIP_CONFIG}}
 
 
 def tiny_animate2_transformer(seed: int = 0):
     from diffusers import WanAnimate2Transformer3DModel
 
     torch.manual_seed(seed)
-    return WanAnimate2Transformer3DModel(**TINY_ANIMATE2_CONFIG).eval()
+    return marked(WanAnimate2Transformer3DModel(**TINY_ANIMATE2_CONFIG).eval())
 
 
 def tiny_animate2_components(seed: int = 0) -> WanAnimateComponents:

@@ -12,10 +12,9 @@ from collections.abc import Callable
 
 import torch
 
-log = logging.getLogger(__name__)
+from wan_loader.dtypes import E4M3, E4M3_MAX
 
-E4M3 = torch.float8_e4m3fn
-E4M3_MAX = 448.0
+log = logging.getLogger(__name__)
 
 
 def smooth(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

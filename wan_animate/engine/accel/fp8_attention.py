@@ -17,14 +17,14 @@ import math
 
 import torch
 
+from wan_loader.dtypes import E4M3, E4M3_MAX
+
 try:
     import triton
     import triton.language as tl
 except ImportError:  # the CPU-only installs; `available()` says so
     triton = None
 
-E4M3 = torch.float8_e4m3fn
-E4M3_MAX = 448.0
 BLOCK = 128  # token block of the scales = BLOCK_M = BLOCK_N of the kernel
 FAST_EXP = False  # True: exponentials through ex2.approx.f16x2 (measured 10% slower on an H100: the MMA, not MUFU, bounds)
 

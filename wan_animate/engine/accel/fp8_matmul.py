@@ -16,10 +16,9 @@ from dataclasses import dataclass
 
 import torch
 
+from wan_loader.dtypes import E4M3, E4M3_MAX
 from wan_loader.model.fp8 import FP8Linear, FP8Matmul, dequant_matmul
 
-E4M3 = torch.float8_e4m3fn
-E4M3_MAX = float(torch.finfo(E4M3).max)
 _compiled_quant = None
 
 
