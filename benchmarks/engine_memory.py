@@ -18,6 +18,8 @@ import resource
 import sys
 import time
 
+from wan_animate.modes import MODES
+
 from .harness import Report, last_json_line, run_child
 
 
@@ -69,7 +71,7 @@ def main() -> int:
     parser.add_argument("--size", default="480x832", help="HxW of the frames (multiples of 16)")
     parser.add_argument("--frames", default="77,1000", help="comma-separated frame counts")
     parser.add_argument("--steps", type=int, default=2)
-    parser.add_argument("--mode", choices=("animate", "replace"), default="replace")
+    parser.add_argument("--mode", choices=MODES, default="replace")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--out", default=None, help="write the results as JSON here")
     parser.add_argument("--one", type=int, default=None, help=argparse.SUPPRESS)  # internal: a single run

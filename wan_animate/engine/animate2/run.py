@@ -19,6 +19,8 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
+from wan_loader import COMPONENT_NAMES
+
 from ..conditioning import (
     LatentCodec,
     encode_clip,
@@ -43,8 +45,6 @@ from .framing import (
 )
 from .options import GUIDE_FRAMES, Animate2Options
 from .schedulers import make_scheduler
-
-REQUIRED = ("transformer", "vae", "text_encoder", "tokenizer", "image_encoder", "image_processor")
 
 
 class Animate2Inputs:
@@ -85,7 +85,7 @@ def animate2(components, inputs: Animate2Inputs, options: Animate2Options | None
     Raises ValueError for bad inputs/options (before any work), AnimationCancelled, EngineOutOfMemory."""
     options = (options or Animate2Options()).resolved()
     inputs.check()
-    missing = [n for n in REQUIRED if getattr(components, n, None) is None]
+    missing = [n for n in COMPONENT_NAMES if getattr(components, n, None) is None]
     if missing:
         raise ValueError(f"The model is missing {', '.join(missing)}; load the full Wan-Animate-2 model.")
     check_is_animate2(components.transformer)
