@@ -10,7 +10,10 @@ from safetensors.torch import load_file, save_file
 
 from wan_loader import (CorruptFileError, MissingComponentError, ShapeMismatchError, WrongModelError, inspect,
                         load_components, load_transformer)
+from wan_loader.io.readers import TEST_MODEL_KEY, TEST_MODEL_VALUE
 from wan_loader.writers import write_components
+
+TINY_MARK = {TEST_MODEL_KEY: TEST_MODEL_VALUE}  # files re-saved from the tiny model keep its test-model mark
 
 
 @pytest.fixture(scope="module")
@@ -31,6 +34,22 @@ def test_truncated_file(comfy, tmp_path):
     with pytest.raises(CorruptFileError, match="truncated") as e:
         load_transformer(bad)
     assert str(bad) in str(e.value) and "again" in str(e.value)
+
+
+@pytest.mark.parametrize("first_bytes", [b"\x80", b"PK"])
+def test_safetensors_whose_header_length_starts_like_a_pickle_or_zip(tmp_path, first_bytes):
+    """The header length is little-endian: 0x...80 or 0x...4b50 ("PK") bytes first; the file is still safetensors."""
+    from wan_loader.io.readers import SafetensorsFile, open_file
+
+    header = json.dumps({"w": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]}}).encode()
+    want = int.from_bytes(first_bytes.ljust(2, b"\x00")[:2], "little") if first_bytes == b"PK" else 0x80
+    while (len(header) - want) % (256 ** len(first_bytes)):
+        header += b" "  # safetensors allows trailing spaces in the header
+    path = tmp_path / "odd.safetensors"
+    path.write_bytes(len(header).to_bytes(8, "little") + header + torch.tensor([1.0, 2.0]).numpy().tobytes())
+    assert path.read_bytes()[:len(first_bytes)] == first_bytes
+    source = open_file(path)
+    assert isinstance(source, SafetensorsFile) and torch.equal(source.get("w"), torch.tensor([1.0, 2.0]))
 
 
 def test_not_a_weights_file(tmp_path):
@@ -110,7 +129,7 @@ def test_failed_load_releases_everything(comfy, tmp_path, monkeypatch):
     sd = load_file(clip)
     key = "vision_model.embeddings.position_embedding.weight"
     sd[key] = sd[key][:-1].contiguous()
-    save_file(sd, clip)
+    save_file(sd, clip, metadata=TINY_MARK)
     with pytest.raises(ShapeMismatchError, match="clip_vision"):
         load_components(folder, weight_dtype="fp32")
     assert len(released) == 3  # transformer, vae, text encoder
@@ -139,7 +158,7 @@ def test_tokenizer_from_comfy_spiece_model_then_missing(comfy, tmp_path, monkeyp
     te = next((folder / "text_encoders").glob("*.safetensors"))
     sd = load_file(te)
     sd["spiece_model"] = torch.frombuffer(bytearray(model.getvalue()), dtype=torch.uint8)
-    save_file(sd, te)
+    save_file(sd, te, metadata=TINY_MARK)
     out = load_components(folder, components=["text_encoder", "tokenizer"], weight_dtype="fp32")
     assert out.sources["tokenizer"].startswith("spiece_model in")
     sp = spm.SentencePieceProcessor(model_proto=model.getvalue())

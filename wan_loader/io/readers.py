@@ -325,8 +325,9 @@ def open_file(path: str | os.PathLike, allow_unmapped: bool = True) -> TensorSou
     if not os.path.isfile(path):
         raise FileNotFoundError(f"{path}: no such file")
     with open(path, "rb") as f:
-        head = f.read(8)
-    if head[:2] == b"PK" or head[:1] == b"\x80":
+        head = f.read(9)
+    # a safetensors header (JSON) starts at byte 8, whatever its length's first bytes are (they may read 0x80 or PK)
+    if head[8:9] != b"{" and (head[:2] == b"PK" or head[:1] == b"\x80"):
         return TorchFile(path, allow_unmapped)
     return SafetensorsFile(path)
 
