@@ -7,12 +7,14 @@ from __future__ import annotations
 
 import logging
 
+import folder_paths
 import numpy as np
 from comfy_api.latest import io
 
 from wan_animate.modes import MODES
 from wan_animate.preprocess.face_detector import InsightFaceDetector, model_packs, pack_in_roots
 from wan_animate.preprocess.masks import DILATION_ITERATIONS
+from wan_animate.preprocess.model_files import SLOT_FILES, check_model_source
 from wan_animate.preprocess.person_select import FILL_MODES, STRATEGIES
 from wan_animate.preprocess.pipeline import PreprocessOptions
 from wan_animate.preprocess.resolution import OFFICIAL_AREA
@@ -34,18 +36,12 @@ def _check_options(**values) -> None:
 
 def detection_choices(slot: str) -> list[str]:
     """Files in models/detection, then the known model names not there yet (picked: downloaded from the Hub)."""
-    import folder_paths
-
-    from wan_animate.preprocess.model_files import SLOT_FILES
-
     files = folder_paths.get_filename_list("detection")
     return files + [name for name in SLOT_FILES[slot] if name not in files]
 
 
 def detection_source(choice: str) -> str:
     """A file found in the detection folders -> its path; a known model name not found -> the name (downloaded)."""
-    import folder_paths
-
     return folder_paths.get_full_path("detection", choice) or choice
 
 
@@ -68,6 +64,16 @@ class WanAnimatePoseModelLoader(io.ComfyNode):
             ],
             outputs=[PoseModelSocket.Output(display_name="pose_model", tooltip="Detector + pose estimator, for Wan Animate Preprocess.")],
         )
+
+    @classmethod
+    def validate_inputs(cls, detector=None, pose=None) -> bool | str:
+        dirs = folder_paths_for("detection")
+        for slot, source in (("detector", detector), ("pose", pose)):
+            message = source is None or check_message(
+                check_model_source, slot=slot, source=detection_source(source), search_dirs=dirs)
+            if message is not True:
+                return message
+        return True
 
     @classmethod
     def execute(cls, detector, pose, device) -> io.NodeOutput:

@@ -183,20 +183,36 @@ def test_guide_frames_are_checked_by_the_engine_rule(comfy_server):
     assert "guide_frames=3" in sampler["guide_frames"]["details"] and "1 (official default) or 5" in sampler["guide_frames"]["details"]
 
 
-def test_preprocess_refuses_retarget_in_replace_mode_before_running(comfy_server):
-    prompt = {
-        "1": {"class_type": "WanAnimatePoseModelLoader", "inputs": {
-            "detector": "yolov10m.onnx", "pose": "vitpose_h_wholebody.onnx", "device": "cpu"}},
+def _preprocess_prompt(detector="yolov10m.onnx", pose="vitpose_h_wholebody.onnx", **overrides):
+    """Pose models -> preprocess -> preview: enough for validation, never executed."""
+    preprocess = {
+        "pose_model": ["1", 0], "video": ["2", 0], "reference_image": ["2", 0], "mode": "animate",
+        "resolution_area": 4096, "fps": 30.0, "target_fps": 30.0, "person": "largest", "person_index": 0,
+        "track_start_frame": 0, "fill": "interpolate", "retarget": False, "check_reference": True,
+        "smoothing": 0.0, "mask_dilation": 3,
+    }
+    preprocess.update(overrides)
+    return {
+        "1": {"class_type": "WanAnimatePoseModelLoader", "inputs": {"detector": detector, "pose": pose, "device": "cpu"}},
         "2": {"class_type": "EmptyImage", "inputs": {"width": 64, "height": 64, "batch_size": 1, "color": 0}},
-        "3": {"class_type": "WanAnimatePreprocess", "inputs": {
-            "pose_model": ["1", 0], "video": ["2", 0], "reference_image": ["2", 0], "mode": "replace",
-            "resolution_area": 4096, "fps": 30.0, "target_fps": 30.0, "person": "largest", "person_index": 0,
-            "track_start_frame": 0, "fill": "interpolate", "retarget": True, "check_reference": True,
-            "smoothing": 0.0, "mask_dilation": 3}},
+        "3": {"class_type": "WanAnimatePreprocess", "inputs": preprocess},
         "4": {"class_type": "PreviewImage", "inputs": {"images": ["3", 0]}},
     }
-    errors = _refused(comfy_server, prompt, "3")
+
+
+def test_preprocess_refuses_retarget_in_replace_mode_before_running(comfy_server):
+    status, body = comfy_server.queue(_preprocess_prompt(mode="replace", retarget=True))
+    assert status == 400
+    errors = _by_input(_errors(body, "3"))
     assert "retarget works in animate mode only" in errors["retarget"]["details"]
+    assert "1" not in body["node_errors"]  # known model names not in models/detection pass: they download on load
+
+
+def test_pose_model_file_not_in_the_folder_is_named(comfy_server):
+    """A file name neither in models/detection nor a known downloadable model is refused when queued."""
+    errors = _refused(comfy_server, _preprocess_prompt(detector="gone_detector.onnx"), "1")
+    details = errors["detector"]["details"]
+    assert "detector model gone_detector.onnx was not found in" in details and "models/detection" in details
 
 
 def test_a_lora_no_longer_in_the_folder_is_named(comfy_server):

@@ -141,6 +141,14 @@ def resolve_model_file(
         ) from error
 
 
+def check_model_source(slot: Slot, source: str | os.PathLike, search_dirs: Sequence[str | os.PathLike] = ()) -> None:
+    """Raise ModelNotFoundError unless `source` names a model file that can be had: found as resolve_model_file
+    finds it, or one of the slot's known files (downloaded when it is loaded). Reads no file and downloads nothing."""
+    if str(source) in SLOT_FILES[slot]:
+        return
+    resolve_model_file(slot, source, search_dirs, allow_download=False)
+
+
 def check_model_file(path: Path) -> None:
     """Fail early, naming the file, on problems onnxruntime reports obscurely: LFS pointers, missing external data."""
     size = path.stat().st_size
