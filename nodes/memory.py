@@ -94,9 +94,7 @@ class ManagedModel:
     def partially_load(self, device, extra_memory=0, force_patch_weights=False) -> int:
         """Plan on what ComfyUI left free and place the weights; returns the bytes moved onto the device."""
         before = self.loaded_size()
-        self.plan = plan_memory(self.footprint, self.job, comfy_budget(self.load_device, before))
-        if self.blocks_on_cpu is not None:
-            self.plan = MemoryPlan(**{**vars(self.plan), "blocks_on_cpu": self.blocks_on_cpu})
+        self.plan = plan_memory(self.footprint, self.job, comfy_budget(self.load_device, before), self.blocks_on_cpu)
         self.swap = place(self.components, self.load_device, self.plan)
         log.info("Wan Animate %s", self.plan.describe())
         return max(self.loaded_size() - before, 0)

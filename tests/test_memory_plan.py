@@ -95,6 +95,13 @@ def test_the_vae_tiles_only_when_nothing_else_fits(footprint):
     plan_memory(footprint, JOB, DeviceBudget(int(minimum * GIB) + GIB // 10))  # the minimum named is enough
 
 
+def test_a_fixed_block_swap_count_is_kept(footprint):
+    plan = plan_memory(footprint, JOB, DeviceBudget(80 * GIB), blocks_on_cpu=8)
+    assert plan.blocks_on_cpu == 8 and plan.encoders == ENCODERS_RESIDENT
+    with pytest.raises(NotEnoughMemory, match="0 of 40 blocks swapped"):
+        plan_memory(footprint, JOB, DeviceBudget(12 * GIB), blocks_on_cpu=0)
+
+
 def test_comfyui_flags(footprint):
     reserved = plan_memory(footprint, JOB, DeviceBudget(32 * GIB, reserve_bytes=8 * GIB))
     assert reserved.budget_bytes == DeviceBudget(24 * GIB).usable_bytes

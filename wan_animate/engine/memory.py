@@ -224,26 +224,29 @@ def _plan(fp: Footprint, job: JobShape, blocks_on_cpu: int, encoders: str, tile:
     return MemoryPlan(blocks_on_cpu, encoders, tile, weights, weights + transient, budget, parts)
 
 
-def plan_memory(fp: Footprint, job: JobShape, budget: DeviceBudget) -> MemoryPlan:
-    """The fastest placement that fits `budget` (see the module docstring for the order things are given up)."""
+def plan_memory(fp: Footprint, job: JobShape, budget: DeviceBudget, blocks_on_cpu: int | None = None) -> MemoryPlan:
+    """The fastest placement that fits `budget` (see the module docstring for the order things are given up);
+    `blocks_on_cpu` fixes the block-swap count (the user's choice) and plans the rest around it."""
     usable = budget.usable_bytes
     tiles = [t for t in VAE_TILES if t is not None] if budget.lowvram or budget.novram else list(VAE_TILES)
     encoder_choices = [ENCODERS_STREAMED] if budget.lowvram or budget.novram else [ENCODERS_RESIDENT,
                                                                                    ENCODERS_STREAMED]
-    swaps = [fp.blocks] if budget.novram else range(fp.blocks + 1)
+    swaps = [blocks_on_cpu] if blocks_on_cpu is not None else [fp.blocks] if budget.novram else range(fp.blocks + 1)
     for tile in tiles:
         for encoders in encoder_choices:
             for swapped in swaps:
                 plan = _plan(fp, job, swapped, encoders, tile, usable)
                 if plan.peak_bytes <= usable:
                     return plan
-                if encoders == ENCODERS_RESIDENT:
+                if encoders == ENCODERS_RESIDENT and blocks_on_cpu is None:
                     break  # resident encoders only when nothing swaps
-    smallest = _plan(fp, job, fp.blocks, ENCODERS_STREAMED, VAE_TILES[-1], usable)
+    smallest = _plan(fp, job, fp.blocks if blocks_on_cpu is None else blocks_on_cpu, ENCODERS_STREAMED,
+                     VAE_TILES[-1], usable)
     need = budget.free_bytes_for(smallest.peak_bytes)
     raise NotEnoughMemory(
         f"Wan Animate needs at least {need / GIB:.1f} GiB of free device memory for {job.frames} frames at "
-        f"{job.width}x{job.height} (all {fp.blocks} blocks swapped, encoders streamed, VAE tiled); "
+        f"{job.width}x{job.height} ({smallest.blocks_on_cpu} of {fp.blocks} blocks swapped, encoders streamed, "
+        f"VAE tiled); "
         f"{max(budget.free_bytes - budget.reserve_bytes, 0) / GIB:.1f} GiB is free: lower the resolution or "
         f"segment length, use fp8 precision, close other GPU programs or lower --reserve-vram.")
 
