@@ -152,19 +152,21 @@ def swapping(swap: BlockSwap | None, inner: BlockRunner) -> BlockRunner:
 
 
 def to_host(module: nn.Module, pinned: bool) -> None:
-    """Move the module's weights to host memory, page-locked when `pinned`, in one exact-size slab (a device
-    tensor is copied straight into it: no pageable copy in between). Tied tensors stay tied."""
-    slots = list(_slots(module))
-    unique = {id(t): t for _, _, _, t in slots}
-    datas = [t.data for t in unique.values()]
-    moved = {key: host for key, data, host in zip(unique, datas, on_host(datas, pinned)) if host is not data}
-    for owner, name, is_param, t in slots:
-        if id(t) not in moved:
-            continue
-        if is_param:
-            t.data = moved[id(t)]
-        else:
-            _put(owner, name, False, moved[id(t)])
+    """Move the module's weights to host memory, page-locked when `pinned`: one exact-size slab per streaming piece
+    (at most ENCODER_UNIT_BYTES, so moving never holds a second copy of more than one piece; a device tensor is
+    copied straight into its slab). Tied tensors stay tied."""
+    for unit, whole in stream_units(module, ENCODER_UNIT_BYTES):
+        slots = list(_slots(unit) if whole else _direct_slots(unit))
+        unique = {id(t): t for _, _, _, t in slots}
+        datas = [t.data for t in unique.values()]
+        moved = {key: host for key, data, host in zip(unique, datas, on_host(datas, pinned)) if host is not data}
+        for owner, name, is_param, t in slots:
+            if id(t) not in moved:
+                continue
+            if is_param:
+                t.data = moved[id(t)]
+            else:
+                _put(owner, name, False, moved[id(t)])
 
 
 def place(components, device, plan: MemoryPlan) -> BlockSwap | None:
