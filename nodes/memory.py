@@ -3,9 +3,11 @@
 ComfyUI keeps its models in comfy.model_management's list of loaded models and unloads them (whole or in part)
 when another node needs the device. `ManagedModel` puts the Wan Animate model in that list with the methods that
 list calls (a ModelPatcher's load/unload surface), so:
-- before a job the sampler asks `load_models_gpu` for room: ComfyUI unloads its own models first, then calls our
-  `partially_load`, which plans with the library's planner (wan_animate.engine.memory) on ComfyUI's numbers (free
-  memory, --reserve-vram, --lowvram/--novram) and places the weights (wan_animate.engine.placement);
+- before a job the sampler enters `load_models_gpu`, which calls our `partially_load`: it asks ComfyUI's
+  `free_memory` to unload ComfyUI's other models until all of ours could stay on the device (our own entry kept),
+  then plans with the library's planner (wan_animate.engine.memory) on ComfyUI's numbers (free memory,
+  --reserve-vram, --lowvram/--novram) and places the weights (wan_animate.engine.placement). A placed model reports
+  what it placed as its size, so ComfyUI does not move it out and back between jobs;
 - when a core node needs memory later, ComfyUI calls our `partially_unload`/`detach`: the weights go to pinned
   host memory and come back by the next job's plan.
 """
@@ -21,8 +23,8 @@ from wan_animate.engine.memory import (
     Footprint,
     JobShape,
     MemoryPlan,
-    dit_activation_bytes,
     plan_memory,
+    resident_plan,
     tensor_bytes,
 )
 from wan_animate.engine.placement import place, swapping, to_host
@@ -60,6 +62,7 @@ class ManagedModel:
         self.job = job or JobShape()
         self.plan: MemoryPlan | None = None
         self.swap = None
+        self.placed_bytes: int | None = None  # on the device after the last placement
 
     @property
     def model(self) -> torch.nn.Module:
@@ -67,6 +70,10 @@ class ManagedModel:
 
     # --- what comfy.model_management.LoadedModel calls ---
     def model_size(self) -> int:
+        """What the model holds on the device when placed (its plan's weights), everything before the first plan:
+        ComfyUI frees model_size - loaded_size for it, so a placed model is not moved out and back each job."""
+        if self.placed_bytes is not None:
+            return self.placed_bytes
         fp = self.footprint
         return fp.dit_bytes + fp.vae_bytes + fp.encoder_bytes
 
@@ -91,11 +98,21 @@ class ManagedModel:
     def is_clone(self, other) -> bool:
         return other is self
 
+    def make_room(self) -> None:
+        """Ask ComfyUI to unload its other models until everything of ours could stay on the device for the job
+        (it stops early when that much is free; our own entry is kept)."""
+        own = [entry for entry in mm.current_loaded_models if entry.model is self]
+        want = resident_plan(self.footprint, self.job).peak_bytes + int(mm.extra_reserved_memory())
+        mm.free_memory(want - self.loaded_size(), self.load_device, keep_loaded=own)
+
     def partially_load(self, device, extra_memory=0, force_patch_weights=False) -> int:
-        """Plan on what ComfyUI left free and place the weights; returns the bytes moved onto the device."""
+        """Make room through ComfyUI, plan on what it left free and place the weights; returns the bytes moved onto
+        the device."""
+        self.make_room()
         before = self.loaded_size()
         self.plan = plan_memory(self.footprint, self.job, comfy_budget(self.load_device, before), self.blocks_on_cpu)
         self.swap = place(self.components, self.load_device, self.plan)
+        self.placed_bytes = self.loaded_size()
         log.info("Wan Animate %s", self.plan.describe())
         return max(self.loaded_size() - before, 0)
 
@@ -106,6 +123,10 @@ class ManagedModel:
         return before - self.loaded_size()
 
     def detach(self, unpatch_all=True) -> None:
+        """Out of ComfyUI's list: with unpatch_all the weights go to the host, without (ComfyUI re-registering a
+        model it is about to load again) they stay."""
+        if not unpatch_all:
+            return
         pinned = self.load_device.type == "cuda"
         for module in (self.components.transformer, self.components.vae, self.components.text_encoder,
                        self.components.image_encoder):
@@ -116,8 +137,8 @@ class ManagedModel:
 
     # --- for the sampler ---
     def prepare(self, job: JobShape):
-        """Before a job: ask ComfyUI for room (it unloads its own models as needed, then calls `partially_load`,
-        which plans for `job` and places the weights); returns the block runner for the job."""
+        """Before a job: enter ComfyUI's loaded models (it calls `partially_load`, which makes room through
+        ComfyUI, plans for `job` and places the weights); returns the block runner for the job."""
         self.job = job
-        mm.load_models_gpu([self], memory_required=dit_activation_bytes(self.footprint, job))
+        mm.load_models_gpu([self])  # our activations are in the plan; make_room asks for them
         return swapping(self.swap, self.kernels_runner)

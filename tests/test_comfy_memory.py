@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib.util
 import sys
+import weakref
 
 import pytest
 import torch
@@ -122,3 +123,44 @@ def test_reserve_vram_is_kept_free(setup, monkeypatch):
     managed.prepare(JOB)
     assert managed.plan.encoders == ENCODERS_STREAMED and managed.plan.blocks_on_cpu > 0
     assert managed.plan.budget_bytes == just_short_of_all_blocks(managed) - MARGIN_BYTES
+
+
+class OtherModel:
+    """Another model in ComfyUI's list (what a core loader puts there), holding `size` bytes of the device."""
+
+    def __init__(self, gpu, size: int):
+        self.gpu, self.size, self.load_device, self.offload_device, self.parent = gpu, size, DEVICE, DEVICE, None
+        self.model = torch.nn.Linear(1, 1)
+        gpu.others += size
+
+    def model_size(self):
+        return self.size
+
+    def loaded_size(self):
+        return self.size if self.model is not None else 0
+
+    def partially_unload(self, device, memory_to_free=0):
+        return 0
+
+    def detach(self, unpatch_all=True):
+        self.gpu.others -= self.size
+        self.size = 0
+
+
+def test_comfyui_unloads_its_other_models_to_make_room_and_keeps_ours_placed(setup, memory_nodes, monkeypatch):
+    mm, managed, gpu, everything = setup
+    gpu.capacity = MARGIN_BYTES + mm.extra_reserved_memory() + 2 * just_short_of_all_blocks(managed)
+    other = OtherModel(gpu, gpu.capacity - just_short_of_all_blocks(managed))
+    entry = mm.LoadedModel(other)  # as load_models_gpu leaves a loaded core model
+    entry.real_model = weakref.ref(other.model)
+    entry.model_finalizer = weakref.finalize(other.model, lambda: None)
+    mm.current_loaded_models.append(entry)
+    managed.prepare(JOB)
+    assert other.size == 0 and entry not in mm.current_loaded_models  # ComfyUI unloaded it for us
+    assert managed.plan.blocks_on_cpu == 0 and managed.plan.encoders == ENCODERS_RESIDENT
+    moved_out = []
+    monkeypatch.setattr(memory_nodes, "to_host", lambda module, pinned: moved_out.append(module))
+    placed = managed.loaded_size()
+    managed.prepare(JOB)  # the next job: already placed, nothing leaves the device
+    assert moved_out == [] and managed.loaded_size() == placed
+    assert sum(entry.model is managed for entry in mm.current_loaded_models) == 1

@@ -224,6 +224,11 @@ def _plan(fp: Footprint, job: JobShape, blocks_on_cpu: int, encoders: str, tile:
     return MemoryPlan(blocks_on_cpu, encoders, tile, weights, weights + transient, budget, parts)
 
 
+def resident_plan(fp: Footprint, job: JobShape) -> MemoryPlan:
+    """Everything on the device: the fastest placement, and the most memory the model could use for `job`."""
+    return _plan(fp, job, 0, ENCODERS_RESIDENT, None, 0)
+
+
 def plan_memory(fp: Footprint, job: JobShape, budget: DeviceBudget, blocks_on_cpu: int | None = None) -> MemoryPlan:
     """The fastest placement that fits `budget` (see the module docstring for the order things are given up);
     `blocks_on_cpu` fixes the block-swap count (the user's choice) and plans the rest around it."""
