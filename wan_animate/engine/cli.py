@@ -17,6 +17,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from .cli_common import check_sources, device_and_dtype, pick, print_progress
+
 HELP = ("Reference image + driving video -> animated video (Wan2.2-Animate-14B with preprocessing, or Wan-Animate-2 "
         "on the raw video), written as mp4")
 
@@ -122,24 +124,6 @@ def model_family(args: argparse.Namespace) -> str:
     return found
 
 
-def device_and_dtype(args: argparse.Namespace):
-    """--device auto: CUDA when available (--device cuda without one: a one-line error); --dtype auto: bf16 on CUDA,
-    fp32 on the CPU."""
-    import torch
-
-    device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else
-                          "cpu" if args.device == "auto" else args.device)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"--device {args.device}: this machine has no CUDA GPU that torch can use "
-                         f"(torch {torch.__version__}); use --device cpu (slow) or --tiny to try the pipeline.")
-    return device, args.dtype if args.dtype != "auto" else ("bf16" if device.type == "cuda" else "fp32")
-
-
-def pick(value, default):
-    """A command-line value left unset (None) takes the model's default."""
-    return default if value is None else value
-
-
 def _run(args: argparse.Namespace, work: Path) -> None:
     if model_family(args) == "animate2":
         from .animate2.cli import run_animate2
@@ -215,16 +199,6 @@ def _sources(args, work: Path):
     return models, detection, Path(video), Path(ref), area
 
 
-def check_sources(models, video, ref) -> None:
-    """Every input given and present, else one error naming the flag or the file."""
-    missing = [flag for flag, value in (("--ref", ref), ("--video", video), ("--models", models)) if value is None]
-    if missing:
-        raise ValueError(f"missing {', '.join(missing)} (or use --tiny for the built-in demo).")
-    for what, path in (("reference image", ref), ("driving video", video), ("model folder", models)):
-        if not Path(path).exists():
-            raise FileNotFoundError(f"{what} not found: {path}")
-
-
 def preprocess_to_disk(estimator, options, video: Path, ref: Path, mask, work: Path):
     """Run preprocessing chunk by chunk into .npy memory maps; returns (AnimateInputs over them, fps)."""
     import numpy as np
@@ -257,8 +231,3 @@ def preprocess_to_disk(estimator, options, video: Path, ref: Path, mask, work: P
 
 def _print_preprocess_progress(done: int, total: int) -> None:
     print(f"\rpreprocessing {done}/{total}", end="" if done < total else "\n", file=sys.stderr, flush=True)
-
-
-def print_progress(done: int, total: int, *, step: int, steps: int, segment: int, segments: int) -> None:
-    print(f"\rsegment {segment}/{segments} step {step}/{steps}", end="" if done < total else "\n", file=sys.stderr,
-          flush=True)

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..cli_common import check_sources, device_and_dtype, pick, print_progress
+
 
 def decode_to_disk(video: Path, work: Path):
     """(memory-mapped (T, H, W, 3) uint8 frames, fps) of a video file, decoded once."""
@@ -31,8 +33,6 @@ def decode_to_disk(video: Path, work: Path):
 
 def sources(args: argparse.Namespace, work: Path) -> tuple[str, Path, Path]:
     """(models, video, reference); --tiny writes a tiny random Animate-2 (and demo inputs when none are given)."""
-    from ..cli import check_sources
-
     models, video, ref = args.models, args.video, args.ref
     if args.tiny:
         from wan_loader.testing.tiny import tiny_animate2_components
@@ -49,7 +49,6 @@ def sources(args: argparse.Namespace, work: Path) -> tuple[str, Path, Path]:
 
 
 def options_from(args: argparse.Namespace, distilled: bool):
-    from ..cli import pick
     from .options import DRIVING_PROMPT, Animate2Options
 
     variant = ("distilled" if distilled else "full") if args.variant == "auto" else args.variant
@@ -70,7 +69,6 @@ def run_animate2(args: argparse.Namespace, work: Path) -> None:
 
     from ...preprocess.audio import DrivingSound
     from ...preprocess.video_io import read_image
-    from ..cli import device_and_dtype, print_progress
     from ..sinks import Mp4Writer
     from .run import Animate2Inputs, animate2
 

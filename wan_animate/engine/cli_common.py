@@ -1,0 +1,39 @@
+"""Command-line pieces that the runs of both models (Animate-14B: cli.py, Animate-2: animate2/cli.py) share."""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+
+def device_and_dtype(args: argparse.Namespace):
+    """--device auto: CUDA when available (--device cuda without one: a one-line error); --dtype auto: bf16 on CUDA,
+    fp32 on the CPU."""
+    import torch
+
+    device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else
+                          "cpu" if args.device == "auto" else args.device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"--device {args.device}: this machine has no CUDA GPU that torch can use "
+                         f"(torch {torch.__version__}); use --device cpu (slow) or --tiny to try the pipeline.")
+    return device, args.dtype if args.dtype != "auto" else ("bf16" if device.type == "cuda" else "fp32")
+
+
+def pick(value, default):
+    """A command-line value left unset (None) takes the model's default."""
+    return default if value is None else value
+
+
+def check_sources(models, video, ref) -> None:
+    """Every input given and present, else one error naming the flag or the file."""
+    missing = [flag for flag, value in (("--ref", ref), ("--video", video), ("--models", models)) if value is None]
+    if missing:
+        raise ValueError(f"missing {', '.join(missing)} (or use --tiny for the built-in demo).")
+    for what, path in (("reference image", ref), ("driving video", video), ("model folder", models)):
+        if not Path(path).exists():
+            raise FileNotFoundError(f"{what} not found: {path}")
+
+
+def print_progress(done: int, total: int, *, step: int, steps: int, segment: int, segments: int) -> None:
+    print(f"\rsegment {segment}/{segments} step {step}/{steps}", end="" if done < total else "\n", file=sys.stderr,
+          flush=True)
