@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 
+from tests.by_path import load_by_path
 from tests.audio_files import (
     STATED_LENGTH_S, audio_codec, beep_onsets, bright_frames, decoded_sound, durations, write_clip,
 )
@@ -242,15 +243,7 @@ def test_animate_cli_output_carries_the_sound_in_sync(tmp_path):
 
 @pytest.fixture(scope="module")
 def convert():
-    import importlib.util
-
-    from tests.comfyui_server import REPO_ROOT
-
-    # by path: the repository's nodes/ package only registers nodes inside ComfyUI
-    spec = importlib.util.spec_from_file_location("wan_nodes_convert", REPO_ROOT / "nodes" / "convert.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_by_path("nodes/convert.py", "wan_nodes_convert")
 
 
 @pytest.mark.parametrize("frames, sound_s", [(45, 2.0), (60, 1.0)], ids=["sound-longer", "sound-shorter"])

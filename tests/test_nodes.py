@@ -2,11 +2,10 @@
 back as node_errors a user understands; model folders merge with what extra_model_paths.yaml configured."""
 from __future__ import annotations
 
-import importlib.util
 
 import pytest
 
-from tests.comfyui_server import REPO_ROOT
+from tests.by_path import load_by_path
 
 pytestmark = pytest.mark.comfyui
 
@@ -106,7 +105,7 @@ def test_register_merges_with_paths_set_before(comfyui_source, monkeypatch, tmp_
     """extra_model_paths.yaml runs before custom nodes load: its `detection` paths must survive registration."""
     monkeypatch.syspath_prepend(str(comfyui_source))
     folder_paths = pytest.importorskip("folder_paths")
-    folders = _load_module("nodes/folders.py")  # by path: ComfyUI's own nodes.py shadows our nodes/ package here
+    folders = load_by_path("nodes/folders.py", "wan_nodes_under_test")  # by path: ComfyUI's own nodes.py shadows our nodes/ package here
 
     user_dir = str(tmp_path / "my_detection")
     monkeypatch.setitem(folder_paths.folder_names_and_paths, "detection", ([user_dir], set()))
@@ -116,13 +115,6 @@ def test_register_merges_with_paths_set_before(comfyui_source, monkeypatch, tmp_
     assert paths[0] == user_dir and paths.count(user_dir) == 1
     assert sum(p.endswith("detection") for p in paths) == 2
     assert ".onnx" in extensions
-
-
-def _load_module(relative: str):
-    spec = importlib.util.spec_from_file_location("wan_nodes_under_test", REPO_ROOT / relative)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def _combo_options(spec) -> list:

@@ -1,22 +1,17 @@
 """ComfyUI type conversions of the nodes (IMAGE/MASK/VIDEO <-> the libraries' arrays), in-process and fast."""
 from __future__ import annotations
 
-import importlib.util
 
 import numpy as np
 import pytest
 import torch
 
-from tests.comfyui_server import REPO_ROOT
+from tests.by_path import load_by_path
 
 
 @pytest.fixture(scope="module")
 def convert():
-    # by path: the repository's nodes/ package only registers nodes inside ComfyUI
-    spec = importlib.util.spec_from_file_location("wan_nodes_convert", REPO_ROOT / "nodes" / "convert.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_by_path("nodes/convert.py", "wan_nodes_convert")
 
 
 def test_image_round_trip_and_channel_handling(convert):

@@ -7,13 +7,13 @@ lengths are shrunk for CPU speed; the graphs themselves are the shipped ones.
 """
 from __future__ import annotations
 
-import importlib.util
 import json
 import urllib.request
 
 import pytest
 
 from tests.audio_files import STATED_LENGTH_S, beep_onsets, durations
+from tests.by_path import load_by_path
 from tests.comfyui_server import REPO_ROOT
 from tests.test_workflows_support import (
     DRIVING_BEEP_S,
@@ -32,10 +32,7 @@ WORKFLOWS = sorted(p.stem for p in (REPO_ROOT / "workflows" / "ui").glob("*.json
 
 
 def _sync_module():
-    spec = importlib.util.spec_from_file_location("sync_workflows", REPO_ROOT / "scripts" / "sync_workflows.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_by_path("scripts/sync_workflows.py", "sync_workflows")
 
 
 def test_the_four_workflows_exist():
