@@ -211,24 +211,22 @@ def test_infinitetalk_build_refuses_an_older_comfyui_source(tmp_path):
 
 
 def test_registry_nodes_are_installed_with_comfy_cli_under_the_torch_constraint(tmp_path):
-    """The Comfy Registry cannot be reached from here: COMFY_CLI is a stand-in that records how it is called.
-    pip itself runs for real (everything is already installed in this environment, torch held by a constraint)."""
+    """The Comfy Registry cannot be reached from here: COMFY_CLI is a stand-in that records how it is called (and
+    fails for an unknown id). pip itself runs for real (all installed already, torch held by a constraint)."""
     record = tmp_path / "calls.txt"
     stand_in = tmp_path / "comfy"
-    stand_in.write_text(f'#!/usr/bin/env bash\necho "$* | $(cat "$PIP_CONSTRAINT" | grep -ci torch)" >> {record}\n')
+    stand_in.write_text(f'#!/usr/bin/env bash\n[[ "$*" == *no-such-node* ]] && exit 1\n'
+                        f'echo "$* | $(grep -ci torch "$PIP_CONSTRAINT")" >> {record}\n')
     stand_in.chmod(0o755)
     env = dict(os.environ, PYTHON=sys.executable, COMFY_CLI=str(stand_in), COMFYUI_DIR=str(tmp_path / "comfyui"),
-               PROFILES="animate", REGISTRY_NODES="comfyui-videohelpersuite,comfyui-kjnodes", EXTRA_PIP_PACKAGES="")
+               PROFILES="animate", REGISTRY_NODES="comfyui-videohelpersuite,comfyui-kjnodes,no-such-node",
+               EXTRA_PIP_PACKAGES="")
     proc = subprocess.run(["bash", str(SCRIPTS / "install_dependencies.sh")], env=env, capture_output=True, text=True,
                           timeout=600)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.returncode == 1 and "could not install Comfy Registry node 'no-such-node'" in proc.stderr, proc.stderr
     calls = record.read_text().splitlines()
     assert [c.split(" | ")[0].split()[-1] for c in calls] == ["comfyui-videohelpersuite", "comfyui-kjnodes"]
     assert all(f"--workspace {tmp_path / 'comfyui'} node registry-install" in c and c.endswith("| 2") for c in calls)
-    stand_in.write_text("#!/usr/bin/env bash\nexit 1\n")
-    proc = subprocess.run(["bash", str(SCRIPTS / "install_dependencies.sh")], env=env, capture_output=True, text=True,
-                          timeout=600)
-    assert proc.returncode == 1 and "could not install Comfy Registry node 'comfyui-videohelpersuite'" in proc.stderr
 
 
 def test_smoke_job_is_a_valid_job():

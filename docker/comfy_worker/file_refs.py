@@ -118,7 +118,8 @@ def _check_inside(base: Path, name: str, where: str, value: str) -> None:
 
 
 def _strip_annotation(value: str) -> tuple[str, str | None]:
+    """As ComfyUI's folder_paths.annotated_filepath reads it (it cuts the suffix and the character before it)."""
     for suffix, folder in _ANNOTATIONS.items():
         if value.endswith(suffix.strip()):
-            return value[: -len(suffix.strip())].rstrip(), folder
+            return value[: -len(suffix)], folder
     return value, None
