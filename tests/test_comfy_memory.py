@@ -33,15 +33,15 @@ JOB = JobShape(frames=5, height=32, width=32)
 
 @pytest.fixture(scope="module")
 def mm(comfyui_source):
-    """comfy.model_management as `python main.py --cpu` imports it (no GPU here)."""
-    sys.path.insert(0, str(comfyui_source))
-    argv, sys.argv = sys.argv, [sys.argv[0], "--cpu"]
-    try:
-        import comfy.options
-        comfy.options.enable_args_parsing()
-        import comfy.model_management
-    finally:
-        sys.argv = argv
+    """comfy.model_management as `python main.py --cpu` imports it (no GPU here), also when other tests imported
+    ComfyUI's argument module before."""
+    if str(comfyui_source) not in sys.path:
+        sys.path.insert(0, str(comfyui_source))
+    import comfy.cli_args
+
+    comfy.cli_args.args.cpu = True
+    import comfy.model_management
+
     return comfy.model_management
 
 
