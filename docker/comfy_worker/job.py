@@ -34,17 +34,17 @@ class Worker:
     def __init__(self, settings: WorkerSettings | None = None):
         self.settings = settings or WorkerSettings.from_env()
         self.process = ComfyProcess(self.settings)
-        self._object_info: tuple[int, dict, str | None] | None = None
+        self._server: tuple[int, dict, str | None] | None = None  # (restarts seen, /object_info, version)
         swept = sweep_stale(self.settings.comfy_dirs, older_than_s=2 * self.settings.job_timeout_s)
         if swept:
             log.info("removed %d job folders left by an earlier worker", swept)
 
     async def _server_info(self, client: ComfyClient) -> tuple[dict, str | None]:
         """(/object_info, ComfyUI version), fetched once per ComfyUI process."""
-        if self._object_info is None or self._object_info[0] != self.process.restarts:
+        if self._server is None or self._server[0] != self.process.restarts:
             version = ((await client.system_stats()).get("system") or {}).get("comfyui_version")
-            self._object_info = (self.process.restarts, await client.object_info(), version)
-        return self._object_info[1], self._object_info[2]
+            self._server = (self.process.restarts, await client.object_info(), version)
+        return self._server[1], self._server[2]
 
     def _timeout(self, job_input: dict) -> float:
         asked = job_input.get("timeout_s")
