@@ -197,6 +197,10 @@ def test_bad_inputs_are_named(tiny2):
         animate2(tiny2, Animate2Inputs(REFERENCE, np.zeros((3, 8, 8), np.float32)), device="cpu")
     with pytest.raises(ValueError, match="variant='turbo'"):
         animate2(tiny2, Animate2Inputs(REFERENCE, clip(5)), Animate2Options(variant="turbo"), device="cpu")
+    with pytest.raises(ValueError, match="solver='unipc': choose one of dpm\\+\\+, euler"):  # Animate-14B's only
+        Animate2Options(solver="unipc").resolved()
+    with pytest.raises(ValueError, match="guide_scale=-1.0: must be >= 0"):
+        Animate2Options(variant="distilled", guide_scale=-1.0).resolved()
 
 
 def test_auto_attention_takes_the_merged_bf16_path_where_auto_picks_a_quantised_kernel(tiny2, monkeypatch):

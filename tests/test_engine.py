@@ -223,6 +223,8 @@ def test_bad_inputs_are_named(tiny, change, message):
         ({"guide_frames": 3}, "1 or 5"),
         ({"segment_frames": 5, "guide_frames": 5}, "exceed"),
         ({"solver": "ddim"}, "unipc"),
+        ({"steps": 0}, "steps=0: at least 1"),
+        ({"guide_scale": -1.0}, "guide_scale=-1.0: must be >= 0"),
         ({"mode": "swap"}, "animate"),
         ({"color_anchor": "lab"}, "reference"),
     ],

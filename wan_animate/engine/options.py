@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .schedulers import SOLVERS
+from .schedulers import check_sampling
 from .segments import check_segment_frames
 
 COLOR_ANCHORS = ("off", "reference", "first_segment")
@@ -33,12 +33,7 @@ class AnimateOptions:
     step_cache: float = 0.0  # > 0: reuse the DiT's last transformation while the estimated change stays below this (stepcache.py); for 20+ undistilled steps, e.g. 0.1
 
     def check(self) -> None:
-        if self.solver not in SOLVERS:
-            raise ValueError(f"solver={self.solver!r}: choose one of {', '.join(SOLVERS)}.")
-        if self.steps < 1:
-            raise ValueError(f"steps={self.steps}: at least 1 sampling step is needed.")
-        if self.guide_scale < 0:
-            raise ValueError(f"guide_scale={self.guide_scale}: must be >= 0 (1 = no guidance, the official default).")
+        check_sampling(self.solver, self.steps, self.guide_scale)
         if self.color_anchor not in COLOR_ANCHORS:
             raise ValueError(f"color_anchor={self.color_anchor!r}: choose one of {', '.join(COLOR_ANCHORS)}.")
         if not 0.0 <= self.color_anchor_strength <= 1.0:

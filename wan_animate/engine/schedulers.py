@@ -30,6 +30,16 @@ def official_sigmas(solver: str, steps: int, shift: float) -> np.ndarray:
     return shifted(np.linspace(top, 0.0, steps + 1)[:-1], shift)
 
 
+def check_sampling(solver: str, steps: int, guide_scale: float = 1.0, solvers: tuple[str, ...] = SOLVERS) -> None:
+    """The settings every sampler takes: a solver of `solvers`, at least one step, guidance >= 0 (1 = none)."""
+    if solver not in solvers:
+        raise ValueError(f"solver={solver!r}: choose one of {', '.join(solvers)}.")
+    if steps < 1:
+        raise ValueError(f"steps={steps}: at least 1 sampling step is needed.")
+    if guide_scale < 0:
+        raise ValueError(f"guide_scale={guide_scale}: must be >= 0 (1 = no guidance).")
+
+
 def make_scheduler(solver: str, steps: int, shift: float, device: torch.device | str | None = None):
     """A fresh scheduler set up for `steps` steps; returns (scheduler, timesteps)."""
     from diffusers import (
@@ -38,10 +48,7 @@ def make_scheduler(solver: str, steps: int, shift: float, device: torch.device |
         UniPCMultistepScheduler,
     )
 
-    if solver not in SOLVERS:
-        raise ValueError(f"solver={solver!r}: choose one of {', '.join(SOLVERS)}.")
-    if steps < 1:
-        raise ValueError(f"steps={steps}: at least 1 sampling step is needed.")
+    check_sampling(solver, steps)
     sigmas = official_sigmas(solver, steps, shift)
     if solver == "euler":
         scheduler = FlowMatchEulerDiscreteScheduler(num_train_timesteps=NUM_TRAIN_TIMESTEPS, shift=1.0)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
+from ..schedulers import check_sampling
 from ..segments import check_segment_frames
 from .framing import DEFAULT_AREA
 
@@ -51,12 +52,7 @@ class Animate2Options:
         return out
 
     def check(self) -> None:
-        if self.solver not in SOLVERS:
-            raise ValueError(f"solver={self.solver!r}: choose one of {', '.join(SOLVERS)}.")
-        if self.steps < 1:
-            raise ValueError(f"steps={self.steps}: at least 1 sampling step is needed.")
-        if self.guide_scale < 0:
-            raise ValueError(f"guide_scale={self.guide_scale}: must be >= 0 (1 = no guidance).")
+        check_sampling(self.solver, self.steps, self.guide_scale, SOLVERS)
         if self.fps <= 0:
             raise ValueError(f"fps={self.fps}: must be > 0 (the model's own rate is 24).")
         if not 0.0 <= self.driving_start <= self.driving_end <= 1.0:
