@@ -67,3 +67,15 @@ def test_step_benchmark_proxy_generations():
     assert generation_kernels("sm90", "cpu") == ("flash", "dequant")  # no cuDNN version on a CPU device
     assert generation_kernels("sm75", "cpu") == ("efficient", "dequant")
     assert variant_name("sm120") == "ours (sm120 kernels, proxy)" and variant_name("auto") == "ours"
+
+
+def test_memory_caps_benchmark_tiny_cpu(tmp_path):
+    """The memory=auto benchmark runs its job through the planner and placement the loader node uses."""
+    out = tmp_path / "caps.json"
+    run_benchmark("memory_caps", "--size", "tiny", "--device", "cpu", "--caps", "0", "--steps", "1", "--out", str(out))
+    report = json.loads(out.read_text())
+    assert set(report) >= REPORT_KEYS and len(report["rows"]) == 1
+    row = report["rows"][0]
+    assert row["frames_out"] == 9 and row["seconds"] > 0 and "warmup_seconds" in row
+    assert row["plan"].startswith("memory plan: 0 of 4 transformer blocks swapped")
+    assert row["host_peak_rss_gib"] > 0 and report["footprint"]["blocks"] == 4
