@@ -61,6 +61,13 @@ def test_resolution_area_below_the_minimum_names_the_flag(tmp_path, capsys, area
     assert f"--resolution-area {area[0]} {area[1]}" in line and "at least 256" in line
 
 
+def test_resolution_area_below_the_minimum_for_animate2(tmp_path, capsys):
+    out = tmp_path / "o.mp4"
+    assert animate_main(["animate", "--tiny", "--model", "animate2", "--resolution-area", "8", "8", "--out", str(out)]) == 2
+    line = one_line(capsys.readouterr().err)
+    assert "--resolution-area 8 8" in line and "at least 256" in line and not out.exists()
+
+
 def test_resolution_area_at_the_minimum_is_accepted():
     assert area_argument((16, 16)) == 256 and area_argument((1280, 720)) == 1280 * 720
 

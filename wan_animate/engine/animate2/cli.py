@@ -49,16 +49,17 @@ def sources(args: argparse.Namespace, work: Path) -> tuple[str, Path, Path]:
 
 
 def options_from(args: argparse.Namespace, distilled: bool):
+    from ...preprocess.cli import area_argument
     from .options import DRIVING_PROMPT, Animate2Options
 
     variant = ("distilled" if distilled else "full") if args.variant == "auto" else args.variant
-    width, height = args.resolution_area or ((96, 64) if args.tiny else (640, 800))
+    area = area_argument(args.resolution_area or ((96, 64) if args.tiny else (640, 800)))
     fps = pick(args.fps, 24.0)
     return Animate2Options(
         variant=variant, prompt=args.prompt or "", negative_prompt=args.negative_prompt or "",
         prompt_ref=pick(args.prompt_ref, DRIVING_PROMPT), steps=args.steps, guide_scale=args.guide_scale,
         shift=args.shift, solver=args.solver, seed=args.seed, segment_frames=pick(args.segment_frames, 81),
-        fps=fps if fps > 0 else 24.0, area=width * height, driving_strength=args.driving_strength,
+        fps=fps if fps > 0 else 24.0, area=area, driving_strength=args.driving_strength,
         driving_start=args.driving_window[0], driving_end=args.driving_window[1],
         reference_strength=args.reference_strength, tiled_vae=args.tiled_vae,
     ).resolved()
