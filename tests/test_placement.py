@@ -133,3 +133,18 @@ def test_host_copies_share_one_exact_slab(tiny):
     before = snapshot(encoder)
     to_host(encoder, pinned=False)  # already on the host: nothing moves
     assert snapshot(encoder) == before
+
+
+def test_place_for_job_plans_and_places(tiny):
+    """memory="auto" outside ComfyUI: the plan for the declared free memory, and the weights where it says."""
+    from wan_animate.engine.memory import ENCODERS_RESIDENT, GIB, DeviceBudget, JobShape
+    from wan_animate.engine.placement import place_for_job
+
+    components = copy.deepcopy(tiny)
+    plan, swap = place_for_job(components, torch.device("meta"), JobShape(5, 32, 32), DeviceBudget(64 * GIB))
+    assert (plan.blocks_on_cpu, plan.encoders, plan.vae_tile, swap) == (0, ENCODERS_RESIDENT, None, None)
+    for module in (components.transformer, components.vae, components.text_encoder, components.image_encoder):
+        assert {p.device.type for p in module.parameters()} == {"meta"}
+    plan, swap = place_for_job(copy.deepcopy(tiny), torch.device("meta"), JobShape(5, 32, 32),
+                               DeviceBudget(64 * GIB), blocks_on_cpu=2)
+    assert plan.blocks_on_cpu == 2 and swap.indices == spread_indices(len(tiny.transformer.blocks), 2)

@@ -65,6 +65,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--lora-mode", choices=LORA_MODES, default="merge",
                         help="merge into the weights (fastest) or apply at run time")
     parser.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda or cuda:N")
+    parser.add_argument("--memory", choices=("auto", "gpu"), default="auto",
+                        help="auto: on a GPU, plan where the weights live from its free memory (blocks swapped from "
+                             "host memory, encoders streamed, VAE tiled as needed; the plan is printed); gpu: all on "
+                             "the GPU")
     parser.add_argument("--dtype", default="auto", help="weight dtype: auto (bf16 on CUDA, fp32 on CPU), bf16, "
                                                          "fp16, fp32, fp8_e4m3fn")
     parser.add_argument("--detection-models", default=None,
@@ -138,7 +142,10 @@ def _run(args: argparse.Namespace, work: Path) -> None:
     from ..preprocess.estimator import PoseEstimator
     from ..preprocess.pipeline import PreprocessOptions
     from ..preprocess.video_io import OFFICIAL_FPS
+    from .forward import run_block
+    from .memory import JobShape
     from .options import AnimateOptions
+    from .placement import place_for_job, swapping
     from .run import animate
     from .sinks import Mp4Writer
 
@@ -173,10 +180,18 @@ def _run(args: argparse.Namespace, work: Path) -> None:
           f"({time.perf_counter() - began:.1f} s)", file=sys.stderr)
 
     sound = None if args.no_audio else DrivingSound.probe(video)
-    components = load_components(models, device=str(device), weight_dtype=dtype)
+    planned = args.memory == "auto" and device.type == "cuda"
+    components = load_components(models, device="cpu" if planned else str(device), weight_dtype=dtype)
+    runner = None
+    if planned:  # placed from the CPU block by block: never more GPU memory than the plan
+        plan, swap = place_for_job(components, device, JobShape(options.segment_frames, height, width))
+        print(plan.describe(), file=sys.stderr)
+        options.tiled_vae = options.tiled_vae or plan.tiled_vae
+        options.vae_tile = plan.vae_tile or options.vae_tile
+        runner = swapping(swap, run_block)
     with Mp4Writer(args.out, fps=fps, sound=sound, expected_frames=len(inputs)) as writer:
         result = animate(components, inputs, options, device=device, sink=writer, progress=print_progress,
-                         loras=[(lora.path, lora.strength) for lora in loras])
+                         loras=[(lora.path, lora.strength) for lora in loras], block_runner=runner)
     print(f"wrote {args.out}: {result.num_frames} frames in {result.segments} segment(s) of {result.segment_frames} "
           f"({result.seconds:.1f} s)", file=sys.stderr)
 

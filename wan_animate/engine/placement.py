@@ -21,7 +21,18 @@ from torch import nn
 
 from .blockswap import BlockSwap, spread_indices
 from .forward import BlockRunner
-from .memory import ENCODER_UNIT_BYTES, ENCODERS_RESIDENT, MemoryPlan, stream_units
+from .memory import (
+    ENCODER_UNIT_BYTES,
+    ENCODERS_RESIDENT,
+    DeviceBudget,
+    Footprint,
+    JobShape,
+    MemoryPlan,
+    free_device_bytes,
+    plan_memory,
+    stream_units,
+    tensor_bytes,
+)
 from .pinned import on_host
 
 
@@ -184,3 +195,15 @@ def place(components, device, plan: MemoryPlan) -> BlockSwap | None:
         if encoder is not None and plan.encoders == ENCODERS_RESIDENT:
             encoder.to(device)
     return swap
+
+
+def place_for_job(components, device, job: JobShape, budget: DeviceBudget | None = None,
+                  blocks_on_cpu: int | None = None) -> tuple[MemoryPlan, BlockSwap | None]:
+    """memory="auto" outside ComfyUI: plan for `job` on `budget` (default: the device's free memory, the model's
+    own weights already there counted as free) and place the components; returns the plan and the BlockSwap."""
+    if budget is None:
+        own = sum(tensor_bytes(m, device) for m in (components.transformer, components.vae,
+                                                    components.text_encoder, components.image_encoder))
+        budget = DeviceBudget(free_device_bytes(device) + own)
+    plan = plan_memory(Footprint.of(components), job, budget, blocks_on_cpu)
+    return plan, place(components, device, plan)
