@@ -34,9 +34,11 @@ log = logging.getLogger("wan_animate")
 
 def comfy_budget(device, own_bytes: int = 0) -> DeviceBudget:
     """ComfyUI's view of the device as plain numbers: free memory (its cache included) plus what our model holds
-    there now (it is what gets placed), --reserve-vram, and the --lowvram / --novram wishes."""
+    there now (it is what gets placed); kept free: ComfyUI's minimum inference memory (--reserve-vram included: what
+    its load_models_gpu wants free, so it does not unload our placed model before each job); and the --lowvram /
+    --novram wishes."""
     return DeviceBudget(free_bytes=int(mm.get_free_memory(device)) + own_bytes,
-                        reserve_bytes=int(mm.extra_reserved_memory()),
+                        reserve_bytes=int(mm.minimum_inference_memory()),
                         lowvram=mm.vram_state == mm.VRAMState.LOW_VRAM,
                         novram=mm.vram_state == mm.VRAMState.NO_VRAM)
 
@@ -102,7 +104,7 @@ class ManagedModel:
         """Ask ComfyUI to unload its other models until everything of ours could stay on the device for the job
         (it stops early when that much is free; our own entry is kept)."""
         own = [entry for entry in mm.current_loaded_models if entry.model is self]
-        want = resident_plan(self.footprint, self.job).peak_bytes + int(mm.extra_reserved_memory())
+        want = resident_plan(self.footprint, self.job).peak_bytes + int(mm.minimum_inference_memory())
         mm.free_memory(want - self.loaded_size(), self.load_device, keep_loaded=own)
 
     def partially_load(self, device, extra_memory=0, force_patch_weights=False) -> int:

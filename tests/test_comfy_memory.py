@@ -106,7 +106,7 @@ def test_placed_through_comfyui_and_unloaded_when_a_core_node_needs_the_device(s
 def test_the_next_job_is_planned_on_what_comfyui_left_free(setup):
     mm, managed, gpu, everything = setup
     fp = managed.footprint
-    gpu.others = gpu.capacity - mm.extra_reserved_memory() - just_short_of_all_blocks(managed)  # other programs
+    gpu.others = gpu.capacity - mm.minimum_inference_memory() - just_short_of_all_blocks(managed)  # other programs
     managed.prepare(JOB)
     assert managed.plan.encoders == ENCODERS_STREAMED and managed.plan.blocks_on_cpu > 0
     on_device = managed.loaded_size()
@@ -119,7 +119,8 @@ def test_the_next_job_is_planned_on_what_comfyui_left_free(setup):
 
 def test_reserve_vram_is_kept_free(setup, monkeypatch):
     mm, managed, gpu, everything = setup
-    monkeypatch.setattr(mm, "EXTRA_RESERVED_VRAM", gpu.capacity - just_short_of_all_blocks(managed))
+    reserve = gpu.capacity - just_short_of_all_blocks(managed)  # --reserve-vram
+    monkeypatch.setattr(mm, "EXTRA_RESERVED_VRAM", reserve - (mm.minimum_inference_memory() - mm.EXTRA_RESERVED_VRAM))
     managed.prepare(JOB)
     assert managed.plan.encoders == ENCODERS_STREAMED and managed.plan.blocks_on_cpu > 0
     assert managed.plan.budget_bytes == just_short_of_all_blocks(managed) - MARGIN_BYTES
@@ -149,7 +150,7 @@ class OtherModel:
 
 def test_comfyui_unloads_its_other_models_to_make_room_and_keeps_ours_placed(setup, memory_nodes, monkeypatch):
     mm, managed, gpu, everything = setup
-    gpu.capacity = MARGIN_BYTES + mm.extra_reserved_memory() + 2 * just_short_of_all_blocks(managed)
+    gpu.capacity = mm.minimum_inference_memory() + 2 * just_short_of_all_blocks(managed)
     other = OtherModel(gpu, gpu.capacity - just_short_of_all_blocks(managed))
     entry = mm.LoadedModel(other)  # as load_models_gpu leaves a loaded core model
     entry.real_model = weakref.ref(other.model)
