@@ -223,19 +223,40 @@ def test_preprocess_cli_no_audio_and_corrupt_sound(tmp_path, detection_models, r
         assert durations(tmp_path / "corrupt" / name) == (pytest.approx(1.2), None)
 
 
-def test_animate_cli_output_carries_the_sound_in_sync(tmp_path):
-    """The whole job on the tiny built-in model with a driving video that has sound: 12 frames at 24 fps are
-    resampled to 15 at 30 fps, and the beep stays with its frame."""
+def animate_cli(src, out, model, *extra):
+    """The whole `animate` job on the tiny built-in model of `model` (Animate-14B or Animate-2) on the clip `src`."""
     from wan_animate.cli import main
 
-    src = write_clip(tmp_path / "drive.mp4", fps=24, frames=12, beep_at=(0.2,), size=64)
+    return main(["animate", "--tiny", "--model", model, "--steps", "1", "--segment-frames", "17",
+                 "--resolution-area", "96", "64", "--video", str(src), "--out", str(out), *extra])
+
+
+@pytest.mark.parametrize("model, fps, frames, out_fps", [("animate", 24, 12, 30), ("animate2", 30, 15, 24)])
+def test_animate_cli_output_carries_the_sound_in_sync(tmp_path, model, fps, frames, out_fps):
+    """The whole job on each tiny built-in model with a driving video that has sound, resampled to the model's frame
+    rate (Animate-14B: 12 frames at 24 fps -> 15 at 30; Animate-2: 15 at 30 -> 12 at 24): the same 0.5 s, and the
+    beep stays with its frame."""
+    src = write_clip(tmp_path / "drive.mp4", fps=fps, frames=frames, beep_at=(0.2,), size=64)
     out = tmp_path / "animated.mp4"
-    assert main(["animate", "--tiny", "--steps", "1", "--segment-frames", "17", "--resolution-area", "96", "64",
-                 "--video", str(src), "--out", str(out)]) == 0
+    assert animate_cli(src, out, model) == 0
     video_s, audio_s = durations(out)
     assert video_s == pytest.approx(0.5) and video_s <= audio_s < video_s + packet_s(out)
+    assert VideoFile(out).fps == out_fps
     assert audio_codec(out) == "aac"
     assert beep_onsets(out) == pytest.approx(beep_onsets(src), abs=ONSET_TOLERANCE_S)
+
+
+def test_animate2_cli_no_audio_and_video_fps_kept(tmp_path):
+    """Animate-2: --no-audio writes the frames silent; --fps -1 keeps the video's 25 fps and its re-encoded PCM sound
+    (cut to the sample)."""
+    src = write_clip(tmp_path / "drive.mov", fps=25, frames=10, beep_at=(0.2,), codec="pcm_s16le", size=64)
+    assert animate_cli(src, tmp_path / "silent.mp4", "animate2", "--no-audio") == 0
+    assert durations(tmp_path / "silent.mp4") == (pytest.approx(9 / 24), None)  # 10 frames at 25 fps -> 9 at 24
+    assert animate_cli(src, tmp_path / "kept.mp4", "animate2", "--fps", "-1") == 0
+    video_s, audio_s = durations(tmp_path / "kept.mp4")
+    assert VideoFile(tmp_path / "kept.mp4").fps == 25
+    assert video_s == pytest.approx(0.4) and audio_s == pytest.approx(video_s, abs=STATED_LENGTH_S)
+    assert beep_onsets(tmp_path / "kept.mp4") == pytest.approx(beep_onsets(src), abs=ONSET_TOLERANCE_S)
 
 
 # ------------------------------------------------------------------------------------------------ the nodes' VIDEO
