@@ -24,6 +24,8 @@ from dataclasses import dataclass
 
 import torch
 
+from wan_loader.model.fp8 import linear_compute_dtype
+
 BlockRunner = Callable[[int, torch.nn.Module, torch.Tensor, torch.Tensor, torch.Tensor, tuple], torch.Tensor]
 
 
@@ -50,8 +52,7 @@ class AnimateDiT:
     @property
     def dtype(self) -> torch.dtype:
         """Compute dtype of the blocks (an fp8-weight linear reports the dtype it computes in)."""
-        linear = self.model.blocks[0].attn1.to_q
-        return getattr(linear, "compute_dtype", None) or linear.weight.dtype
+        return linear_compute_dtype(self.model.blocks[0].attn1.to_q)
 
     @property
     def device(self) -> torch.device:

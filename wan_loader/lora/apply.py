@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..model.fp8 import FP8Linear
+from ..model.fp8 import FP8Linear, linear_compute_dtype
 from .file import LoraError
 from .merge import Residual, Snapshot, merge_into, unmerge_from
 from .plan import Contribution, LoraPlan, plan_loras, unwrap
@@ -119,7 +119,7 @@ class LinearLoraHook:
 
     def __init__(self, module: nn.Module, weight: list[Contribution], bias: list[Contribution]):
         device = module.weight.device
-        self.dtype = module.compute_dtype if isinstance(module, FP8Linear) else module.weight.dtype
+        self.dtype = linear_compute_dtype(module)
         downs, ups, full = [], [], None
         for c in weight:
             if c.low_rank is not None:

@@ -96,6 +96,11 @@ class FP8Linear(nn.Module):
                 f"weight={self.weight.dtype} ({kind} scale), compute={self.compute_dtype}")
 
 
+def linear_compute_dtype(linear: nn.Module) -> torch.dtype:
+    """The dtype a linear layer computes in: an FP8Linear's compute dtype (its weight is fp8), else its weight's."""
+    return getattr(linear, "compute_dtype", None) or linear.weight.dtype
+
+
 FP8_LINEAR_PREFIXES = {"transformer": ("blocks.", "face_adapter."), "text_encoder": ("encoder.block.",)}
 # transformers' T5 FFN casts its input to `wo.weight.dtype` before `wo`: an fp8 `wo` would round activations to fp8
 FP8_EXCLUDED_SUFFIXES = (".DenseReluDense.wo",)

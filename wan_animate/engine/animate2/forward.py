@@ -22,6 +22,8 @@ from dataclasses import dataclass
 
 import torch
 
+from wan_loader.model.fp8 import linear_compute_dtype
+
 from ..accel.processors import apply_rotary, sdpa_kernel
 from . import attention
 from .rope import reference_offsets, rotary_tables
@@ -76,8 +78,7 @@ class Animate2DiT:
 
     @property
     def dtype(self) -> torch.dtype:
-        linear = self.model.blocks[0].self_attn.to_q
-        return getattr(linear, "compute_dtype", None) or linear.weight.dtype
+        return linear_compute_dtype(self.model.blocks[0].self_attn.to_q)
 
     @property
     def device(self) -> torch.device:
