@@ -280,3 +280,15 @@ def test_per_head_fp8_operands_for_flash_attention_3():
     for head in range(3):
         assert cosine(back[:, :, head], x[:, :, head]) > 0.998
     assert cosine(quantize(x)[0][:, :, 1].float(), x[:, :, 1]) < 0.99  # what a single scale would do
+
+
+def test_cuda_index_names_the_gpu_or_says_why_there_is_none(monkeypatch):
+    """One rule for every kernel's availability check; the CUDA answers are forced (no GPU here)."""
+    from wan_animate.engine.accel.attention_quant import cuda_index
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert cuda_index() == (None, "no CUDA GPU")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: 3)
+    assert cuda_index("cpu") == (None, "cpu is not a CUDA GPU")
+    assert cuda_index("cuda:1") == (1, None)
+    assert cuda_index() == cuda_index("cuda") == (3, None)

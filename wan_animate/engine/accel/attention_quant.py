@@ -35,11 +35,26 @@ def quantize(x: torch.Tensor, per_head: bool = False) -> tuple[torch.Tensor, tor
     return (x * (E4M3_MAX / amax)).to(E4M3).contiguous(), (amax / E4M3_MAX).reshape(1, 1, 1, 1)
 
 
+def device_index(device: torch.device) -> int:
+    """A CUDA device's index; a bare 'cuda' names the current device."""
+    return device.index if device.index is not None else torch.cuda.current_device()
+
+
+def cuda_index(device=None) -> tuple[int | None, str | None]:
+    """(index of the CUDA GPU that `device` names (None: the current one), None), or (None, why it is none here)."""
+    if not torch.cuda.is_available():
+        return None, "no CUDA GPU"
+    device = torch.device(device or "cuda")
+    if device.type != "cuda":
+        return None, f"{device} is not a CUDA GPU"
+    return device_index(device), None
+
+
 def probe(kernel: Callable, device: torch.device, results: dict[int, str | None], what: str) -> str | None:
     """None when `kernel` runs a tiny (1, 128, 1, 128) attention on `device`, else why not; once per GPU (`results`
     caches it; a failure logs one line). Library builds and versions differ in what they support, and only a call
     tells."""
-    index = device.index if device.index is not None else torch.cuda.current_device()
+    index = device_index(device)
     if index not in results:
         try:
             with torch.cuda.device(index):

@@ -20,7 +20,7 @@ import threading
 
 import torch
 
-from .attention_quant import E4M3, E4M3_MAX, probe, quantize, smooth
+from .attention_quant import E4M3, E4M3_MAX, cuda_index, probe, quantize, smooth
 
 try:
     import cudnn
@@ -46,17 +46,14 @@ def unavailable_reason(device=None) -> str | None:
     """Why cuDNN fp8 attention cannot run on `device` (None when it can); the probe runs once per GPU."""
     if cudnn is None:
         return "the cuDNN frontend is not installed (pip install nvidia-cudnn-frontend)"
-    if not torch.cuda.is_available():
-        return "no CUDA GPU"
-    device = torch.device(device or "cuda")
-    if device.type != "cuda":
-        return f"{device} is not a CUDA GPU"
-    index = device.index if device.index is not None else torch.cuda.current_device()
+    index, reason = cuda_index(device)
+    if reason:
+        return reason
     if torch.cuda.get_device_capability(index) < (9, 0):
         return "cuDNN's fp8 attention needs a Hopper or newer GPU"
     if cudnn.backend_version() < MIN_CUDNN:
         return f"cuDNN {cudnn.backend_version_string()} is older than 9.1"
-    return probe(cudnn_fp8_attention, device, _probe, "cuDNN could not build its fp8 attention here")
+    return probe(cudnn_fp8_attention, torch.device("cuda", index), _probe, "cuDNN could not build its fp8 attention here")
 
 
 def _handle(index: int):

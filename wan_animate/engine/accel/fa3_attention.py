@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import torch
 
-from .attention_quant import probe, quantize, smooth
+from .attention_quant import cuda_index, probe, quantize, smooth
 
 try:
     import flash_attn_interface
@@ -22,13 +22,13 @@ def unavailable_reason(device=None) -> str | None:
     """Why FlashAttention-3's fp8 kernel cannot run on `device` (None when it can)."""
     if flash_attn_interface is None:
         return "FlashAttention-3 is not installed (bash scripts/build_fa3.sh builds and installs it)"
-    if not torch.cuda.is_available():
-        return "no CUDA GPU"
-    device = torch.device(device or "cuda")
-    if device.type != "cuda" or torch.cuda.get_device_capability(device)[0] != 9:
+    index, reason = cuda_index(device)
+    if reason:
+        return reason
+    if torch.cuda.get_device_capability(index)[0] != 9:
         return "FlashAttention-3 runs on Hopper GPUs (compute capability 9.x) only"
     # builds may leave out fp8 or head dim 128: one tiny call tells
-    return probe(fa3_fp8_attention, device, _probe, "this FlashAttention-3 build cannot run fp8 head-dim-128 attention")
+    return probe(fa3_fp8_attention, torch.device("cuda", index), _probe, "this FlashAttention-3 build cannot run fp8 head-dim-128 attention")
 
 
 def available(device=None) -> bool:

@@ -19,6 +19,8 @@ import torch
 
 from wan_loader.dtypes import E4M3, E4M3_MAX
 
+from .attention_quant import cuda_index
+
 try:
     import triton
     import triton.language as tl
@@ -31,10 +33,8 @@ FAST_EXP = False  # True: exponentials through ex2.approx.f16x2 (measured 10% sl
 
 def available(device=None) -> bool:
     """Triton present and a GPU with fp8 tensor cores (compute capability >= 8.9)."""
-    if triton is None or not torch.cuda.is_available():
-        return False
-    device = torch.device(device or "cuda")
-    return device.type == "cuda" and torch.cuda.get_device_capability(device) >= (8, 9)
+    index, reason = cuda_index(device)
+    return triton is not None and reason is None and torch.cuda.get_device_capability(index) >= (8, 9)
 
 
 def _pad_tokens(x: torch.Tensor) -> torch.Tensor:

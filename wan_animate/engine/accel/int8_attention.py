@@ -23,7 +23,7 @@ import os
 
 import torch
 
-from .attention_quant import E4M3, E4M3_MAX, probe
+from .attention_quant import E4M3, E4M3_MAX, cuda_index, probe
 
 try:
     import triton
@@ -45,17 +45,14 @@ def unavailable_reason(device=None, pv: str = "fp8") -> str | None:
     """Why the kernel cannot run on `device` with P·V in `pv` (None when it can); the probe runs once per GPU."""
     if triton is None:
         return "Triton is not installed"
-    if not torch.cuda.is_available():
-        return "no CUDA GPU"
-    device = torch.device(device or "cuda")
-    if device.type != "cuda":
-        return f"{device} is not a CUDA GPU"
-    index = device.index if device.index is not None else torch.cuda.current_device()
+    index, reason = cuda_index(device)
+    if reason:
+        return reason
     need = (8, 9) if pv == "fp8" else (8, 0)
     if torch.cuda.get_device_capability(index) < need:
         return f"int8 attention with {pv} P·V needs compute capability >= {need[0]}.{need[1]}"
     results = _probe.setdefault(pv, {})
-    return probe(lambda q, k, v: int8_attention(q, k, v, pv=pv), device, results,
+    return probe(lambda q, k, v: int8_attention(q, k, v, pv=pv), torch.device("cuda", index), results,
                  f"the Triton int8 attention kernel ({pv} P·V) does not build here")
 
 
