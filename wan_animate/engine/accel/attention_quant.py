@@ -35,6 +35,13 @@ def quantize(x: torch.Tensor, per_head: bool = False) -> tuple[torch.Tensor, tor
     return (x * (E4M3_MAX / amax)).to(E4M3).contiguous(), (amax / E4M3_MAX).reshape(1, 1, 1, 1)
 
 
+def heads_first_padded(x: torch.Tensor, multiple: int) -> torch.Tensor:
+    """(B, S, H, D) -> (B, H, S zero-padded to a multiple of `multiple`, D): the layout of the Triton kernels."""
+    x = x.transpose(1, 2)
+    pad = -x.shape[2] % multiple
+    return torch.nn.functional.pad(x, (0, 0, 0, pad)) if pad else x
+
+
 def device_index(device: torch.device) -> int:
     """A CUDA device's index; a bare 'cuda' names the current device."""
     return device.index if device.index is not None else torch.cuda.current_device()

@@ -19,7 +19,7 @@ import torch
 
 from wan_loader.dtypes import E4M3, E4M3_MAX
 
-from .attention_quant import cuda_index
+from .attention_quant import cuda_index, heads_first_padded
 
 try:
     import triton
@@ -37,12 +37,6 @@ def available(device=None) -> bool:
     return triton is not None and reason is None and torch.cuda.get_device_capability(index) >= (8, 9)
 
 
-def _pad_tokens(x: torch.Tensor) -> torch.Tensor:
-    """(B, H, S, D) -> (B, H, S padded to BLOCK, D) with zeros."""
-    pad = -x.shape[2] % BLOCK
-    return torch.nn.functional.pad(x, (0, 0, 0, pad)) if pad else x
-
-
 def _block_quant(x: torch.Tensor, extra_scale: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
     """(B, H, S, D) padded -> e4m3 values and fp32 scales (B, H, S / BLOCK), one per block of tokens."""
     b, h, s, d = x.shape
@@ -54,7 +48,7 @@ def _block_quant(x: torch.Tensor, extra_scale: float = 1.0) -> tuple[torch.Tenso
 
 def quantize_qkv(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, sm_scale: float):
     """(B, S, H, D) bf16 -> fp8 operands and scales in the kernel's layouts (V transposed: (B, H, D, S))."""
-    q, k, v = (_pad_tokens(t.transpose(1, 2)) for t in (q, k, v))
+    q, k, v = (heads_first_padded(t, BLOCK) for t in (q, k, v))
     s_k = k.shape[2]
     k = k - k.float().mean(dim=2, keepdim=True).to(k.dtype)
     q8, q_scale = _block_quant(q, sm_scale * math.log2(math.e))

@@ -23,7 +23,7 @@ import os
 
 import torch
 
-from .attention_quant import E4M3, E4M3_MAX, cuda_index, probe
+from .attention_quant import E4M3, E4M3_MAX, cuda_index, heads_first_padded, probe
 
 try:
     import triton
@@ -56,12 +56,6 @@ def unavailable_reason(device=None, pv: str = "fp8") -> str | None:
                  f"the Triton int8 attention kernel ({pv} P·V) does not build here")
 
 
-def _pad_tokens(x: torch.Tensor) -> torch.Tensor:
-    """(B, H, S, D) -> (B, H, S padded to PAD, D) with zeros."""
-    pad = -x.shape[2] % PAD
-    return torch.nn.functional.pad(x, (0, 0, 0, pad)) if pad else x
-
-
 def _int8_blocks(x: torch.Tensor, block: int, extra_scale: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
     """(B, H, S, D) padded -> int8 values and fp32 scales (B, H, S / block), one per block of tokens."""
     b, h, s, d = x.shape
@@ -79,7 +73,7 @@ def quantize_qkv(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, sm_scale: fl
     k = k.float()
     v_mean = v.mean(dim=1)  # (B, H, D)
     k = k - k.mean(dim=1, keepdim=True)
-    q, k, v = (_pad_tokens(t.transpose(1, 2)) for t in (q, k, v - v_mean[:, None]))
+    q, k, v = (heads_first_padded(t, PAD) for t in (q, k, v - v_mean[:, None]))
     q8, q_scale = _int8_blocks(q, BLOCK_M, sm_scale * math.log2(math.e))
     k8, k_scale = _int8_blocks(k, block_n)
     if pv == "fp8":
