@@ -110,14 +110,25 @@ def check_is_animate2(transformer) -> None:
 
 
 class _Job:
+    """The state of one Animate-2 job: inputs and options, the per-job encodings, the frame between segments."""
+
     def __init__(self, components, reference: np.ndarray, frames, options: Animate2Options, plan: SegmentPlan,
                  framing: Framing, device, sink: FrameSink, control: StepControl, fast: Animate2FastPath | None):
-        self.c, self.frames, self.o, self.plan, self.framing = components, frames, options, plan, framing
+        self.components, self.frames, self.options, self.plan, self.framing = components, frames, options, plan, framing
         self.device, self.sink, self.control = device, sink, control
         self.reference = letterbox_reference(reference, framing)
         self.fast = fast
         self.latent_h, self.latent_w = framing.height // 8, framing.width // 8
         self.generator = torch.Generator().manual_seed(options.seed)
+        # filled once per job by run(), on the device
+        self.dit: Animate2DiT | None = None
+        self.codec: LatentCodec | None = None
+        self.context: torch.Tensor | None = None
+        self.context_negative: torch.Tensor | None = None  # with CFG only
+        self.context_driving: torch.Tensor | None = None
+        self.y_ref: torch.Tensor | None = None             # [mask; latent] of the reference frame
+        # updated per segment: the last GUIDE_FRAMES decoded frames, which start the next segment
+        self.tail: torch.Tensor | None = None
 
     def driving_pixels(self, index: int) -> torch.Tensor:
         indices = segment_indices(self.plan, index, len(self.frames), pad=zigzag_index)
@@ -125,35 +136,36 @@ class _Job:
         return to_pixels(video, self.device)
 
     def run(self) -> None:
+        parts, options = self.components, self.options
         self.control.check_cancel(0, 0)
         reference = to_pixels(self.reference[None], self.device)
         first = to_pixels(letterbox_driving(np.asarray(self.frames[0]), self.framing)[None], self.device)
         texts = self.encode_prompts()
-        with placed(self.c.image_encoder, self.device, restore=True, borrow=True):
-            clip = encode_clip(self.c.image_encoder, self.c.image_processor, reference[:, :, 0])
-            clip_driving = encode_clip(self.c.image_encoder, self.c.image_processor, first[:, :, 0])
-        with placed(self.c.transformer, self.device, self.o.offload), placed(self.c.vae, self.device, self.o.offload):
+        with placed(parts.image_encoder, self.device, restore=True, borrow=True):
+            clip = encode_clip(parts.image_encoder, parts.image_processor, reference[:, :, 0])
+            clip_driving = encode_clip(parts.image_encoder, parts.image_processor, first[:, :, 0])
+        with placed(parts.transformer, self.device, options.offload), placed(parts.vae, self.device, options.offload):
             fast = self.fast
-            self.dit = Animate2DiT(self.c.transformer, fast and fast.block_runner, fast and fast.kernel,
+            self.dit = Animate2DiT(parts.transformer, fast and fast.block_runner, fast and fast.kernel,
                                    fast and fast.lse_kernel)
-            self.codec = LatentCodec(self.c.vae, tiled=self.o.tiled_vae)
+            self.codec = LatentCodec(parts.vae, tiled=options.tiled_vae)
             with torch.no_grad():
                 self.context = self.dit.encode_context(texts["prompt"], clip)
-                self.context_negative = self.dit.encode_context(texts["negative"], clip) if self.o.cfg else None
+                self.context_negative = self.dit.encode_context(texts["negative"], clip) if options.cfg else None
                 self.context_driving = self.dit.encode_context(texts["driving"], clip_driving)
                 del texts, clip, clip_driving
                 ref_mask = frame_mask(1, self.latent_h, self.latent_w, 1, device=self.device).unsqueeze(0)
                 self.y_ref = torch.cat([ref_mask, self.codec.encode(reference).float()], dim=1)
-                self.tail: torch.Tensor | None = None
                 for index in range(self.plan.num_segments):
                     self.segment(index)
 
     def encode_prompts(self) -> dict[str, torch.Tensor]:
-        prompts = {"prompt": self.o.prompt, "driving": self.o.prompt_ref}
-        if self.o.cfg:
-            prompts["negative"] = self.o.negative_prompt
-        with placed(self.c.text_encoder, self.device, restore=True, borrow=True):
-            return {name: encode_text(self.c.text_encoder, self.c.tokenizer, text, self.device, clean=False)
+        parts, options = self.components, self.options
+        prompts = {"prompt": options.prompt, "driving": options.prompt_ref}
+        if options.cfg:
+            prompts["negative"] = options.negative_prompt
+        with placed(parts.text_encoder, self.device, restore=True, borrow=True):
+            return {name: encode_text(parts.text_encoder, parts.tokenizer, text, self.device, clean=False)
                     for name, text in prompts.items()}
 
     def conditioning(self, index: int) -> torch.Tensor:
@@ -175,24 +187,24 @@ class _Job:
         return self.dit.driving_pass(torch.cat([latents, mask, latents], dim=1), self.context_driving)
 
     def segment(self, index: int) -> None:
-        plan, o, dit = self.plan, self.o, self.dit
+        plan, options, dit = self.plan, self.options, self.dit
         self.control.check_cancel(index, 0)
         driving = self.driving(index)
         cond = self.conditioning(index)
-        shape = (1, self.c.vae.config.z_dim, plan.latent_frames + 1, self.latent_h, self.latent_w)
+        shape = (1, self.components.vae.config.z_dim, plan.latent_frames + 1, self.latent_h, self.latent_w)
         latents = torch.randn(shape, generator=self.generator, dtype=torch.float32).to(self.device)
-        scheduler, timesteps = make_scheduler(o.solver, o.steps, o.shift, self.device)
-        strengths = {"driving_strength": o.driving_strength, "reference_strength": o.reference_strength}
+        scheduler, timesteps = make_scheduler(options.solver, options.steps, options.shift, self.device)
+        strengths = {"driving_strength": options.driving_strength, "reference_strength": options.reference_strength}
         for step, t in enumerate(timesteps):
             self.control.check_cancel(index, step)
             latent_input = torch.cat([latents, cond], dim=1).to(dit.dtype)
             timestep = t.reshape(1).to(self.device)
-            attended = driving if o.drives(step) else None
+            attended = driving if options.drives(step) else None
             pred = dit(latent_input, timestep, self.context, attended, **strengths).float()
-            if o.cfg:
+            if options.cfg:
                 uncond = dit(latent_input, timestep, self.context_negative, attended, unconditional=True,
                              **strengths).float()
-                pred = uncond + o.guide_scale * (pred - uncond)
+                pred = uncond + options.guide_scale * (pred - uncond)
             latents = scheduler.step(pred, t, latents, return_dict=False)[0]
             del latent_input, pred
             self.control.step_done(index, step)
