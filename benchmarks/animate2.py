@@ -16,13 +16,12 @@ pass, denoising and decode.
 """
 from __future__ import annotations
 
-import argparse
 import time
 
 import numpy as np
 import torch
 
-from .harness import Report, allocated_gib, cosine, free, median, peak_gib, reset_peak, sync, time_calls
+from .harness import Report, allocated_gib, cosine, free, median, model_parser, peak_gib, reset_peak, sync, time_calls
 from .models import RESOLUTIONS, RandomWeights, build_diffusers, build_fp8, random_module
 
 GOALS = {"480p ours vs diffusers": 1.8}
@@ -36,16 +35,13 @@ def animate2_config(size: str) -> dict:
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--size", choices=["full", "tiny"], default="full")
-    p.add_argument("--device", default="cuda")
+    p = model_parser(__doc__)
     p.add_argument("--frames", type=int, default=81)
     p.add_argument("--attention", default="cudnn_fp8,cudnn", help="ours, comma list (accel attention choices)")
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--no-compile", action="store_true", help="diffusers eager (CPU smoke tests only)")
     p.add_argument("--e2e-frames", type=int, default=81, help="0: no end-to-end job")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", default=None)
     return p.parse_args(argv)
 
 

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .harness import Report, allocated_gib, cap_gpu_memory, peak_gib, reset_peak, sync
+from .harness import Report, allocated_gib, cap_gpu_memory, model_parser, peak_gib, reset_peak, sync
 from .models import RandomWeights, build_fp8, random_module, transformer_config
 from .preprocess import build_models
 
@@ -30,9 +30,7 @@ GOAL_SECONDS = 20.0
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--size", choices=["full", "tiny"], default="full")
-    p.add_argument("--device", default="cuda")
+    p = model_parser(__doc__)
     p.add_argument("--frames", type=int, default=77)
     p.add_argument("--steps", type=int, default=4)
     p.add_argument("--attention", default="auto")
@@ -50,7 +48,6 @@ def parse_args(argv=None):
                    help="synthetic skeleton/face frames instead of running detection + pose (GPU-side figures only)")
     p.add_argument("--preprocess-device", default="auto", help="onnxruntime providers: auto | cuda | cpu")
     p.add_argument("--model-dir", type=Path, default=Path.home() / ".cache" / "wan_animate" / "bench_models")
-    p.add_argument("--out", default=None)
     return p.parse_args(argv)
 
 

@@ -10,6 +10,7 @@ and prints its ratios at the end. Run the scripts as modules from the repository
 """
 from __future__ import annotations
 
+import argparse
 import gc
 import json
 import os
@@ -83,6 +84,15 @@ def _cell(value) -> str:
     if isinstance(value, float):
         return f"{value:.4g}"
     return str(value)
+
+
+def model_parser(doc: str) -> argparse.ArgumentParser:
+    """The flags every DiT benchmark takes (--size full|tiny, --device, --out); each adds its own."""
+    p = argparse.ArgumentParser(description=doc.splitlines()[0])
+    p.add_argument("--size", choices=["full", "tiny"], default="full", help="tiny: the tiny model (CPU smoke runs)")
+    p.add_argument("--device", default="cuda")
+    p.add_argument("--out", default=None, help="write the results as JSON here")
+    return p
 
 
 def write_json(path: str | os.PathLike | None, data: dict) -> None:

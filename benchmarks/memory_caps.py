@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from .e2e import build_components, driving_clip
-from .harness import GIB, Report, cap_gpu_memory, peak_gib, sync
+from .harness import GIB, Report, cap_gpu_memory, model_parser, peak_gib, sync
 from .models import RandomWeights
 
 GOALS = {24: 1.25, 16: 1.6}  # cap GiB -> most time relative to uncapped; 12 GiB: completes
@@ -29,15 +29,12 @@ HOST_SLACK_GIB = 3.0  # host memory beyond the weights kept there
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--size", choices=["full", "tiny"], default="full")
-    p.add_argument("--device", default="cuda")
+    p = model_parser(__doc__)
     p.add_argument("--caps", default="0,12,16,24,32", help="GiB; 0 = the whole device (first: the reference)")
     p.add_argument("--frames", type=int, default=77)
     p.add_argument("--steps", type=int, default=4)
     p.add_argument("--attention", default="auto")
     p.add_argument("--compile", action="store_true", help="torch.compile the blocks (first job ~1 min longer)")
-    p.add_argument("--out", default=None)
     return p.parse_args(argv)
 
 

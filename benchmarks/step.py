@@ -21,7 +21,6 @@ torch.cuda.set_per_process_memory_fraction with --blocks-on-cpu blocks swapped.
 """
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 from functools import partial
@@ -36,6 +35,7 @@ from .harness import (
     cosine,
     free,
     median,
+    model_parser,
     peak_gib,
     reset_peak,
     time_calls,
@@ -55,9 +55,7 @@ GOALS = {"480p ours vs best competitor": 2.0, "720p ours vs best competitor": 1.
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--size", choices=["full", "tiny"], default="full")
-    p.add_argument("--device", default="cuda")
+    p = model_parser(__doc__)
     p.add_argument("--res", default="480p,720p", help="comma list of 480p, 720p (tiny: ignored)")
     p.add_argument("--frames", type=int, default=77)
     p.add_argument("--models", default="diffusers,comfy,ours")
@@ -73,7 +71,6 @@ def parse_args(argv=None):
     p.add_argument("--blocks-on-cpu", default="0", help="comma list: block swap counts for the capped runs")
     p.add_argument("--cap-res", default="480p", help="resolutions of the capped runs")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", default=None)
     return p.parse_args(argv)
 
 
