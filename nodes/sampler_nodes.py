@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from comfy_api.latest import io
 
+from wan_animate.engine.inputs import check_replace_signals
 from wan_animate.engine.memory import JobShape
 from wan_animate.engine.options import COLOR_ANCHORS, LORA_MODES, AnimateOptions
 from wan_animate.modes import MODES
@@ -11,7 +12,7 @@ from wan_animate.engine.schedulers import SOLVERS
 from .convert import ImageBatchSink, audio_for_frames, image_to_frames, image_to_video, mask_to_array
 from .io_types import CATEGORY, LorasSocket, ModelSocket
 from .progress import NodeProgress, raise_if_interrupted
-from .validation import as_int, check_message
+from .validation import NOT_CONNECTED, as_int, check_message
 
 
 def _check_options(**values) -> None:
@@ -63,8 +64,13 @@ class WanAnimateSampler(io.ComfyNode):
         )
 
     @classmethod
-    def validate_inputs(cls, segment_length=None, guide_frames=None) -> bool | str:
-        return check_message(_check_options, segment_frames=segment_length, guide_frames=as_int(guide_frames))
+    def validate_inputs(cls, segment_length=None, guide_frames=None, mode=None, background_video=NOT_CONNECTED,
+                        character_mask=NOT_CONNECTED) -> bool | str:
+        segments = check_message(_check_options, segment_frames=segment_length, guide_frames=as_int(guide_frames))
+        if segments is not True or mode is None:
+            return segments
+        return check_message(check_replace_signals, mode=mode, has_background=background_video is not NOT_CONNECTED,
+                             has_mask=character_mask is not NOT_CONNECTED)
 
     @classmethod
     def execute(cls, model, reference_image, pose_video, face_video, mode, prompt, negative_prompt, steps, guide_scale,
@@ -75,9 +81,8 @@ class WanAnimateSampler(io.ComfyNode):
         pose = image_to_frames(pose_video, "pose_video")
         sound = audio_for_frames(audio, len(pose), fps) if audio is not None else None  # checked before the long work
         background = mask = None
+        check_replace_signals(mode, background_video is not None, character_mask is not None)
         if mode == "replace":
-            if background_video is None or character_mask is None:
-                raise ValueError("replace mode needs background_video and character_mask (connect them from Wan Animate Preprocess, or use mode 'animate').")
             background = image_to_frames(background_video, "background_video")
             mask = mask_to_array(character_mask, frames=len(pose), name="character_mask")
         inputs = AnimateInputs(

@@ -205,7 +205,7 @@ def test_memory_does_not_grow_with_video_length(tiny):
         ({"pose": np.zeros((9, 40, 32, 3), np.uint8)}, "multiples of 16"),
         ({"face": np.zeros((8, FACE, FACE, 3), np.uint8)}, "differ in length.*pose 9, face 8"),
         ({"mask": np.zeros((7, H, W), np.uint8)}, "mask 7"),
-        ({"background": None}, "background and mask"),
+        ({"background": None}, "missing: background"),
         ({"reference": np.zeros((H, W), np.uint8)}, "reference"),
         ({"background": np.zeros((9, 16, 32, 3), np.uint8)}, "background frames are 32x16"),
     ],

@@ -192,6 +192,18 @@ def _preprocess_prompt(detector="yolov10m.onnx", pose="vitpose_h_wholebody.onnx"
     }
 
 
+def test_replace_mode_without_background_and_mask_is_refused_before_the_model_loads(comfy_server):
+    sampler = _refused(comfy_server, _sampler_prompt(mode="replace"), "3")
+    details = sampler["mode"]["details"]
+    assert "replace mode needs the driving video's background and character mask" in details
+    assert "missing: background, character mask" in details
+    linked = _sampler_prompt(mode="replace")
+    linked["3"]["inputs"].update(background_video=["2", 0], character_mask=["5", 0])
+    linked["5"] = {"class_type": "SolidMask", "inputs": {"value": 1.0, "width": 64, "height": 64}}
+    status, body = comfy_server.queue(linked)
+    assert "3" not in body.get("node_errors", {}), body  # linked: known only when it runs, so not refused here
+
+
 def test_preprocess_refuses_retarget_in_replace_mode_before_running(comfy_server):
     status, body = comfy_server.queue(_preprocess_prompt(mode="replace", retarget=True))
     assert status == 400

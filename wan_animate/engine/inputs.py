@@ -19,6 +19,15 @@ from .segments import SegmentPlan, segment_indices
 FrameSequence = Sequence[np.ndarray] | np.ndarray
 
 
+def check_replace_signals(mode: str, has_background: bool, has_mask: bool) -> None:
+    """Replace mode puts the character into the driving video: it needs that video's background and character mask."""
+    if mode == "replace" and not (has_background and has_mask):
+        missing = ", ".join(name for name, given in (("background", has_background), ("character mask", has_mask))
+                            if not given)
+        raise ValueError(f"replace mode needs the driving video's background and character mask (from preprocessing in "
+                         f"replace mode); missing: {missing}. Give both, or use animate mode.")
+
+
 @dataclass
 class AnimateInputs:
     """reference: (H, W, 3) uint8 RGB character image (letterboxed to the pose size if it differs).
@@ -59,9 +68,8 @@ class AnimateInputs:
                 "(the preprocessing picks such a size by itself)."
             )
         signals = {"pose": self.pose, "face": self.face}
+        check_replace_signals(mode, self.background is not None, self.mask is not None)
         if mode == "replace":
-            if self.background is None or self.mask is None:
-                raise ValueError("replace mode needs background and mask frames (from preprocessing with --mode replace).")
             signals.update(background=self.background, mask=self.mask)
         lengths = {name: len(frames) for name, frames in signals.items()}
         if len(set(lengths.values())) > 1:
