@@ -88,7 +88,7 @@ def timed(fn, device: str, repeat: int = 1) -> tuple[float, object]:
 
 
 def to_fp8(model) -> None:
-    from wan_loader.model.fp8 import fp8_linear_names, quantize_fp8, replace_linears
+    from wan_loader.fp8 import fp8_linear_names, quantize_fp8, replace_linears
 
     names = [n for n in fp8_linear_names(model) if n.startswith("blocks.")]
     old = {n: (model.get_submodule(n).weight.detach(), model.get_submodule(n).bias.detach()) for n in names}

@@ -88,7 +88,7 @@ def build_diffusers(config: dict, weights: RandomWeights, device):
 def build_fp8(config: dict, weights: RandomWeights, device):
     """The same model with its block/face-block linears in fp8 (e4m3, per-channel scales), built without ever
     holding the bf16 weights of more than one tensor."""
-    from wan_loader.model.fp8 import FP8Linear, fp8_linear_names, quantize_fp8, replace_linears
+    from wan_loader.fp8 import FP8Linear, fp8_linear_names, quantize_fp8, replace_linears
     model = build_empty("transformer", config)
     keep = fp32_keys(model, weights.dtype)
     replace_linears(model, fp8_linear_names(model), torch.float8_e4m3fn, torch.bfloat16, per_channel=True)

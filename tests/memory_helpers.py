@@ -22,7 +22,7 @@ from wan_loader.model.configs import (
     build_empty,
 )
 from wan_loader.dtypes import fp32_keys
-from wan_loader.model.fp8 import fp8_linear_names, replace_linears
+from wan_loader.fp8 import fp8_linear_names, replace_linears
 
 
 def cast_like_loader(model: torch.nn.Module, dtype: torch.dtype) -> torch.nn.Module:

@@ -21,8 +21,8 @@ from wan_animate.engine.accel.selection import INT8, INT8_FP16, SCALED_MM, Devic
 from wan_animate.engine.blockswap import BlockSwap, spread_indices
 from wan_animate.engine.forward import AnimateDiT
 from wan_animate.engine.placement import place_transformer, swapping
-from wan_loader.model import fp8 as fp8_weights
-from wan_loader.model.fp8 import FP8Linear
+from wan_loader import fp8 as fp8_weights
+from wan_loader.fp8 import FP8Linear
 
 
 def cosine(a: torch.Tensor, b: torch.Tensor) -> float:

@@ -13,7 +13,7 @@ from wan_loader.discovery.hub import allow_patterns
 from wan_loader.errors import MissingComponentError, WrongModelError
 from wan_loader.inspection import inspect
 from wan_loader.io.readers import open_file
-from wan_loader.model.fp8 import FP8Linear
+from wan_loader.fp8 import FP8Linear
 from wan_loader.testing.tiny import tiny_animate2_components, tiny_components
 from wan_loader.writers import write_components, write_safetensors
 

@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from wan_loader import convert, inspect, load_components, load_transformer
-from wan_loader.model.fp8 import FP8Linear, dequantize, quantize_fp8
+from wan_loader.fp8 import FP8Linear, dequantize, quantize_fp8
 from wan_loader.writers import write_components
 
 REPO = Path(__file__).resolve().parent.parent

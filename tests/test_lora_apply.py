@@ -19,7 +19,7 @@ from tests.lora_files import (
     write_kijai,
     write_official_relight_ckpt,
 )
-from wan_loader.model.fp8 import FP8Linear, fp8_linear_names, quantize_fp8, replace_linears
+from wan_loader.fp8 import FP8Linear, fp8_linear_names, quantize_fp8, replace_linears
 from wan_loader.lora import LoraError, apply_loras, load_lora, merge_loras
 
 

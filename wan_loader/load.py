@@ -21,7 +21,7 @@ from .keymaps import KEYMAPS, ignorable_keys, plan_to_diffusers
 from .model.components import COMPONENT_NAMES, WanAnimateComponents
 from .model.configs import build_empty, component_config
 from .model.detect import FAMILY_NAMES
-from .model.fp8 import FP8_LINEAR_PREFIXES, fp8_linear_names, replace_linears
+from .fp8 import FP8_LINEAR_PREFIXES, fp8_linear_names, replace_linears
 from .processors import load_image_processor, load_tokenizer
 
 

@@ -20,7 +20,7 @@ from .dtypes import dtype_name, is_fp8, parse_dtype
 from .io.readers import SAFETENSORS_DTYPES, TEST_MODEL_KEY, TEST_MODEL_VALUE, is_test_model, tensor_bytes
 from .keymaps import KEYMAPS, Plan, Recipe, keymap, meta_shapes
 from .model.configs import TRANSFORMER_CLASSES, original_config_json
-from .model.fp8 import dequantize, quantize_fp8
+from .fp8 import dequantize, quantize_fp8
 
 _ST_NAMES = {v: k for k, v in SAFETENSORS_DTYPES.items()}
 SHARD_BYTES = 10 * 1024 ** 3

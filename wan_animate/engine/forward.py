@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 import torch
 
-from wan_loader.model.fp8 import linear_compute_dtype
+from wan_loader.fp8 import linear_compute_dtype
 
 BlockRunner = Callable[[int, torch.nn.Module, torch.Tensor, torch.Tensor, torch.Tensor, tuple], torch.Tensor]
 

@@ -24,8 +24,8 @@ from torch import nn
 from ..dtypes import fp32_keys, is_fp8
 from ..errors import ShapeMismatchError, WanLoaderError
 from ..keymaps import Plan, meta_shapes
-from ..model.fp8 import FP8Linear, dequantize, quantize_fp8
-from ..model.int8_convrot import dequantize_int8, read_config
+from ..fp8 import FP8Linear, dequantize, quantize_fp8
+from ..int8_convrot import dequantize_int8, read_config
 from .direct_io import ALIGN, aligned_empty, read_range
 from .readers import SafetensorsFile, TensorSource, tensor_bytes
 

@@ -10,7 +10,7 @@ Layouts:
   `comfy.text_encoders.t5.T5` uses the transformers names, so the weights map 1:1. The files may also hold
   entries that are not weights of the module, which the plans skip (`ignored_comfy_keys` lists them):
     `scaled_fp8` (marker: an empty tensor whose dtype is the fp8 storage type) and `<linear>.scale_weight` /
-    `<linear>.scale_input` (per-tensor fp8 scales). The loader core (wan_loader/model/fp8.py) reads these: a plan maps
+    `<linear>.scale_input` (per-tensor fp8 scales). The loader core (wan_loader/fp8.py) reads these: a plan maps
     `X.weight`, and `X.scale_weight` belongs to the same source module, under the same name prefix.
     `spiece_model`: the umT5 SentencePiece model as a uint8 tensor (ComfyUI builds its tokenizer from it).
     `encoder.embed_tokens.weight`, when present: a copy of `shared.weight` (used only if `shared.weight` is absent).

@@ -8,7 +8,7 @@
 
 Files in the ComfyUI / Kijai / lightx2v, PEFT (official relighting_lora.ckpt), diffusers and musubi layouts are read
 (keys.py, file.py), matched to the model (plan.py) and merged or hooked in (merge.py, apply.py), for bf16/fp16/fp32
-weights and for FP8Linear layers (wan_loader.model.fp8).
+weights and for FP8Linear layers (wan_loader.fp8).
 """
 from __future__ import annotations
 

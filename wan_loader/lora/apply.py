@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..model.fp8 import FP8Linear, linear_compute_dtype
+from ..fp8 import FP8Linear, linear_compute_dtype
 from .file import LoraError
 from .merge import Residual, Snapshot, merge_into, unmerge_from
 from .plan import Contribution, LoraPlan, plan_loras, unwrap

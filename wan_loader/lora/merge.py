@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from ..dtypes import is_fp8
-from ..model.fp8 import FP8Linear, quantize_fp8
+from ..fp8 import FP8Linear, quantize_fp8
 
 _INT_VIEW = {1: torch.uint8, 2: torch.int16, 4: torch.int32, 8: torch.int64}
 _BIT = torch.tensor([1, 2, 4, 8, 16, 32, 64, 128], dtype=torch.uint8)

@@ -14,8 +14,8 @@ from accelerate import init_empty_weights
 
 from ..errors import ShapeMismatchError, WrongModelError
 from ..keymaps import Plan, meta_shapes
-from ..testing.tiny import TEST_CONFIGS
 from .detect import ANIMATE2, FAMILY_NAMES, Identified
+from .test_sizes import TEST_CONFIGS
 
 UMT5_XXL_CONFIG = dict(vocab_size=256384, d_model=4096, d_kv=64, d_ff=10240, num_layers=24, num_heads=64,
                        relative_attention_num_buckets=32, relative_attention_max_distance=128,

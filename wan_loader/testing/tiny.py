@@ -11,13 +11,10 @@ import torch
 
 from ..io.readers import TEST_MODEL_KEY
 from ..model.components import WanAnimateComponents
+from ..model.test_sizes import (TINY_ANIMATE2_CLIP_CONFIG, TINY_CLIP_CONFIG, TINY_CLIP_IMAGE_SIZE,  # noqa: F401
+                                 TINY_UMT5_CONFIG, TINY_VAE_CONFIG, TINY_VOCAB)
 
 TINY_FACE_SIZE = 16
-TINY_CLIP_IMAGE_SIZE = 28
-TINY_VOCAB = ["<pad>", "</s>", "<unk>", "\u2581"] + [chr(c) for c in range(ord("a"), ord("z") + 1)] + [
-    "\u2581" + w for w in ("a", "the", "man", "woman", "dance", "dancing", "person", "walk", "blurry", "bad")
-]
-
 TINY_TRANSFORMER_CONFIG = dict(
     patch_size=(1, 2, 2),
     num_attention_heads=2,
@@ -41,35 +38,6 @@ TINY_TRANSFORMER_CONFIG = dict(
     inject_face_latents_blocks=2,
     motion_encoder_batch_size=8,
 )
-
-TINY_VAE_CONFIG = dict(
-    base_dim=8, z_dim=16, dim_mult=[1, 2, 2, 2], num_res_blocks=1, attn_scales=[], temperal_downsample=[False, True, True]
-)
-
-TINY_UMT5_CONFIG = dict(
-    vocab_size=len(TINY_VOCAB),
-    d_model=32,
-    d_kv=8,
-    d_ff=48,
-    num_layers=2,
-    num_heads=4,
-    relative_attention_num_buckets=8,
-    relative_attention_max_distance=16,
-    feed_forward_proj="gated-gelu",
-    is_encoder_decoder=False,
-)
-
-TINY_CLIP_CONFIG = dict(
-    hidden_size=24,
-    intermediate_size=48,
-    num_hidden_layers=3,
-    num_attention_heads=2,
-    image_size=TINY_CLIP_IMAGE_SIZE,
-    patch_size=14,
-    projection_dim=16,
-    hidden_act="gelu",
-)
-
 
 def marked(model):
     """The model, marked as a tiny test model: the writers then mark its files (io.readers.TEST_MODEL_KEY)."""
@@ -144,13 +112,6 @@ def tiny_components(seed: int = 0) -> WanAnimateComponents:
 # and sees 224 px images, as the Animate-2 pipeline feeds it.
 TINY_ANIMATE2_CONFIG = dict(dim=32, ffn_dim=32, freq_dim=16, text_dim=TINY_UMT5_CONFIG["d_model"], num_heads=2,
                             num_layers=10, text_len=512)
-TINY_ANIMATE2_CLIP_CONFIG = dict(hidden_size=1280, intermediate_size=32, num_hidden_layers=2, num_attention_heads=2,
-                                 image_size=224, patch_size=14, projection_dim=16, hidden_act="gelu")
-# the encoder sizes the loader accepts from files marked as tiny test models (model.configs.match_known_config)
-TEST_CONFIGS = {"vae": {"tiny": TINY_VAE_CONFIG}, "text_encoder": {"tiny": TINY_UMT5_CONFIG},
-                "image_encoder": {"tiny": TINY_CLIP_CONFIG, "tiny (Animate-2)": TINY_ANIMATE2_CLIP_CONFIG}}
-
-
 def tiny_animate2_transformer(seed: int = 0):
     from diffusers import WanAnimate2Transformer3DModel
 

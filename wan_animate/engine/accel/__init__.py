@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from wan_loader.model.fp8 import FP8Linear
+from wan_loader.fp8 import FP8Linear
 
 from ..forward import BlockRunner, run_block
 from . import fp8_matmul

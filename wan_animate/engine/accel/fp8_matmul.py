@@ -1,6 +1,6 @@
 """fp8 tensor-core matmuls for FP8Linear: activations quantised per row to e4m3, then torch._scaled_mm.
 
-wan_loader.model.fp8.FP8Linear keeps an e4m3 weight and an fp32 scale (per tensor or per output channel); its default
+wan_loader.fp8.FP8Linear keeps an e4m3 weight and an fp32 scale (per tensor or per output channel); its default
 matmul dequantises the weight to bf16 first. On Hopper/Ada (compute capability >= 8.9) `install()` replaces that
 with `scaled_mm_linear`: one rowwise activation scale per token (amax / 448), the weight scale per output channel,
 and cuBLAS's fp8 GEMM with both scales and the bias applied in its epilogue (~1.5x a bf16 GEMM on an H100).
@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import torch
 
 from wan_loader.dtypes import E4M3, E4M3_MAX
-from wan_loader.model.fp8 import FP8Linear, FP8Matmul, dequant_matmul
+from wan_loader.fp8 import FP8Linear, FP8Matmul, dequant_matmul
 
 _compiled_quant = None
 

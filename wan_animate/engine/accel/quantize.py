@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from wan_loader.model.fp8 import FP8Linear, fp8_linear_names, quantize_fp8
+from wan_loader.fp8 import FP8Linear, fp8_linear_names, quantize_fp8
 
 
 def to_fp8_linear(linear: nn.Linear, per_channel: bool = True) -> FP8Linear:
@@ -20,7 +20,7 @@ def to_fp8_linear(linear: nn.Linear, per_channel: bool = True) -> FP8Linear:
 
 
 def quantize_transformer(model: nn.Module, per_channel: bool = True) -> int:
-    """Swap the transformer/face-block Linears for FP8Linear (wan_loader.model.fp8's choice of layers); returns how many."""
+    """Swap the transformer/face-block Linears for FP8Linear (wan_loader.fp8's choice of layers); returns how many."""
     names = fp8_linear_names(model)
     for name in names:
         parent_name, _, child = name.rpartition(".")

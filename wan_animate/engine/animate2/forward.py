@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 import torch
 
-from wan_loader.model.fp8 import linear_compute_dtype
+from wan_loader.fp8 import linear_compute_dtype
 
 from ..accel.processors import apply_rotary, sdpa_kernel
 from . import attention
