@@ -1,5 +1,9 @@
 """`python -m wan_animate animate`: reference image + driving video -> animated mp4, preprocessing included.
 
+Under torchrun (`torchrun --nproc-per-node N -m wan_animate animate ... --sequence-parallel ulysses`) the N
+processes run one job together (wan_animate.engine.parallel): rank 0 preprocesses (Animate-14B) and writes the mp4,
+every rank loads the model on its GPU and runs its share of the DiT's tokens.
+
 The mp4 carries the driving video's sound in sync with the frames (wan_animate.preprocess.audio) unless --no-audio.
 
 Preprocessing streams its outputs into memory-mapped files in a temporary folder, and the engine reads them one
@@ -17,7 +21,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from .cli_common import check_sources, device_and_dtype, pick, print_progress
+from .cli_common import check_sources, device_and_dtype, output, pick, print_progress
 
 HELP = ("Reference image + driving video -> animated video (Wan2.2-Animate-14B with preprocessing, or Wan-Animate-2 "
         "on the raw video), written as mp4")
@@ -26,6 +30,7 @@ HELP = ("Reference image + driving video -> animated video (Wan2.2-Animate-14B w
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from ..modes import MODES
     from .options import COLOR_ANCHORS, LORA_MODES, AnimateOptions
+    from .parallel.sequence import MODES as PARALLEL_MODES
     from .schedulers import SOLVERS
 
     d = AnimateOptions()
@@ -94,6 +99,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--mask", default=None, help="replace mode: your own character masks (video or folder)")
     parser.add_argument("--no-audio", action="store_true",
                         help="write the video without the driving video's sound (kept in sync by default)")
+    parser.add_argument("--sequence-parallel", choices=PARALLEL_MODES, default=d.sequence_parallel,
+                        help="under torchrun: split the DiT's tokens across the processes' GPUs (Animate-14B: "
+                             "ulysses falls back to ring where the heads do not divide by the number of GPUs)")
+    parser.add_argument("--shard-weights", action="store_true",
+                        help="with --sequence-parallel: shard the DiT blocks' weights across the GPUs (FSDP2) "
+                             "instead of a whole copy per GPU (bf16/fp16/fp32 weights; no memory planning)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -101,16 +112,22 @@ def run(args: argparse.Namespace) -> int:
 
     from ..preprocess.errors import PreprocessError
     from .jobs import AnimationCancelled, EngineOutOfMemory
+    from .parallel import launch
 
     try:
+        rank = launch.join(args.device) if args.sequence_parallel != "off" else None
+        if rank is None and args.shard_weights:
+            raise ValueError("--shard-weights shards the DiT across the GPUs of a --sequence-parallel job.")
         with tempfile.TemporaryDirectory(prefix="wan_animate_") as work:
-            _run(args, Path(work))
+            _run(args, Path(work), rank)
     except (ValueError, FileNotFoundError, PreprocessError, WanLoaderError, EngineOutOfMemory) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     except (AnimationCancelled, KeyboardInterrupt):
         print("cancelled; nothing was written", file=sys.stderr)
         return 130
+    finally:
+        launch.leave()
     return 0
 
 
@@ -128,26 +145,25 @@ def model_family(args: argparse.Namespace) -> str:
     return found
 
 
-def _run(args: argparse.Namespace, work: Path) -> None:
+def _run(args: argparse.Namespace, work: Path, rank) -> None:
     if model_family(args) == "animate2":
         from .animate2.cli import run_animate2
 
-        run_animate2(args, work)
+        run_animate2(args, work, rank)
         return
+
+    import torch.distributed as dist
 
     from wan_loader import load_components
     from wan_loader.lora import parse_lora_spec
 
     from ..preprocess.audio import DrivingSound
-    from ..preprocess.estimator import PoseEstimator
-    from ..preprocess.pipeline import PreprocessOptions
-    from ..preprocess.video_io import OFFICIAL_FPS
     from .forward import run_block
     from .memory import JobShape
     from .options import AnimateOptions
+    from .parallel import shard_blocks
     from .placement import place_for_job, swapping
     from .run import animate
-    from .sinks import Mp4Writer
 
     d = AnimateOptions()
     options = AnimateOptions(
@@ -156,16 +172,50 @@ def _run(args: argparse.Namespace, work: Path) -> None:
         seed=args.seed, segment_frames=pick(args.segment_frames, d.segment_frames), guide_frames=args.guide_frames,
         color_anchor=args.color_anchor,
         color_anchor_strength=args.color_anchor_strength, tiled_vae=args.tiled_vae, lora_mode=args.lora_mode,
-        step_cache=args.step_cache,
+        step_cache=args.step_cache, sequence_parallel=args.sequence_parallel,
     )
     options.check()
     loras = [parse_lora_spec(text) for text in args.lora]
     for lora in loras:
         if not Path(lora.path).is_file():
             raise FileNotFoundError(f"LoRA file not found: {lora.path}")
-    models, detection, video, ref, area = _sources(args, work)
-    device, dtype = device_and_dtype(args)
+    device, dtype = device_and_dtype(args, rank)
+    first = rank is None or rank.is_first
+    prepare = lambda: _prepare(args, work, device)
+    models, inputs, fps, video = prepare() if rank is None else prepare_on_first_rank(rank, prepare)
+    height, width = inputs.size
 
+    sound = None if args.no_audio or not first else DrivingSound.probe(video)
+    planned = args.memory == "auto" and device.type == "cuda" and not args.shard_weights
+    components = load_components(models, device="cpu" if planned else str(device), weight_dtype=dtype)
+    runner = None
+    if planned:  # placed from the CPU block by block: never more GPU memory than the plan
+        plan, swap = place_for_job(components, device, JobShape(options.segment_frames, height, width))
+        if first:
+            print(plan.describe(), file=sys.stderr)
+        options.tiled_vae = options.tiled_vae or plan.tiled_vae
+        options.vae_tile = plan.vae_tile or options.vae_tile
+        runner = swapping(swap, run_block)
+    if args.shard_weights:
+        shard_blocks(components.transformer, device)
+    with output(args.out, first, fps, sound, len(inputs)) as sink:
+        result = animate(components, inputs, options, device=device, sink=sink,
+                         progress=print_progress if first else None,
+                         loras=[(lora.path, lora.strength) for lora in loras], block_runner=runner)
+    if first:
+        print(f"wrote {args.out}: {result.num_frames} frames in {result.segments} segment(s) of "
+              f"{result.segment_frames} ({result.seconds:.1f} s)", file=sys.stderr)
+    if rank is not None:
+        dist.barrier()  # rank 0's folder of preprocessed frames stays until every rank is done
+
+
+def _prepare(args, work: Path, device):
+    """Preprocess the driving video into `work`: (model folder, AnimateInputs, fps, driving video path)."""
+    from ..preprocess.estimator import PoseEstimator
+    from ..preprocess.pipeline import PreprocessOptions
+    from ..preprocess.video_io import OFFICIAL_FPS
+
+    models, detection, video, ref, area = _sources(args, work)
     estimator = PoseEstimator(providers="cuda" if device.type == "cuda" else "cpu",
                               search_dirs=[p for p in (detection, models) if p], allow_download=not args.no_download)
     fps = pick(args.fps, OFFICIAL_FPS)
@@ -178,22 +228,39 @@ def _run(args: argparse.Namespace, work: Path) -> None:
     height, width = inputs.size
     print(f"preprocessed {len(inputs)} frames, {width}x{height} at {fps:g} fps "
           f"({time.perf_counter() - began:.1f} s)", file=sys.stderr)
+    return models, inputs, fps, video
 
-    sound = None if args.no_audio else DrivingSound.probe(video)
-    planned = args.memory == "auto" and device.type == "cuda"
-    components = load_components(models, device="cpu" if planned else str(device), weight_dtype=dtype)
-    runner = None
-    if planned:  # placed from the CPU block by block: never more GPU memory than the plan
-        plan, swap = place_for_job(components, device, JobShape(options.segment_frames, height, width))
-        print(plan.describe(), file=sys.stderr)
-        options.tiled_vae = options.tiled_vae or plan.tiled_vae
-        options.vae_tile = plan.vae_tile or options.vae_tile
-        runner = swapping(swap, run_block)
-    with Mp4Writer(args.out, fps=fps, sound=sound, expected_frames=len(inputs)) as writer:
-        result = animate(components, inputs, options, device=device, sink=writer, progress=print_progress,
-                         loras=[(lora.path, lora.strength) for lora in loras], block_runner=runner)
-    print(f"wrote {args.out}: {result.num_frames} frames in {result.segments} segment(s) of {result.segment_frames} "
-          f"({result.seconds:.1f} s)", file=sys.stderr)
+
+def prepare_on_first_rank(rank, prepare):
+    """`prepare()` on rank 0 only; the other ranks open the memory-mapped frames it wrote (the ranks of one torchrun
+    share the machine). Returns (models, AnimateInputs, fps, video) on every rank; an error on rank 0 stops all."""
+    import torch.distributed as dist
+
+    prepared, message = None, [None]
+    try:
+        if rank.is_first:
+            prepared = prepare()
+            models, inputs, fps, video = prepared
+            message = [(models, Path(inputs.pose.filename).parent, inputs.reference, fps, video)]
+    finally:
+        dist.broadcast_object_list(message, src=0)
+    if message[0] is None:
+        raise ValueError("rank 0 could not prepare the job (its error is printed above).")
+    if prepared is not None:
+        return prepared
+    models, work, reference, fps, video = message[0]
+    return models, open_preprocessed(work, reference), fps, video
+
+
+def open_preprocessed(work: Path, reference):
+    """The AnimateInputs over the .npy memory maps `preprocess_to_disk` wrote into `work`."""
+    import numpy as np
+
+    from .inputs import AnimateInputs
+
+    arrays = {name: np.load(Path(work) / f"{name}.npy", mmap_mode="r") if (Path(work) / f"{name}.npy").exists()
+              else None for name in ("pose", "face", "background", "mask")}
+    return AnimateInputs(reference, arrays["pose"], arrays["face"], arrays["background"], arrays["mask"])
 
 
 def _sources(args, work: Path):

@@ -2,17 +2,21 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 from pathlib import Path
 
+from .sinks import DiscardFrames, Mp4Writer
 
-def device_and_dtype(args: argparse.Namespace):
-    """--device auto: CUDA when available (--device cuda without one: a one-line error); --dtype auto: bf16 on CUDA,
-    fp32 on the CPU."""
+
+def device_and_dtype(args: argparse.Namespace, rank=None):
+    """--device auto: CUDA when available (under torchrun: `rank`'s device; --device cuda without one: a one-line
+    error); --dtype auto: bf16 on CUDA, fp32 on the CPU."""
     import torch
 
-    device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else
-                          "cpu" if args.device == "auto" else args.device)
+    device = rank.device if rank is not None else torch.device(
+        "cuda" if args.device == "auto" and torch.cuda.is_available() else
+        "cpu" if args.device == "auto" else args.device)
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"--device {args.device}: this machine has no CUDA GPU that torch can use "
                          f"(torch {torch.__version__}); use --device cpu (slow) or --tiny to try the pipeline.")
@@ -32,6 +36,14 @@ def check_sources(models, video, ref) -> None:
     for what, path in (("reference image", ref), ("driving video", video), ("model folder", models)):
         if not Path(path).exists():
             raise FileNotFoundError(f"{what} not found: {path}")
+
+
+def output(path, first: bool, fps: float, sound, frames: int):
+    """The mp4 writer (a context manager) on the rank that writes; the other ranks of a sequence-parallel job
+    compute the same frames and drop them."""
+    if first:
+        return Mp4Writer(path, fps=fps, sound=sound, expected_frames=frames)
+    return contextlib.nullcontext(DiscardFrames())
 
 
 def print_progress(done: int, total: int, *, step: int, steps: int, segment: int, segments: int) -> None:

@@ -15,7 +15,9 @@ Seams for fast paths (the rest of the engine does not care which is used):
 - quantised linears (fp8): swap the `nn.Linear` modules of `transformer.blocks` in place;
 - compilation of the repeated blocks: `transformer.compile_repeated_blocks()` or wrap `block_runner`;
 - block swap / offload: pass `block_runner(index, block, hidden, context, timestep_proj, rotary)`, which may move
-  the block to the device (and prefetch the next) before calling it.
+  the block to the device (and prefetch the next) before calling it;
+- sequence parallel: pass `sequence` (parallel.SequenceParallel): the tokens are split across the ranks after the
+  patch embedding and gathered after the output projection; the face adapters see their own tokens frame by frame.
 """
 from __future__ import annotations
 
@@ -25,6 +27,8 @@ from dataclasses import dataclass
 import torch
 
 from wan_loader.fp8 import linear_compute_dtype
+
+from .parallel.sequence import SequenceParallel, Split, WholeSequence, frame_runs, split_for
 
 BlockRunner = Callable[[int, torch.nn.Module, torch.Tensor, torch.Tensor, torch.Tensor, tuple], torch.Tensor]
 
@@ -44,10 +48,12 @@ class StepEmbedding:
 class AnimateDiT:
     """Runs a diffusers WanAnimateTransformer3DModel with per-job and per-segment work hoisted out of the steps."""
 
-    def __init__(self, transformer, block_runner: BlockRunner | None = None):
+    def __init__(self, transformer, block_runner: BlockRunner | None = None,
+                 sequence: SequenceParallel | None = None):
         self.model = transformer
         self.config = transformer.config
         self.block_runner = block_runner or run_block
+        self.sequence = sequence
 
     @property
     def dtype(self) -> torch.dtype:
@@ -109,18 +115,37 @@ class AnimateDiT:
         hidden = model.patch_embedding(latent_input.to(model.patch_embedding.weight.dtype)).to(self.dtype)
         hidden[:, :, 1:] = hidden[:, :, 1:] + pose
         hidden = hidden.flatten(2).transpose(1, 2).contiguous()
+        split = split_for(self.sequence, hidden.shape[1])
+        hidden = split.shard(hidden)
+        rotary = tuple(split.shard(table) for table in rotary)
+        frame_tokens = (height // p_h) * (width // p_w)
 
         every = self.config.inject_face_latents_blocks
         for index, block in enumerate(model.blocks):
             hidden = self.block_runner(index, block, hidden, context, step.proj, rotary)
             if index % every == 0:
-                hidden = model.face_adapter[index // every](hidden, motion).to(hidden.device) + hidden
+                adapter = model.face_adapter[index // every]
+                hidden = face_attention(adapter, hidden, motion, split, frame_tokens).to(hidden.device) + hidden
 
         shift, scale = (model.scale_shift_table.to(step.temb.device) + step.temb.unsqueeze(1)).chunk(2, dim=1)
         dtype = hidden.dtype
         hidden = model.norm_out(hidden.float())
         hidden = (hidden * (1 + scale.to(hidden.device)) + shift.to(hidden.device)).to(dtype)
-        hidden = model.proj_out(hidden)
+        hidden = split.gather(model.proj_out(hidden))
         hidden = hidden.reshape(b, frames // p_t, height // p_h, width // p_w, p_t, p_h, p_w, -1)
         return hidden.permute(0, 7, 1, 4, 2, 5, 3, 6).flatten(6, 7).flatten(4, 5).flatten(2, 3)
 
+
+
+def face_attention(adapter, hidden: torch.Tensor, motion: torch.Tensor, split: Split | WholeSequence,
+                   frame_tokens: int) -> torch.Tensor:
+    """A face adapter on this rank's tokens: each latent frame's tokens attend to that frame's motion tokens, so a
+    slice that starts or ends inside a frame runs frame by frame (padding tokens get zeros)."""
+    if split.size == 1:
+        return adapter(hidden, motion)
+    parts = [adapter(hidden[:, first - split.start:end - split.start], motion[:, frame:frame + 1])
+             for frame, first, end in frame_runs(split.start, split.end, frame_tokens)]
+    padding = hidden.shape[1] - (split.end - split.start)
+    if padding:
+        parts.append(hidden.new_zeros(hidden.shape[0], padding, hidden.shape[2]))
+    return torch.cat(parts, dim=1)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from .parallel.sequence import check_mode
 from .schedulers import check_sampling
 from .segments import check_segment_frames
 
@@ -31,6 +32,7 @@ class AnimateOptions:
     offload: bool = False  # return the DiT and VAE to where they were (e.g. CPU) after the job
     lora_mode: str = "runtime"  # job LoRAs: "runtime" (forward hooks) or "merge" (into the weights, restored after)
     step_cache: float = 0.0  # > 0: reuse the DiT's last transformation while the estimated change stays below this (stepcache.py); for 20+ undistilled steps, e.g. 0.1
+    sequence_parallel: str = "off"  # "ulysses" | "ring": split the DiT's tokens across torch.distributed's ranks
 
     def check(self) -> None:
         check_sampling(self.solver, self.steps, self.guide_scale)
@@ -47,6 +49,7 @@ class AnimateOptions:
         if self.step_cache < 0:
             raise ValueError(f"step_cache={self.step_cache}: must be >= 0 (0 turns step caching off).")
         check_segment_frames(self.segment_frames, self.guide_frames)
+        check_mode(self.sequence_parallel)
 
     @property
     def cfg(self) -> bool:

@@ -36,6 +36,8 @@ from .forward import AnimateDiT, BlockRunner
 from .inputs import AnimateInputs, gather, gather_face, gather_mask, mask_scale
 from .jobs import AnimateResult, StepControl, default_device, execute
 from .options import AnimateOptions
+from .parallel.attention import parallel_self_attention
+from .parallel.sequence import SequenceParallel, agree
 from .placement import placed
 from .schedulers import make_scheduler
 from .segments import SegmentPlan, plan_segments
@@ -64,6 +66,8 @@ def animate(
         its own exception, e.g. ComfyUI's interrupt, which is passed through after the same clean-up).
     loras: [(path | wan_loader LoraWeights, strength), ...] for this job only: hooked in at run time or merged
         (options.lora_mode) and taken out again afterwards, also after an error; the weights end unchanged.
+    options.sequence_parallel "ulysses" | "ring": every rank of torch.distributed's default group (torchrun) calls
+        animate() with the same arguments and gets the same frames; the DiT's tokens are split across the ranks.
     Raises ValueError for bad inputs/options (before any work), AnimationCancelled, EngineOutOfMemory.
     """
     options = options or AnimateOptions()
@@ -78,8 +82,10 @@ def animate(
     plan = plan_segments(len(inputs), options.segment_frames, options.guide_frames, options.fit_short)
     device = torch.device(device) if device is not None else default_device()
     control = StepControl(plan, options.steps, progress, cancel)
-    return execute(lambda out: _Job(components, inputs, options, plan, device, out, control, loras, block_runner),
-                   plan, device, sink)
+    sequence = None if options.sequence_parallel == "off" else SequenceParallel(
+        options.sequence_parallel, components.transformer.config.num_attention_heads)
+    return execute(lambda out: _Job(components, inputs, options, plan, device, out, control, loras, block_runner,
+                                    sequence), plan, device, sink)
 
 
 @contextlib.contextmanager
@@ -97,7 +103,7 @@ class _Job:
     """The state of one animate() call: inputs and options, the per-job encodings, the guide frames between segments."""
 
     def __init__(self, components, inputs: AnimateInputs, options: AnimateOptions, plan: SegmentPlan, device,
-                 sink: FrameSink, control: StepControl, loras, block_runner):
+                 sink: FrameSink, control: StepControl, loras, block_runner, sequence: SequenceParallel | None):
         self.components = components
         self.inputs = inputs
         self.options = options
@@ -107,6 +113,7 @@ class _Job:
         self.control = control
         self.loras = list(loras)
         self.block_runner = block_runner
+        self.sequence = sequence
         self.height, self.width = inputs.size
         self.latent_h, self.latent_w = self.height // 8, self.width // 8
         self.generator = torch.Generator().manual_seed(options.seed)
@@ -133,9 +140,10 @@ class _Job:
         with placed(parts.image_encoder, self.device, restore=True, borrow=True):
             clip = encode_clip(parts.image_encoder, parts.image_processor, reference[:, :, 0].to(self.device))
         with placed(parts.transformer, self.device, options.offload), placed(parts.vae, self.device, options.offload):
-            self.dit = AnimateDiT(parts.transformer, self.block_runner)
+            self.dit = AnimateDiT(parts.transformer, self.block_runner, self.sequence)
             self.codec = LatentCodec(parts.vae, tiled=options.tiled_vae, tile=options.vae_tile)
-            with job_loras(parts.transformer, self.loras, options.lora_mode), torch.no_grad():
+            with job_loras(parts.transformer, self.loras, options.lora_mode), torch.no_grad(), \
+                    parallel_self_attention(parts.transformer.blocks, self.sequence):
                 self.prepare(reference.to(self.device), clip)
                 for index in range(self.plan.num_segments):
                     self.segment(index)
@@ -151,8 +159,10 @@ class _Job:
 
     def prepare(self, reference: torch.Tensor, clip: torch.Tensor) -> None:
         """Work shared by all segments and steps."""
-        self.context = self.dit.encode_context(self.text, clip)
-        self.context_negative = self.dit.encode_context(self.text_negative, clip) if self.options.cfg else None
+        self.context = agree(self.sequence, self.dit.encode_context(self.text, clip))
+        self.context_negative = None
+        if self.options.cfg:
+            self.context_negative = agree(self.sequence, self.dit.encode_context(self.text_negative, clip))
         self.text = self.text_negative = None
         ref_latent = self.codec.encode(reference)
         ref_mask = frame_mask(1, self.latent_h, self.latent_w, 1, device=self.device).unsqueeze(0)
@@ -162,7 +172,8 @@ class _Job:
         if self.options.cfg:
             size = self.dit.config.motion_encoder_size
             blank = -torch.ones(1, 3, self.plan.segment_frames, size, size, device=self.device)
-            self.motion_negative = self.dit.encode_motion(blank, self.options.motion_encode_batch)
+            self.motion_negative = agree(self.sequence,
+                                         self.dit.encode_motion(blank, self.options.motion_encode_batch))
 
     def conditioning(self, index: int) -> torch.Tensor:
         """[4-channel mask; VAE latents] of the reference frame followed by the segment's guide/background video."""
@@ -201,6 +212,7 @@ class _Job:
         face = to_pixels(gather_face(self.inputs.face, plan, index, size), self.device)
         motion = dit.encode_motion(face, options.motion_encode_batch)
         cond = self.conditioning(index)
+        pose, motion, cond = (agree(self.sequence, t) for t in (pose, motion, cond))
         del pose_latents, face
 
         shape = (1, self.components.vae.config.z_dim, plan.latent_frames + 1, self.latent_h, self.latent_w)

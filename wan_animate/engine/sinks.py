@@ -29,6 +29,14 @@ class FrameCollector:
         return np.concatenate(self._chunks) if self._chunks else np.zeros((0, 0, 0, 3), np.uint8)
 
 
+class DiscardFrames:
+    """Drops the frames: the sink of the ranks other than the first in a sequence-parallel job (they compute the
+    same frames; one rank writes them)."""
+
+    def write(self, frames: np.ndarray) -> None:
+        pass
+
+
 class Mp4Writer:
     """H.264 mp4 streamed frame by frame (wan_animate.preprocess.video_io.VideoWriter), with the driving video's
     sound when given (`sound`, `expected_frames`: see VideoWriter); the file appears under its name only when complete. As a context manager, an exception (error, cancel) deletes the partial file."""

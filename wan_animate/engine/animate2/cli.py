@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..cli_common import check_sources, device_and_dtype, pick, print_progress
+from ..cli_common import check_sources, device_and_dtype, output, pick, print_progress
 
 
 def decode_to_disk(video: Path, work: Path):
@@ -62,32 +62,40 @@ def options_from(args: argparse.Namespace, distilled: bool):
         fps=fps if fps > 0 else 24.0, area=area, driving_strength=args.driving_strength,
         driving_start=args.driving_window[0], driving_end=args.driving_window[1],
         reference_strength=args.reference_strength, tiled_vae=args.tiled_vae,
+        sequence_parallel=args.sequence_parallel,
     ).resolved()
 
 
-def run_animate2(args: argparse.Namespace, work: Path) -> None:
+def run_animate2(args: argparse.Namespace, work: Path, rank=None) -> None:
+    """The job; under torchrun (`rank`: parallel.Rank) every rank decodes the video itself and rank 0 writes."""
     from wan_loader import load_components
 
     from ...preprocess.audio import DrivingSound
     from ...preprocess.video_io import read_image
-    from ..sinks import Mp4Writer
+    from ..parallel import shard_blocks
     from .run import Animate2Inputs, animate2
 
     if args.mode != "animate" or args.lora or args.mask:
         raise ValueError("Wan-Animate-2 takes the raw driving video: --mode replace, --mask and --lora are "
                          "Animate-14B options (Animate-2 puts the character into a new background from --prompt).")
     models, video, ref = sources(args, work)
-    device, dtype = device_and_dtype(args)
+    device, dtype = device_and_dtype(args, rank)
+    first = rank is None or rank.is_first
     components = load_components(models, device=str(device), weight_dtype=dtype, model="animate2")
+    if args.shard_weights:
+        shard_blocks(components.transformer, device)
     options = options_from(args, components.distilled)
     frames, video_fps = decode_to_disk(video, work)
     inputs = Animate2Inputs(read_image(ref), frames, video_fps=video_fps if args.fps is None or args.fps > 0 else None)
     out_fps = options.fps if inputs.video_fps is not None else video_fps
     count = len(inputs.frames_at(options.fps))
-    sound = None if args.no_audio else DrivingSound.probe(video)
-    print(f"Wan-Animate-2 ({options.variant}): {count} frames at {out_fps:g} fps, {options.steps} steps",
-          file=sys.stderr)
-    with Mp4Writer(args.out, fps=out_fps, sound=sound, expected_frames=count) as writer:
-        result = animate2(components, inputs, options, device=device, sink=writer, progress=print_progress)
-    print(f"wrote {args.out}: {result.num_frames} frames in {result.segments} segment(s) of {result.segment_frames} "
-          f"({result.seconds:.1f} s)", file=sys.stderr)
+    sound = None if args.no_audio or not first else DrivingSound.probe(video)
+    if first:
+        print(f"Wan-Animate-2 ({options.variant}): {count} frames at {out_fps:g} fps, {options.steps} steps",
+              file=sys.stderr)
+    with output(args.out, first, out_fps, sound, count) as sink:
+        result = animate2(components, inputs, options, device=device, sink=sink,
+                          progress=print_progress if first else None)
+    if first:
+        print(f"wrote {args.out}: {result.num_frames} frames in {result.segments} segment(s) of "
+              f"{result.segment_frames} ({result.seconds:.1f} s)", file=sys.stderr)

@@ -13,6 +13,10 @@ of work differs from its `forward`:
 Seams for the fast paths are those of the Animate-14B forward: swapped `nn.Linear`s (fp8), the self-attention
 kernel (`kernel`, `lse_kernel`), diffusers' attention backend for cross-attention, and `block_runner` (block swap,
 compiled blocks) which calls `run(block)` for each block in order.
+
+Sequence parallel (`sequence`, Ulysses only): each rank runs the blocks on its slice of the tokens; self-attention
+turns q/k/v into (all tokens, heads / N) and back (parallel.sequence.Split.to_heads), so the in-context attention
+and the driving K/V cache work on whole sequences of the rank's heads (the cache holds 1/N of the heads per rank).
 """
 from __future__ import annotations
 
@@ -25,6 +29,8 @@ import torch
 from wan_loader.fp8 import linear_compute_dtype
 
 from ..accel.processors import apply_rotary, sdpa_kernel
+from ..parallel.sequence import SequenceParallel, check_ulysses, split_for
+from ..parallel.weights import unsharding
 from . import attention
 from .rope import reference_offsets, rotary_tables
 
@@ -60,10 +66,13 @@ class Animate2DiT:
     """Runs a diffusers WanAnimate2Transformer3DModel with per-job and per-segment work hoisted out of the steps."""
 
     def __init__(self, transformer, block_runner: Animate2BlockRunner | None = None,
-                 kernel: attention.Kernel | None = None, lse_kernel: attention.LseKernel | None = None):
+                 kernel: attention.Kernel | None = None, lse_kernel: attention.LseKernel | None = None,
+                 sequence: SequenceParallel | None = None):
+        check_ulysses(sequence, "Wan-Animate-2")
+        self.sequence = sequence
         self.model = transformer
         self.config = transformer.config
-        self.block_runner = block_runner or run_block
+        self.block_runner = unsharding(block_runner or run_block)  # FSDP2-sharded blocks gathered around their run
         self.kernel = kernel or sdpa_kernel
         self.lse_kernel = lse_kernel
         self.head_dim = self.config.dim // self.config.num_heads
@@ -132,16 +141,19 @@ class Animate2DiT:
     def driving_pass(self, driving_input: torch.Tensor, context: Context) -> DrivingCache:
         """Driving latents with their conditioning (B, 36, T, h, w) -> every layer's keys/values (the K/V cache)."""
         hidden, grid = self._embed(driving_input)
-        rotary = self.rotary(grid, reference_offsets(self.config, grid), self.config.refer_stride)
+        split = split_for(self.sequence, hidden.shape[1])
+        hidden = split.shard(hidden)
+        rotary = tuple(split.shard(table) for table in
+                       self.rotary(grid, reference_offsets(self.config, grid), self.config.refer_stride))
         timestep = torch.full((driving_input.shape[0],), REFERENCE_TIMESTEP, device=self.device)
         _, proj = self.time_embedding(timestep)
         keys, values = [], []
 
         def self_attention(attn, x):
-            q, k, v = self._qkv(attn, x, rotary)
+            q, k, v = (split.to_heads(t) for t in self._qkv(attn, x, rotary))
             keys.append(k)
             values.append(v)
-            return self._out(attn, self.kernel(q, k, v), x)
+            return self._out(attn, split.to_tokens(self.kernel(q, k, v)), x)
 
         for index, block in enumerate(self.model.blocks):
             hidden = self.block_runner(index, block,
@@ -164,16 +176,18 @@ class Animate2DiT:
         if driving is not None and driving.grid[0] != grid[0] - 1:
             raise ValueError(f"the driving cache has {driving.grid[0]} latent frames; the generation needs "
                              f"{grid[0] - 1} (its frames minus the reference image's slot).")
-        rotary = self.rotary(grid)
+        split = split_for(self.sequence, hidden.shape[1])
+        hidden = split.shard(hidden)
+        rotary = tuple(split.shard(table) for table in self.rotary(grid))
         temb, proj = self.time_embedding(timestep)
         layer = 0
 
         def self_attention(attn, x):
-            q, k, v = self._qkv(attn, x, rotary)
+            q, k, v = (split.to_heads(t) for t in self._qkv(attn, x, rotary))
             if reference_strength != 1.0:
                 v = torch.cat([v[:, :hw] * reference_strength, v[:, hw:]], dim=1)
             if driving is None:
-                return self._out(attn, self.kernel(q, k, v), x)
+                return self._out(attn, split.to_tokens(self.kernel(q, k, v)), x)
             k_ref, v_ref = driving.keys[layer], driving.values[layer]
             if driving_strength != 1.0:
                 v_ref = v_ref * driving_strength
@@ -181,7 +195,7 @@ class Animate2DiT:
                 out = attention.merged(q, k, v, k_ref, v_ref, hw, self.lse_kernel)
             else:
                 out = attention.framewise(q, k, v, k_ref, v_ref, hw, self.kernel)
-            return self._out(attn, out, x)
+            return self._out(attn, split.to_tokens(out), x)
 
         for index, block in enumerate(model.blocks):
             if unconditional and index == UNCONDITIONAL_SKIPPED_BLOCK:
@@ -192,7 +206,7 @@ class Animate2DiT:
         head = model.head
         shift, scale = (head.modulation + temb.float().unsqueeze(1)).chunk(2, dim=1)
         hidden = head.head((head.norm(hidden.float()) * (1 + scale) + shift).type_as(hidden))
-        return self._unpatchify(hidden, grid)
+        return self._unpatchify(split.gather(hidden), grid)
 
     def _unpatchify(self, hidden: torch.Tensor, grid: tuple[int, int, int]) -> torch.Tensor:
         b = hidden.shape[0]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
+from ..parallel.sequence import check_mode
 from ..schedulers import check_sampling
 from ..segments import check_segment_frames
 from .framing import DEFAULT_AREA
@@ -39,6 +40,7 @@ class Animate2Options:
     reference_strength: float = 1.0  # scales the reference image's attention values
     tiled_vae: bool = False
     offload: bool = False  # return the DiT and VAE to where they were (e.g. CPU) after the job
+    sequence_parallel: str = "off"  # "ulysses": split the DiT's tokens across torch.distributed's ranks
 
     def resolved(self) -> Animate2Options:
         """A copy with the variant's defaults filled in and every value checked (ValueError names the field)."""
@@ -62,6 +64,7 @@ class Animate2Options:
             if getattr(self, name) < 0:
                 raise ValueError(f"{name}={getattr(self, name)}: must be >= 0 (1 = as trained).")
         check_segment_frames(self.segment_frames, GUIDE_FRAMES)
+        check_mode(self.sequence_parallel)
 
     @property
     def cfg(self) -> bool:

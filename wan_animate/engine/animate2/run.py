@@ -30,6 +30,7 @@ from ..conditioning import (
     to_uint8,
 )
 from ..jobs import AnimateResult, StepControl, default_device, execute
+from ..parallel.sequence import SequenceParallel, agree, check_ulysses
 from ..placement import placed
 from ..segments import SegmentPlan, plan_segments, segment_indices, zigzag_index
 from ..sinks import FrameSink
@@ -82,6 +83,8 @@ def animate2(components, inputs: Animate2Inputs, options: Animate2Options | None
     """Generate the video for `inputs` with loaded Wan-Animate-2 `components` (transformer: diffusers'
     WanAnimate2Transformer3DModel). sink/progress/cancel behave as in `wan_animate.engine.animate`; `fast` is what
     `accelerate_animate2` chose (attention kernels, block swap), by default torch's SDPA frame by frame.
+    options.sequence_parallel "ulysses": every rank of torch.distributed's default group calls animate2() with the
+    same arguments and gets the same frames (see wan_animate.engine.parallel).
     Raises ValueError for bad inputs/options (before any work), AnimationCancelled, EngineOutOfMemory."""
     options = (options or Animate2Options()).resolved()
     inputs.check()
@@ -96,8 +99,11 @@ def animate2(components, inputs: Animate2Inputs, options: Animate2Options | None
     framing = plan_framing(inputs.reference.shape[:2], options.area)
     device = torch.device(device) if device is not None else default_device()
     control = StepControl(plan, options.steps, progress, cancel)
+    sequence = None if options.sequence_parallel == "off" else SequenceParallel(
+        options.sequence_parallel, components.transformer.config.num_heads)
+    check_ulysses(sequence, "Wan-Animate-2")
     return execute(lambda out: _Job(components, inputs.reference, frames, options, plan, framing, device, out,
-                                    control, fast), plan, device, sink)
+                                    control, fast, sequence), plan, device, sink)
 
 
 def check_is_animate2(transformer) -> None:
@@ -113,11 +119,12 @@ class _Job:
     """The state of one Animate-2 job: inputs and options, the per-job encodings, the frame between segments."""
 
     def __init__(self, components, reference: np.ndarray, frames, options: Animate2Options, plan: SegmentPlan,
-                 framing: Framing, device, sink: FrameSink, control: StepControl, fast: Animate2FastPath | None):
+                 framing: Framing, device, sink: FrameSink, control: StepControl, fast: Animate2FastPath | None,
+                 sequence: SequenceParallel | None):
         self.components, self.frames, self.options, self.plan, self.framing = components, frames, options, plan, framing
         self.device, self.sink, self.control = device, sink, control
         self.reference = letterbox_reference(reference, framing)
-        self.fast = fast
+        self.fast, self.sequence = fast, sequence
         self.latent_h, self.latent_w = framing.height // 8, framing.width // 8
         self.generator = torch.Generator().manual_seed(options.seed)
         # filled once per job by run(), on the device
@@ -147,7 +154,7 @@ class _Job:
         with placed(parts.transformer, self.device, options.offload), placed(parts.vae, self.device, options.offload):
             fast = self.fast
             self.dit = Animate2DiT(parts.transformer, fast and fast.block_runner, fast and fast.kernel,
-                                   fast and fast.lse_kernel)
+                                   fast and fast.lse_kernel, self.sequence)
             self.codec = LatentCodec(parts.vae, tiled=options.tiled_vae)
             with torch.no_grad():
                 self.context = self.dit.encode_context(texts["prompt"], clip)
@@ -177,14 +184,15 @@ class _Job:
             video[:, :, :known] = self.tail.unsqueeze(0)
         mask = frame_mask(plan.latent_frames, self.latent_h, self.latent_w, known, device=self.device)
         latents = self.codec.encode(video).float()
-        return torch.cat([self.y_ref, torch.cat([mask.unsqueeze(0), latents], dim=1)], dim=2)
+        return agree(self.sequence, torch.cat([self.y_ref, torch.cat([mask.unsqueeze(0), latents], dim=1)], dim=2))
 
     def driving(self, index: int):
         """The segment's driving K/V cache: driving latents with an all-known mask, through the driving pass."""
         latents = self.codec.encode(self.driving_pixels(index)).float()
         mask = frame_mask(self.plan.latent_frames, self.latent_h, self.latent_w, self.plan.segment_frames,
                           device=self.device).unsqueeze(0)
-        return self.dit.driving_pass(torch.cat([latents, mask, latents], dim=1), self.context_driving)
+        return self.dit.driving_pass(agree(self.sequence, torch.cat([latents, mask, latents], dim=1)),
+                                     self.context_driving)
 
     def segment(self, index: int) -> None:
         plan, options, dit = self.plan, self.options, self.dit
