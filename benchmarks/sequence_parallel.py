@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import time
@@ -59,7 +60,9 @@ def run_count(args, count: int) -> dict:
     """One fresh run on `count` processes; its rank 0's JSON result."""
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={count}",
                "-m", "benchmarks.sequence_parallel", *child_arguments(args), *(["--mode", "off"] if count == 1 else [])]
-    done = subprocess.run(command, cwd=REPO, capture_output=True, text=True)
+    # torchrun gives each of several processes one CPU thread; the same for one process keeps CPU runs comparable
+    env = {**os.environ, "OMP_NUM_THREADS": "1"} if args.device == "cpu" else None
+    done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, env=env)
     result = last_json_line(done.stdout)
     if done.returncode != 0 or result is None:
         raise RuntimeError(f"the run on {count} process(es) failed:\n{done.stderr[-3000:]}")
