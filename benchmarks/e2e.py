@@ -209,9 +209,10 @@ def main(argv=None) -> int:
     if args.lora_mode == "load":
         from wan_loader.lora import merge_loras
         merged = time.perf_counter()
-        merge_loras(components.transformer, [(lora, 1.0)])
+        handle = merge_loras(components.transformer, [(lora, 1.0)])
         sync(device)
-        report.set(lora_merge_at_load_seconds=round(time.perf_counter() - merged, 2))
+        report.set(lora_merge_at_load_seconds=round(time.perf_counter() - merged, 3),
+                   lora_merged_parameters=len(handle.plan.changes))
         lora = None
     report.set(setup_seconds=round(time.perf_counter() - began, 1), accel=fast.describe() | {"blocks_on_cpu": args.blocks_on_cpu},
                preprocess_providers=estimator.providers if estimator else None,

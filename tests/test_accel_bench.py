@@ -41,7 +41,7 @@ def test_e2e_benchmark_tiny_cpu(tmp_path):
     assert set(report) >= REPORT_KEYS and [r["run"] for r in report["rows"]] == ["warm-up", "measured"]
     measured = report["rows"][-1]
     assert measured["frames_out"] == 9 and len(measured["per_step_seconds"]) == 4
-    assert report["accel"]["blocks_on_cpu"] == 2 and report["lora_merge_at_load_seconds"] > 0  # merged at load
+    assert report["accel"]["blocks_on_cpu"] == 2 and report["lora_merged_parameters"] > 0  # merged at load
     stages = measured["stages"]
     assert {"VAE encode", "VAE decode", "DiT 4 steps", "text encoder (umT5)"} <= set(stages)
     other = next(k for k in stages if k.startswith("other"))
