@@ -166,6 +166,21 @@ def peak_gib(device, reserved: bool = False) -> float | None:
     return round(peak / GIB, 2)
 
 
+def rss_bytes() -> int:
+    """Resident memory of this process now: /proc/self/statm on Linux (in pages of the system's size, 64 KiB on
+    some ARM servers), else psutil where installed (Windows, macOS); 0 when neither is there."""
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, AttributeError, ValueError):
+        pass
+    try:
+        import psutil
+    except ImportError:
+        return 0
+    return psutil.Process().memory_info().rss
+
+
 def allocated_gib(device) -> float | None:
     return round(torch.cuda.memory_allocated(device) / GIB, 2) if torch.device(device).type == "cuda" else None
 

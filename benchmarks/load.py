@@ -26,7 +26,7 @@ import sys
 import time
 from pathlib import Path
 
-from .harness import Report, last_json_line, run_child
+from .harness import Report, last_json_line, rss_bytes, run_child
 from .models import import_comfy, transformer_config
 
 GOALS = {"warm ours vs best competitor": 1.5, "cold ours vs raw read": 0.9}  # and RSS growth <= 2 GB
@@ -41,7 +41,7 @@ def _status_gb(field: str) -> float:
 
 
 def rss_gb() -> float:
-    return _status_gb("VmRSS")
+    return rss_bytes() / 1024 ** 3
 
 
 def reset_peak_rss() -> bool:

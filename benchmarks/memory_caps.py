@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from .e2e import build_components, driving_clip
-from .harness import GIB, Report, cap_gpu_memory, model_parser, peak_gib, sync
+from .harness import GIB, Report, cap_gpu_memory, model_parser, peak_gib, rss_bytes, sync
 from .models import RandomWeights
 
 GOALS = {24: 1.25, 16: 1.6}  # cap GiB -> most time relative to uncapped; 12 GiB: completes
@@ -39,23 +39,18 @@ def parse_args(argv=None):
 
 
 class HostPeak:
-    """Peak resident memory of this process while the block runs, sampled every 20 ms (/proc/self/statm)."""
+    """Peak resident memory of this process while the block runs, sampled every 20 ms (harness.rss_bytes)."""
 
     def __init__(self):
         self.peak = 0
         self._stop = threading.Event()
 
-    @staticmethod
-    def rss() -> int:
-        with open("/proc/self/statm") as f:
-            return int(f.read().split()[1]) * 4096
-
     def _sample(self):
         while not self._stop.wait(0.02):
-            self.peak = max(self.peak, self.rss())
+            self.peak = max(self.peak, rss_bytes())
 
     def __enter__(self):
-        self.peak = self.rss()
+        self.peak = rss_bytes()
         self._thread = threading.Thread(target=self._sample, daemon=True)
         self._thread.start()
         return self
@@ -63,7 +58,7 @@ class HostPeak:
     def __exit__(self, *exc):
         self._stop.set()
         self._thread.join()
-        self.peak = max(self.peak, self.rss())
+        self.peak = max(self.peak, rss_bytes())
 
 
 class StagePeaks:

@@ -24,7 +24,7 @@ from wan_animate.preprocess.segmenter import PersonSegmenter, SegmentOptions
 from wan_animate.preprocess.synthetic_sam import SIZES, sam2_model
 from wan_animate.preprocess.types import NUM_KEYPOINTS
 
-from .harness import GIB, Report, peak_gib, reset_peak, sync
+from .harness import GIB, Report, peak_gib, reset_peak, rss_bytes, sync
 
 WINDOW = 100  # frames per memory sample
 
@@ -67,9 +67,7 @@ def walking_person(count: int, height: int, width: int) -> tuple[list[np.ndarray
 
 
 def rss_gib() -> float:
-    with open("/proc/self/status") as status:
-        kib = next(int(line.split()[1]) for line in status if line.startswith("VmRSS:"))
-    return kib / 2**20
+    return rss_bytes() / GIB
 
 
 def run(device: str, args, frames_count: int, report: Report) -> dict:
