@@ -68,7 +68,7 @@ def test_face_packs_listed_and_found_under_roots(tmp_path):
 
 @pytest.mark.parametrize("text, expected", [
     ("Wan-AI/Wan2.2-Animate-14B-Diffusers", True), ("./models/x", False), ("~/x", False), ("a/b/c", False),
-    ("C:\\models\\x", False), ("models", False),
+    ("C:\\models\\x", False), ("C:/models", False), ("models", False),
 ])
 def test_repo_ids_told_from_paths(text, expected):
     assert is_repo_id(text) is expected

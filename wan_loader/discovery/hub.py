@@ -52,9 +52,10 @@ class Retries:
 
 
 def is_repo_id(text: str) -> bool:
-    """'owner/name' and not a path (no leading . or ~, no backslash): what to fetch from the Hub."""
+    """'owner/name' and not a path (no leading . or ~, no backslash, no drive colon as in `C:/models`): what to fetch
+    from the Hub (repo ids never hold a colon)."""
     parts = text.split("/")
-    return len(parts) == 2 and all(parts) and not text.startswith((".", "~")) and "\\" not in text
+    return len(parts) == 2 and all(parts) and not text.startswith((".", "~")) and not any(c in text for c in "\\:")
 
 
 def is_transient(error: BaseException) -> bool:
