@@ -10,11 +10,14 @@ import math
 from collections.abc import Iterable, Iterator
 from fractions import Fraction
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .audio import DrivingSound, SoundTrack
 from .errors import ImageReadError, InputSizeError, VideoReadError
+
+if TYPE_CHECKING:  # audio imports av, which this module imports only when it decodes or encodes
+    from .audio import DrivingSound, SoundTrack
 
 OFFICIAL_FPS = 30.0
 
@@ -173,6 +176,8 @@ class VideoWriter:
         self._stream.width, self._stream.height = width, height
         self._stream.pix_fmt = "yuv420p"
         if self.sound is not None:
+            from .audio import SoundTrack
+
             self._sound_track = SoundTrack.open(self._container, self.sound, self.fps, self.expected_frames)
 
     def write(self, frames: np.ndarray) -> None:
