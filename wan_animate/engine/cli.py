@@ -118,7 +118,9 @@ def run(args: argparse.Namespace) -> int:
         rank = launch.join(args.device) if args.sequence_parallel != "off" else None
         if rank is None and args.shard_weights:
             raise ValueError("--shard-weights shards the DiT across the GPUs of a --sequence-parallel job.")
-        with tempfile.TemporaryDirectory(prefix="wan_animate_") as work:
+        # The job's memory-mapped frames may still be open while an error unwinds; Windows cannot delete a mapped
+        # file, and the cleanup's PermissionError would replace the one-line error below with a traceback.
+        with tempfile.TemporaryDirectory(prefix="wan_animate_", ignore_cleanup_errors=True) as work:
             _run(args, Path(work), rank)
     except (ValueError, FileNotFoundError, PreprocessError, WanLoaderError, EngineOutOfMemory) as error:
         print(f"error: {error}", file=sys.stderr)
