@@ -76,10 +76,14 @@ class ComfyProcess:
                 self.proc.wait(10)
 
     def kill(self) -> None:
-        """SIGKILL the whole process group (a hung or stopped process ignores SIGTERM)."""
+        """SIGKILL the whole process group (a hung or stopped process ignores SIGTERM); where there are no process
+        groups (Windows), the process itself."""
         if self.proc and self.proc.poll() is None:
             try:
-                os.killpg(self.proc.pid, signal.SIGKILL)
+                if hasattr(os, "killpg"):
+                    os.killpg(self.proc.pid, signal.SIGKILL)
+                else:
+                    self.proc.kill()
             except ProcessLookupError:
                 pass
             self.proc.wait(30)
