@@ -24,7 +24,6 @@ from .profiles import PROFILES_DIR
 from .settings import WorkerSettings
 
 
-
 @dataclass(frozen=True)
 class ModelFile:
     repo_id: str
@@ -44,8 +43,8 @@ class ModelFile:
 
 def load_manifest(path: Path | str | None = None) -> list[ModelFile]:
     """The files of a manifest: `path`, else MODELS_MANIFEST, else the deployed profile's (WORKER_PROFILE)."""
-    profile = WorkerSettings.from_env().profile
-    path = Path(path or os.environ.get("MODELS_MANIFEST") or PROFILES_DIR / profile / "profile.json")
+    path = path or os.environ.get("MODELS_MANIFEST") or PROFILES_DIR / WorkerSettings.from_env().profile / "profile.json"
+    path = Path(path)
     entries = json.loads(path.read_text())["files"]
     return [ModelFile(**{k: v for k, v in e.items() if k in ModelFile.__dataclass_fields__}) for e in entries]
 
