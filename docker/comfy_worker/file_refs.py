@@ -84,8 +84,9 @@ def check_file_references(prompt: dict, object_info: dict, namespace: JobNamespa
         for key, value in node.get("inputs", {}).items():
             spec = specs.get(key)
             where = f"{node_label(node_id, prompt)} input '{key}'"
-            if isinstance(value, str) and _is_path_text(key, spec) and path_problem(value):
-                raise WorkerError("path_refused", f"{where}: '{value}' {path_problem(value)}; paths typed into "
+            why = path_problem(value) if isinstance(value, str) and _is_path_text(key, spec) else None
+            if why:
+                raise WorkerError("path_refused", f"{where}: '{value}' {why}; paths typed into "
                                   "custom nodes must stay inside ComfyUI's folders.")
             if not isinstance(value, str) or not _is_combo(spec):
                 continue
