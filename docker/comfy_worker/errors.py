@@ -57,9 +57,14 @@ def node_label(node_id: str, prompt: dict | None, class_type: str | None = None)
     return f"node {node_id}{named} ({class_type})"
 
 
+def _named_model_folder(class_type: str, input_name: str | None) -> str | None:
+    """The models/ folder of a loader input known by its class and name, else None."""
+    return CLASS_INPUT_FOLDERS.get((class_type, input_name)) or MODEL_INPUT_FOLDERS.get(input_name or "")
+
+
 def model_folder_for(class_type: str, input_name: str, value, model_folders: dict | None) -> str | None:
     """The models/ folder a missing file belongs in, or None when the input is not a model file."""
-    folder = CLASS_INPUT_FOLDERS.get((class_type, input_name)) or MODEL_INPUT_FOLDERS.get(input_name)
+    folder = _named_model_folder(class_type, input_name)
     if folder:
         return folder
     if not isinstance(value, str) or not value.lower().endswith(MODEL_SUFFIXES):
@@ -113,9 +118,8 @@ def _flatten_node_error(node_id, entry: dict, prompt: dict | None, model_folders
         elif err.get("type") == "custom_validation_failed" and name in INPUT_FILE_INPUTS and "Invalid" in str(
                 err.get("details")):
             sentences.append(_missing_input_file(label, name, _prompt_value(prompt, node_id, name)))
-        elif err.get("type") == "custom_validation_failed" and (CLASS_INPUT_FOLDERS.get(
-                (entry.get("class_type", ""), name)) or MODEL_INPUT_FOLDERS.get(name or "")):
-            folder = CLASS_INPUT_FOLDERS.get((entry.get("class_type", ""), name)) or MODEL_INPUT_FOLDERS[name]
+        elif err.get("type") == "custom_validation_failed" and (
+                folder := _named_model_folder(entry.get("class_type", ""), name)):
             where = _folder_location(folder, model_folders, models_root)
             sentences.append(f"Missing model file: {label} input '{name}' wants '{_prompt_value(prompt, node_id, name)}'"
                              f", which is not in {where}. Put the file in {where} (or fix the name). ComfyUI: "
