@@ -70,6 +70,17 @@ def test_without_a_process_group_the_error_says_to_use_torchrun():
         SequenceParallel("off", heads=40)
 
 
+def test_gpu_ranks_without_nccl_say_so(monkeypatch):
+    """Windows builds of torch have no NCCL: a clear error instead of init_process_group's."""
+    from wan_animate.engine.parallel import launch
+
+    monkeypatch.setenv("RANK", "0")
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setattr(launch.dist, "is_nccl_available", lambda: False)
+    with pytest.raises(ValueError, match="needs NCCL"):
+        launch.join("cuda:0")
+
+
 def test_cli_under_torchrun_writes_the_video_of_one_process(tmp_path):
     """`torchrun -m wan_animate animate --sequence-parallel ulysses`: rank 0 preprocesses and writes the mp4."""
     single, parallel = tmp_path / "single.mp4", tmp_path / "parallel.mp4"

@@ -37,6 +37,9 @@ def join(device: str = "auto") -> Rank:
     if device == "auto":
         device = f"cuda:{local}" if torch.cuda.is_available() else "cpu"
     device = torch.device(device)
+    if device.type == "cuda" and not dist.is_nccl_available():
+        raise ValueError("Sequence parallel on GPUs needs NCCL, which this torch build lacks (torch has no NCCL on "
+                         "Windows): run it on Linux, or run one process without --sequence-parallel.")
     if device.type == "cuda":
         if device.index is None:
             device = torch.device("cuda", local)
