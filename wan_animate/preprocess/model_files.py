@@ -132,9 +132,7 @@ def resolve_model_file(
     try:
         return download(wanted, local_dir=local_dir)
     except Exception as error:
-        from huggingface_hub import constants
-
-        why = "HF_HUB_OFFLINE is set" if constants.HF_HUB_OFFLINE else f"{type(error).__name__}: {error}"
+        why = "HF_HUB_OFFLINE is set" if hub.offline() else f"{type(error).__name__}: {error}"
         raise ModelNotFoundError(
             f"{slot} model {wanted} was not found in {where} and could not be downloaded from "
             f"{KNOWN_FILES[wanted].url} ({why}). Download it into one of those folders."
