@@ -464,3 +464,12 @@ def test_segment_benchmark_runs_and_reports_memory_windows(tmp_path):
     row = json.loads(out.read_text())["rows"][0]
     assert row["frames"] == row["masks"] == 6 and row["chunks"] == 2 and row["fps"] > 0
     assert [w["frames"] for w in row["windows"]] == [6]
+
+
+def test_original_files_named_in_capitals_are_found(tmp_path):
+    """Windows keeps names as typed: an original checkpoint saved as SAM2.1_Hiera_Base_Plus.PT is still a SAM 2 file."""
+    sam2 = tmp_path / "sam2"
+    sam2.mkdir()
+    (sam2 / "SAM2.1_Hiera_Base_Plus.PT").write_bytes(b"\0" * 64)
+    (sam2 / "notes.txt").write_bytes(b"")
+    assert list_model_folders([sam2]) == ["SAM2.1_Hiera_Base_Plus.PT"]

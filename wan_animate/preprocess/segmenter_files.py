@@ -40,7 +40,9 @@ def is_model_folder(path: Path) -> bool:
 
 
 def is_sam2_file(path: Path) -> bool:
-    return path.is_file() and path.suffix in SINGLE_FILE_SUFFIXES and path.name.startswith(SINGLE_FILE_PREFIX)
+    """Windows keeps the names as typed, so suffix and prefix are compared case-insensitively."""
+    name = path.name.lower()
+    return path.is_file() and path.suffix.lower() in SINGLE_FILE_SUFFIXES and name.startswith(SINGLE_FILE_PREFIX)
 
 
 def list_model_folders(search_dirs: Iterable[str | os.PathLike]) -> list[str]:
