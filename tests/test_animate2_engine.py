@@ -213,3 +213,13 @@ def test_auto_attention_takes_the_merged_bf16_path_where_auto_picks_a_quantised_
     monkeypatch.setattr(accel, "fastest_sdpa", lambda device: "native")
     fast = accel.accelerate_animate2(tiny2.transformer, "cpu")
     assert (fast.attention, fast.describe()["in_context"]) == ("native", "merged")
+
+
+def test_without_the_log_sum_exp_kernel_the_in_context_attention_goes_frame_by_frame(tiny2, monkeypatch):
+    """A torch build whose fused SDPA with log-sum-exp fails its probe (no flash attention) gets the framewise path."""
+    import wan_animate.engine.animate2.accel as accel
+
+    monkeypatch.delenv("WAN_ANIMATE_ATTENTION", raising=False)
+    monkeypatch.setattr(accel, "lse_runs", lambda device: False)
+    fast = accel.accelerate_animate2(tiny2.transformer, "cpu")
+    assert fast.lse_kernel is None and fast.describe()["in_context"] == "framewise"

@@ -17,10 +17,13 @@ import torch
 from ..accel import AccelOptions, choose_fp8_matmul, fp8_matmul
 from ..accel.attention import ENV_VAR, BACKENDS, SELF_ATTENTION_KERNELS, _self_attention_kernel, choose_attention, fastest_sdpa
 from ..blockswap import BlockSwap
+from ..accel.attention_quant import probe
 from ..accel.processors import sdpa_kernel
 from ..placement import swapping
 from .attention import Kernel, LseKernel, sdpa_with_lse
 from .forward import Animate2BlockRunner, run_block
+
+_LSE_PROBE: dict[int, str | None] = {}  # per GPU
 
 
 @dataclass
@@ -59,8 +62,15 @@ def accelerate_animate2(transformer, device, options: AccelOptions | None = None
     if name in SELF_ATTENTION_KERNELS:
         return Animate2FastPath(name, matmul, swap, _self_attention_kernel(name, device), None, runner)
     kernel = sdpa_kernel if name == "native" else _backend_kernel(BACKENDS[name])
-    lse = sdpa_with_lse if name in ("auto", "native", "cudnn", "flash") else None
+    lse = sdpa_with_lse if name in ("auto", "native", "cudnn", "flash") and lse_runs(device) else None
     return Animate2FastPath(name, matmul, swap, kernel, lse, runner)
+
+
+def lse_runs(device: torch.device) -> bool:
+    """Whether torch's fused SDPA that returns the log-sum-exp runs on `device` (builds without flash attention,
+    e.g. some Windows wheels, lack it): if not, the in-context attention goes frame by frame."""
+    return device.type != "cuda" or probe(sdpa_with_lse, device, _LSE_PROBE,
+                                          "torch's SDPA with log-sum-exp does not run here") is None
 
 
 def _backend_kernel(backend: str) -> Kernel:
