@@ -6,7 +6,7 @@
 Each frame count runs in its own process (so the peaks are its own) with the tiny random model (wan_loader.testing.tiny) at
 the requested frame size, official 77-frame segments, lazily generated inputs (like a video reader: nothing held) and
 a sink that drops the frames. Reported per run: frames, segments, seconds, seconds per segment, peak process RSS
-(ru_maxrss), and on CUDA the peak allocated device memory. The model is tiny so the figures isolate what the
+(`harness.peak_rss_bytes`), and on CUDA the peak allocated device memory. The model is tiny so the figures isolate what the
 engine itself holds (inputs, latents, activations of the VAE at full frame size, decoded frames), which is what would
 grow with the length if anything accumulated.
 """
@@ -14,13 +14,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import sys
 import time
 
 from wan_animate.modes import MODES
 
-from .harness import Report, last_json_line, run_child
+from .harness import Report, last_json_line, peak_rss_bytes, run_child
 
 
 class LazyFrames:
@@ -60,7 +59,7 @@ def one_run(height: int, width: int, frames: int, steps: int, device: str, mode:
     seconds = time.perf_counter() - began
     out = {"frames": frames, "segments": result.segments, "seconds": round(seconds, 2),
            "seconds_per_segment": round(seconds / result.segments, 2),
-           "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}
+           "peak_rss_mib": round(peak_rss_bytes() / 2**20, 1)}
     if device.startswith("cuda"):
         out["peak_cuda_mib"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
     return out

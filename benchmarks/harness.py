@@ -181,6 +181,38 @@ def rss_bytes() -> int:
     return psutil.Process().memory_info().rss
 
 
+def peak_rss_bytes() -> int:
+    """The process's peak resident memory so far: VmHWM on Linux (restartable, see `reset_peak_rss`), else
+    getrusage on macOS (bytes there), else psutil's peak working set on Windows; 0 when none is available."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        import resource
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    except ImportError:
+        pass
+    try:
+        import psutil
+    except ImportError:
+        return 0
+    return getattr(psutil.Process().memory_info(), "peak_wset", 0)
+
+
+def reset_peak_rss() -> bool:
+    """Restart the peak-RSS counter (VmHWM) so import-time peaks don't count; Linux >= 4.0 only."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
+
+
 def allocated_gib(device) -> float | None:
     return round(torch.cuda.memory_allocated(device) / GIB, 2) if torch.device(device).type == "cuda" else None
 

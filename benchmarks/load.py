@@ -20,42 +20,23 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-from .harness import Report, last_json_line, rss_bytes, run_child
+from .harness import Report, last_json_line, peak_rss_bytes, reset_peak_rss, rss_bytes, run_child
 from .models import import_comfy, transformer_config
 
 GOALS = {"warm ours vs best competitor": 1.5, "cold ours vs raw read": 0.9}  # and RSS growth <= 2 GB
-
-
-def _status_gb(field: str) -> float:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith(field + ":"):
-                return int(line.split()[1]) / 1024 ** 2
-    return 0.0
 
 
 def rss_gb() -> float:
     return rss_bytes() / 1024 ** 3
 
 
-def reset_peak_rss() -> bool:
-    """Restart the peak-RSS counter (VmHWM) so import-time peaks don't count; Linux >= 4.0."""
-    try:
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")
-        return True
-    except OSError:
-        return False
-
-
-def peak_rss_gb(reset: bool) -> float:
-    return _status_gb("VmHWM") if reset else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 ** 2
+def peak_rss_gb() -> float:
+    return peak_rss_bytes() / 1024 ** 3
 
 
 def write_checkpoint(path: Path, size: str, layers: int | None = None) -> None:
@@ -177,7 +158,7 @@ def worker(name: str, path: str, device: str, config_dir: str) -> None:
     if device.startswith("cuda"):
         torch.cuda.init()
         torch.empty(1, device=device)
-    reset = reset_peak_rss()
+    reset_peak_rss()
     base = rss_gb()
     t0 = time.perf_counter()
     model = LOADERS[name](path, device, config_dir)
@@ -185,7 +166,7 @@ def worker(name: str, path: str, device: str, config_dir: str) -> None:
         torch.cuda.synchronize()
     seconds = time.perf_counter() - t0
     on_device = all(p.device.type == torch.device(device).type for p in model.parameters())
-    print(json.dumps({"seconds": seconds, "rss_growth_gb": peak_rss_gb(reset) - base, "on_device": on_device,
+    print(json.dumps({"seconds": seconds, "rss_growth_gb": peak_rss_gb() - base, "on_device": on_device,
                       "how": model.__dict__.get("_how", name)}))
 
 

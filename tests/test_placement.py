@@ -14,7 +14,7 @@ from torch import nn
 
 from wan_animate.engine.blockswap import spread_indices
 from wan_animate.engine.memory import tensor_bytes
-from wan_animate.engine.placement import borrowed, place_transformer, placed, streamed
+from wan_animate.engine.placement import place_transformer, placed, streamed
 
 
 class Encoder(nn.Module):
@@ -32,26 +32,6 @@ class Encoder(nn.Module):
 
 def snapshot(module):
     return {n: (t.device, t.data_ptr()) for n, t in list(module.named_parameters()) + list(module.named_buffers())}
-
-
-def test_borrowed_puts_weights_on_the_device_and_back_untouched():
-    enc = Encoder()
-    before = snapshot(enc)
-    param_ids = {n: id(p) for n, p in enc.named_parameters()}
-    with borrowed(enc, torch.device("meta")) as on_device:
-        assert on_device is enc
-        assert {t.device.type for t in list(enc.parameters()) + list(enc.buffers())} == {"meta"}
-        assert enc.head.weight is enc.embed.weight  # still tied
-    assert snapshot(enc) == before  # the same CPU storage: nothing was copied back
-    assert {n: id(p) for n, p in enc.named_parameters()} == param_ids  # the same Parameter objects again
-
-
-def test_borrowed_restores_after_an_error():
-    enc = Encoder()
-    before = snapshot(enc)
-    with pytest.raises(RuntimeError, match="boom"), borrowed(enc, torch.device("meta")):
-        raise RuntimeError("boom")
-    assert snapshot(enc) == before
 
 
 def test_placed_streams_cpu_modules_that_go_back():

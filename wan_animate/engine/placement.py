@@ -6,11 +6,11 @@ host memory and are streamed in per step (engine.blockswap).
 
 Encoders kept on the CPU (low-memory mode) are needed for a moment per job. `Module.to()` from pageable memory
 runs at a few GB/s and `.to("cpu")` afterwards copies every weight back although inference never changes one
-(umT5-XXL + CLIP: 15 s per job measured on an H100). `borrowed` pins the CPU weights once (first use), makes the
-device copies with asynchronous copies from pinned memory, and afterwards simply drops them: the CPU tensors were
-never replaced. Pinned memory cannot be swapped out, so only the encoders borrow; the transformer (17-35 GB) keeps
-`moved`. An encoder larger than a streaming unit (umT5-XXL: 11 GB) is borrowed one piece at a time while it
-runs (`streamed`): the same copies, but the device holds one layer instead of the whole encoder.
+(umT5-XXL + CLIP: 15 s per job measured on an H100). `streamed` pins the CPU weights once (first use), makes the
+device copies with asynchronous copies from pinned memory, one piece (`memory.stream_units`) at a time while it
+runs, and afterwards simply drops them: the CPU tensors were never replaced, and the device holds one layer instead
+of the whole encoder (umT5-XXL: 11 GB). Pinned memory cannot be swapped out, so only the encoders are streamed;
+the transformer (17-35 GB) keeps `moved`.
 """
 from __future__ import annotations
 
@@ -87,22 +87,9 @@ def _give_back(slots) -> None:
 
 
 @contextlib.contextmanager
-def borrowed(module: nn.Module, device: torch.device):
-    """The module on `device` for the block; its CPU weights are untouched and back in place afterwards."""
-    if torch.device(device).type == "cuda":
-        pin(module)
-    slots = list(_slots(module))
-    try:
-        _lend(slots, device)
-        yield module
-    finally:
-        _give_back(slots)
-
-
-@contextlib.contextmanager
 def streamed(module: nn.Module, device: torch.device, unit_bytes: int = ENCODER_UNIT_BYTES):
-    """Like `borrowed`, but each piece of the module (`memory.stream_units`) is copied in when its forward starts
-    and dropped when it ends, so the device holds one piece at a time."""
+    """The module on `device` for the block, each piece (`memory.stream_units`) copied in when its forward starts
+    and dropped when it ends, so the device holds one piece at a time; its CPU weights are untouched."""
     if torch.device(device).type == "cuda":
         pin(module)
     original = list(_slots(module))
