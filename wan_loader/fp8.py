@@ -50,12 +50,28 @@ def dequant_matmul(x: torch.Tensor, weight: torch.Tensor, scale: torch.Tensor, b
 FP8Matmul = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, "torch.Tensor | None", torch.dtype], torch.Tensor]
 
 
-class FP8Linear(nn.Module):
+class ScaledWeightLinear(nn.Module):
+    """A Linear holding a quantised `weight` with an fp32 `scale` (FP8Linear, int8_convrot.Int8Linear): `.to(dtype)`
+    moves them between devices but never casts them (a plain cast would silently drop the scale); the compute
+    dtype follows the bias."""
+
+    def _apply(self, fn, recurse=True):
+        weight, scale = self.weight.data, self.scale.data
+        super()._apply(fn, recurse)
+        if self.weight.dtype != weight.dtype:
+            self.weight.data = weight.to(self.weight.device)
+        if self.scale.dtype != torch.float32:
+            self.scale.data = scale.to(self.scale.device)
+        if self.bias is not None:
+            self.compute_dtype = self.bias.dtype
+        return self
+
+
+class FP8Linear(ScaledWeightLinear):
     """nn.Linear with an fp8 weight and fp32 scale (scalar or per output channel); bias in the compute dtype.
 
-    `.to(dtype)` on the model moves it between devices but never casts the fp8 weight or its scale (a plain cast
-    would silently drop the scale). `matmul(x, weight, scale, bias, compute_dtype) -> y` computes the product
-    (None: dequantise, then a plain matmul).
+    `matmul(x, weight, scale, bias, compute_dtype) -> y` computes the product (None: dequantise, then a plain
+    matmul).
     """
 
     matmul: FP8Matmul | None = None
@@ -78,17 +94,6 @@ class FP8Linear(nn.Module):
 
     def dequantized_weight(self, dtype: torch.dtype | None = None) -> torch.Tensor:
         return dequantize(self.weight, self.scale, dtype or self.compute_dtype)
-
-    def _apply(self, fn, recurse=True):
-        weight, scale = self.weight.data, self.scale.data
-        super()._apply(fn, recurse)
-        if self.weight.dtype != weight.dtype:
-            self.weight.data = weight.to(self.weight.device)
-        if self.scale.dtype != torch.float32:
-            self.scale.data = scale.to(self.scale.device)
-        if self.bias is not None:
-            self.compute_dtype = self.bias.dtype
-        return self
 
     def extra_repr(self) -> str:
         kind = "per-channel" if self.scale.ndim else "per-tensor"

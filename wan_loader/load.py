@@ -1,13 +1,18 @@
 """Public loading API: any layout in, the same diffusers/transformers modules out, in the precision asked for.
 
-    load_components(source, components=None, device="cpu", weight_dtype="bf16", compute_dtype=None, files=None)
-    load_transformer(source, device="cpu", weight_dtype="bf16", compute_dtype=None)
+    load_components(source, components=None, device="cpu", weight_dtype="bf16", compute_dtype=None, files=None,
+                    int8_weights="dequantize")
+    load_transformer(source, device="cpu", weight_dtype="bf16", compute_dtype=None, int8_weights="dequantize")
 
 `source`: a folder (Diffusers, original Wan-AI, a ComfyUI models folder or any folder of weight files), one file,
 a Hub repo id, or a dict {component: path}. `files` adds or overrides single components. Each module is built on
 the meta device from its config and filled tensor by tensor (io/stream.py); on any error everything loaded so far is
 released and one WanLoaderError says what is wrong and what to do.
 The tokenizer and image processor come from processors.py.
+`int8_weights`: what happens to a transformer's int8 weights (Comfy-Org's int8 ConvRot repack): "dequantize" them to
+the weight dtype at load, "keep" them int8 (int8_convrot.Int8Linear), or an int8_convrot.Int8Weights that the engine
+chose for a device (wan_animate.engine.accel.choose_int8_weights: "auto" keeps them where a fast int8 kernel runs).
+An fp8 weight_dtype re-quantises them to fp8 instead.
 """
 from __future__ import annotations
 
@@ -22,6 +27,7 @@ from .model.components import COMPONENT_NAMES, WanAnimateComponents
 from .model.configs import build_empty, component_config
 from .model.detect import FAMILY_NAMES
 from .fp8 import FP8_LINEAR_PREFIXES, fp8_linear_names, replace_linears
+from .int8_convrot import Int8Weights, keep_int8_linears
 from .processors import load_image_processor, load_tokenizer
 
 
@@ -35,8 +41,10 @@ def _dtypes_for(component: str, weight_dtype: torch.dtype, compute_dtype: torch.
 
 
 def load_part(res: Resolved, component: str, device="cpu", weight_dtype=torch.bfloat16, compute_dtype=None,
-              per_channel: bool = False, vae_dtype=None, progress=None) -> tuple[torch.nn.Module, LoadStats]:
+              per_channel: bool = False, vae_dtype=None, progress=None,
+              int8_weights: Int8Weights | str = "dequantize") -> tuple[torch.nn.Module, LoadStats]:
     """One weights component from a resolved source, as its diffusers/transformers module."""
+    int8 = Int8Weights.parse(int8_weights)
     weight_dtype = parse_dtype(weight_dtype)
     compute_dtype = parse_dtype(compute_dtype) if compute_dtype else (
         torch.bfloat16 if is_fp8(weight_dtype) else weight_dtype)
@@ -47,6 +55,8 @@ def load_part(res: Resolved, component: str, device="cpu", weight_dtype=torch.bf
     model = build_empty(component, config)
     if is_fp8(wdt) and component in FP8_LINEAR_PREFIXES:
         replace_linears(model, fp8_linear_names(model, component), wdt, cdt, per_channel)
+    elif component == "transformer":  # the DiT is what Comfy-Org's int8 (ConvRot) repacks quantise
+        keep_int8_linears(model, plan, part.view, int8, cdt, part.view.describe())
     stats = load_into(model, plan, part.view, device, wdt, cdt, per_channel, component,
                       ignorable=ignorable_keys(component, part).__contains__, progress=progress)
     if hasattr(model, "tie_weights"):
@@ -91,7 +101,8 @@ def check_components(res: Resolved, wanted: list[str], model: str | None = None)
 
 def load_components(source=None, components=None, device="cpu", weight_dtype="bf16", compute_dtype=None,
                     files: dict | None = None, per_channel: bool = False, vae_dtype=None, progress=None,
-                    dtype=None, model: str | None = None, **component_files) -> WanAnimateComponents:
+                    dtype=None, model: str | None = None, int8_weights: Int8Weights | str = "dequantize",
+                    **component_files) -> WanAnimateComponents:
     """Load the Wan2.2-Animate components from any supported source. See the module docstring.
 
     `dtype` is an alias of weight_dtype; component paths may also be given as keywords (vae=..., text_encoder=...).
@@ -99,7 +110,9 @@ def load_components(source=None, components=None, device="cpu", weight_dtype="bf
     one (WrongModelError otherwise); "animate2" also takes an unmarked Wan2.1-I2V-shaped file as Animate-2.
     `progress(done, total)`: a Hub download when `source` is a repo id, then per weights component, bytes read so far
     of that component (a new total = a new part).
+    `int8_weights`: see the module docstring.
     """
+    int8_weights = Int8Weights.parse(int8_weights)
     if dtype is not None:
         weight_dtype = dtype
     files = {**(files or {}), **{k: v for k, v in component_files.items() if v}}
@@ -119,7 +132,7 @@ def load_components(source=None, components=None, device="cpu", weight_dtype="bf
         for name in wanted:
             if name in KEYMAPS:
                 model, stats = load_part(res, name, device, weight_dtype, compute_dtype, per_channel, vae_dtype,
-                                         progress)
+                                         progress, int8_weights)
                 loaded.append(model)
                 setattr(out, name, model)
                 out.sources[name] = f"{res.parts[name].model}, {res.parts[name].layout} layout: " + \
@@ -139,13 +152,15 @@ def load_components(source=None, components=None, device="cpu", weight_dtype="bf
 
 
 def load_transformer(source, device="cpu", weight_dtype="bf16", compute_dtype=None, per_channel: bool = False,
-                     files: dict | None = None, progress=None, model: str | None = None):
+                     files: dict | None = None, progress=None, model: str | None = None,
+                     int8_weights: Int8Weights | str = "dequantize"):
     """Only the transformer (any layout), e.g. for benchmarks and tools; `model` as in load_components."""
     res = resolve(source, files, ["transformer"], model)
     prefer_dtype(res, parse_dtype(weight_dtype))
     check_components(res, ["transformer"], model)
     check_family(res, model)
-    model, _ = load_part(res, "transformer", device, weight_dtype, compute_dtype, per_channel, progress=progress)
+    model, _ = load_part(res, "transformer", device, weight_dtype, compute_dtype, per_channel, progress=progress,
+                         int8_weights=int8_weights)
     return model
 
 

@@ -29,6 +29,7 @@ HELP = ("Reference image + driving video -> animated video (Wan2.2-Animate-14B w
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from ..modes import MODES
+    from .accel import INT8_WEIGHT_CHOICES
     from .options import COLOR_ANCHORS, LORA_MODES, AnimateOptions
     from .parallel.sequence import MODES as PARALLEL_MODES
     from .schedulers import SOLVERS
@@ -76,6 +77,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "the GPU")
     parser.add_argument("--dtype", default="auto", help="weight dtype: auto (bf16 on CUDA, fp32 on CPU), bf16, "
                                                          "fp16, fp32, fp8_e4m3fn")
+    parser.add_argument("--int8-weights", choices=INT8_WEIGHT_CHOICES, default="auto",
+                        help="Animate-2 int8 ConvRot files: auto keeps the weights int8 where comfy-kitchen's int8 "
+                             "kernels run on the GPU (else dequantises them at load, saying why); keep insists "
+                             "(an error names what to install where it cannot); dequantize at load")
     parser.add_argument("--detection-models", default=None,
                         help="folder with yolov10m.onnx and a ViTPose whole-body .onnx (default: look in --models)")
     parser.add_argument("--no-download", action="store_true", help="never download missing detection models")

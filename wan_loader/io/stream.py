@@ -25,7 +25,7 @@ from ..dtypes import fp32_keys, is_fp8
 from ..errors import ShapeMismatchError, WanLoaderError
 from ..keymaps import Plan, meta_shapes
 from ..fp8 import FP8Linear, dequantize, quantize_fp8
-from ..int8_convrot import dequantize_int8, read_config
+from ..int8_convrot import Int8Linear, convrot_group, dequantize_int8, read_config
 from .direct_io import ALIGN, aligned_empty, read_range
 from .readers import SafetensorsFile, TensorSource, tensor_bytes
 
@@ -170,12 +170,12 @@ def check_plan(model: nn.Module, plan: Plan, view: TensorSource, component: str,
     """Every model weight has a recipe with the right shape, and the file has no weights the model lacks."""
     where = view.describe()
     slots = _slots(model)
-    fp8_scales = {k for k, (m, n, *_) in slots.items() if isinstance(m, FP8Linear) and n == "scale"}
+    quant_scales = {k for k, (m, n, *_) in slots.items() if isinstance(m, (FP8Linear, Int8Linear)) and n == "scale"}
     missing_src = sorted({k for r in plan.values() for k in r.sources if k not in view})
     if missing_src:
         raise ShapeMismatchError(f"{where}: the {component} weights lack {len(missing_src)} tensor(s), e.g. "
                                  f"{missing_src[:3]}. The file is incomplete or another model.")
-    missing = sorted(k for k in slots if k not in plan and k not in fp8_scales)
+    missing = sorted(k for k in slots if k not in plan and k not in quant_scales)
     # tied weights (e.g. umT5's shared/embed_tokens) are satisfied by any alias
     planned_groups = {id(slots[k][3]) for k in plan if k in slots}
     missing = [k for k in missing if id(slots[k][3]) not in planned_groups]
@@ -250,9 +250,7 @@ def _load_into(model, plan, view, device, weight_dtype, compute_dtype, per_chann
             mod, name = slot[0], slot[1]
             current = getattr(mod, name)
             fp8_target = isinstance(mod, FP8Linear) and name == "weight"
-            if fp8_target:
-                final = current.dtype
-            elif not current.dtype.is_floating_point:
+            if fp8_target or not current.dtype.is_floating_point:  # an Int8Linear's weight stays int8
                 final = current.dtype
             elif target in keep32:
                 final = torch.float32
@@ -321,6 +319,9 @@ def _load_one(stager: Stager, view, recipe, slot, current, final, fp8_target, pe
         if fp8_target:
             scale = scale_of(srcs[0])
             _place_scale(slot, scale if scale is not None else torch.ones(()), device)
+        elif isinstance(slot[0], Int8Linear) and slot[1] == "weight":  # kept int8: its scale and ConvRot group
+            _place_scale(slot, scale_of(srcs[0]), device)
+            slot[0].group_size = convrot_group(read_config(view.quant_marker(srcs[0])))
         return
     # Assemble on the device: fetch sources raw, then transform / dequantize / cast / quantize.
     fetched: dict[str, torch.Tensor] = {}

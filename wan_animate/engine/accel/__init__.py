@@ -1,4 +1,5 @@
-"""Fast paths for the engine's DiT forward: attention kernel choice, fp8 tensor-core matmuls, compiled blocks.
+"""Fast paths for the engine's DiT forward: attention kernel choice, fp8 tensor-core matmuls, int8 weights kept int8
+(chosen before loading: `choose_int8_weights`), compiled blocks.
 Everything plugs into AnimateDiT's seams; nothing here changes the model's maths beyond fp8 rounding, and nothing
 here moves weights (where they live is engine.placement's job; block swap wraps the runner returned here).
 
@@ -15,15 +16,24 @@ from dataclasses import dataclass, field
 import torch
 
 from wan_loader.fp8 import FP8Linear
+from wan_loader.int8_convrot import Int8Weights
 
 from ..forward import BlockRunner, run_block
-from . import fp8_matmul
+from . import fp8_matmul, int8_matmul
 from .attention import choose_attention, set_attention
 from .compile import compile_blocks, set_cache_dir
 from .quantize import quantize_transformer
-from .selection import DeviceFacts, device_facts, select_attention, select_fp8_matmul
+from .selection import (
+    INT8_LINEAR,
+    DeviceFacts,
+    device_facts,
+    select_attention,
+    select_fp8_matmul,
+    select_int8_weights,
+)
 
 FP8_MATMUL_CHOICES = ("auto", "scaled_mm", "dequant")
+INT8_WEIGHT_CHOICES = ("auto", "keep", "dequantize")
 
 
 @dataclass
@@ -66,6 +76,55 @@ def choose_fp8_matmul(model: torch.nn.Module, device, choice: str) -> str:
     return choice
 
 
+def check_int8_weights(choice: str) -> None:
+    if choice not in INT8_WEIGHT_CHOICES:
+        raise ValueError(f"int8_weights={choice!r}: choose one of {', '.join(INT8_WEIGHT_CHOICES)} (auto keeps int8 "
+                         "weights int8 where comfy-kitchen's int8 kernels run on the GPU, else dequantises them).")
+
+
+def why_not_int8(device: torch.device, facts: DeviceFacts) -> str:
+    """Why int8 weights cannot be kept int8 with a fast kernel on `device` (facts: `device_facts(device)`)."""
+    if not int8_matmul.kitchen_installed():
+        return "comfy-kitchen is not installed"
+    if facts.capability is None:
+        return f"no fast int8 kernel on {device} (comfy-kitchen's are for CUDA GPUs)"
+    if facts.capability < int8_matmul.INT8_LINEAR_CAPABILITY:
+        return f"{device} has compute capability {facts.capability[0]}.{facts.capability[1]}, without int8 tensor cores"
+    return f"comfy-kitchen's int8_linear did not pass its check on {device} (see the warning above)"
+
+
+def choose_int8_weights(device, choice: str = "auto") -> Int8Weights:
+    """What the loader does with int8 weights (Comfy-Org's int8 ConvRot files) for a model that runs on `device`.
+
+    auto: keep them int8, computing through comfy-kitchen's int8 GEMMs, where those pass their probe on this GPU;
+    else dequantise them at load with one logged line saying why. keep: int8 wherever comfy-kitchen runs (on the
+    CPU its eager backend: right, not fast); where it cannot, loading an int8 file fails with a one-line error naming
+    what to install. dequantize: at load, as before (the weight dtype's memory). Passed to wan_loader's
+    `load_components(int8_weights=...)`, which applies it only to a file that has int8 weights."""
+    check_int8_weights(choice)
+    if choice == "dequantize":
+        return Int8Weights(keep=False)
+    device = torch.device(device)
+    facts = device_facts(device)
+    kernel = int8_matmul.KitchenInt8Matmul()
+    if select_int8_weights(facts) == "keep":
+        return Int8Weights(keep=True, matmul=kernel)
+    reason = why_not_int8(device, facts)
+    if choice == "auto":
+        return Int8Weights(fallback=f"int8 weights dequantised at load: {reason}. To keep them int8, "
+                                    f"{int8_matmul.INSTALL_HINT}.")
+    if facts.capability is None and int8_matmul.kitchen_installed():
+        return Int8Weights(keep=True, matmul=kernel)  # comfy-kitchen's eager backend serves the CPU
+    return Int8Weights(refusal=f"int8_weights='keep' cannot keep these int8 weights int8: {reason}. To keep them, "
+                               f"{int8_matmul.INSTALL_HINT}; or use int8_weights='auto' or 'dequantize'.")
+
+
+def describe_int8(model: torch.nn.Module) -> str:
+    """How the model's Linear layers use int8 weights, for describe(): "kept (N layers)" or "none"."""
+    layers = int8_matmul.int8_layers(model)
+    return f"kept ({len(layers)} layers)" if layers else "none"
+
+
 def accelerate(transformer, device, options: AccelOptions | None = None) -> FastPath:
     """Configure `transformer` (diffusers WanAnimateTransformer3DModel) for `device` and return the block runner.
 
@@ -89,14 +148,18 @@ def accelerate(transformer, device, options: AccelOptions | None = None) -> Fast
 __all__ = [
     "AccelOptions",
     "DeviceFacts",
+    "INT8_LINEAR",
+    "INT8_WEIGHT_CHOICES",
     "FastPath",
     "accelerate",
     "choose_attention",
     "choose_fp8_matmul",
+    "choose_int8_weights",
     "compile_blocks",
     "fp8_matmul",
     "quantize_transformer",
     "select_attention",
     "select_fp8_matmul",
+    "select_int8_weights",
     "set_attention",
 ]

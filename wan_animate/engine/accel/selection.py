@@ -1,4 +1,5 @@
-"""Which attention and fp8-matmul kernels a GPU gets: a pure function of what the device is and what works on it.
+"""Which attention, fp8-matmul and int8-weight kernels a GPU gets: a pure function of what the device is and what works
+on it.
 
 `device_facts(device)` gathers the inputs once per GPU: the compute capability, cuDNN's version, and which of the
 optional kernels import and pass a one-call probe there (a failed probe logs one line and drops that kernel).
@@ -7,7 +8,8 @@ a CPU by building its facts. "auto" takes the fastest kernel whose output stays 
 attention on random and structured inputs (benchmarks.attention): bf16 kernels and int8 Q·K^T with fp16 P·V
 (0.5-1.8 %) qualify;
 fp8 P·V (5-6 % on random inputs) and the all-fp8 kernels (cuDNN, FlashAttention-3, the Triton fp8 kernel: 3-4 %
-structured, 5-6 % random) are there to be asked for by name.
+structured, 5-6 % random) are there to be asked for by name. int8 weights (Comfy-Org's int8 ConvRot repack) stay int8
+where comfy-kitchen's int8 GEMMs run natively (int8_matmul), else they are dequantised at load.
 """
 from __future__ import annotations
 
@@ -15,13 +17,14 @@ from dataclasses import dataclass
 
 import torch
 
-from . import int8_attention
+from . import int8_attention, int8_matmul
 from .attention_quant import probe
 from .fp8_matmul import scaled_mm_linear
 
 INT8 = "int8"  # Triton: int8 Q·K^T, fp8 P·V (compute capability >= 8.9: Ada, Hopper, Blackwell)
 INT8_FP16 = "int8_fp16"  # Triton: int8 Q·K^T, fp16 P·V (>= 8.0: Ampere and later)
 SCALED_MM = "scaled_mm"  # torch._scaled_mm fp8 GEMMs (>= 8.9)
+INT8_LINEAR = "int8_linear"  # comfy-kitchen's int8 GEMMs through its CUDA or Triton backend (>= 7.5)
 FP8_CAPABILITY = (8, 9)
 INT8_CAPABILITY = (8, 0)
 _SCALED_MM_PROBE: dict[int, str | None] = {}
@@ -66,6 +69,15 @@ def select_fp8_matmul(facts: DeviceFacts, has_fp8_weights: bool) -> str:
     return "dequant"
 
 
+def select_int8_weights(facts: DeviceFacts) -> str:
+    """'auto' for int8 weights: "keep" them int8 where comfy-kitchen's int8 GEMMs passed their probe on this GPU,
+    else "dequantize" them at load."""
+    if facts.capability is not None and facts.capability >= int8_matmul.INT8_LINEAR_CAPABILITY \
+            and INT8_LINEAR in facts.working:
+        return "keep"
+    return "dequantize"
+
+
 def _probe_scaled_mm(device: torch.device) -> str | None:
     def call(q, k, v):
         weight = torch.zeros(16, 128, device=q.device).to(torch.float8_e4m3fn)
@@ -85,4 +97,6 @@ def device_facts(device: torch.device | str) -> DeviceFacts:
         working.add(SCALED_MM)
     if capability >= INT8_CAPABILITY and int8_attention.unavailable_reason(device, "fp16") is None:
         working.add(INT8_FP16)
+    if capability >= int8_matmul.INT8_LINEAR_CAPABILITY and int8_matmul.unavailable_reason(device) is None:
+        working.add(INT8_LINEAR)
     return DeviceFacts(capability, cudnn, frozenset(working))

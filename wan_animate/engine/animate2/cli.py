@@ -72,16 +72,21 @@ def run_animate2(args: argparse.Namespace, work: Path, rank=None) -> None:
 
     from ...preprocess.audio import DrivingSound
     from ...preprocess.video_io import read_image
+    from ..accel import choose_int8_weights
     from ..parallel import shard_blocks
     from .run import Animate2Inputs, animate2
 
     if args.mode != "animate" or args.lora or args.mask:
         raise ValueError("Wan-Animate-2 takes the raw driving video: --mode replace, --mask and --lora are "
                          "Animate-14B options (Animate-2 puts the character into a new background from --prompt).")
+    if args.shard_weights and args.int8_weights == "keep":
+        raise ValueError("--shard-weights shards bf16/fp16/fp32 weights: use --int8-weights dequantize (or auto) "
+                         "with it.")
     models, video, ref = sources(args, work)
     device, dtype = device_and_dtype(args, rank)
     first = rank is None or rank.is_first
-    components = load_components(models, device=str(device), weight_dtype=dtype, model="animate2")
+    int8 = choose_int8_weights(device, "dequantize" if args.shard_weights else args.int8_weights)
+    components = load_components(models, device=str(device), weight_dtype=dtype, model="animate2", int8_weights=int8)
     if args.shard_weights:
         shard_blocks(components.transformer, device)
     options = options_from(args, components.distilled)
