@@ -9,6 +9,7 @@ from wan_animate.engine.animate2.options import DRIVING_PROMPT, SOLVERS, Animate
 from .convert import ImageBatchSink, audio_for_frames, image_to_frames, image_to_video
 from .io_types import CATEGORY, ModelSocket
 from .progress import NodeProgress, raise_if_interrupted
+from .step_cache import step_cache_input, step_cache_text
 from .validation import check_message
 
 AUTO = "auto"
@@ -20,7 +21,7 @@ def _check_options(**values) -> None:
 
 def options_from(model, prompt, negative_prompt, prompt_ref, steps, guide_scale, shift, scheduler, seed,
                  segment_length, width, height, fps, driving_strength, driving_start, driving_end,
-                 reference_strength, tiled_vae, offload=False) -> Animate2Options:
+                 reference_strength, tiled_vae, offload=False, step_cache=0.0) -> Animate2Options:
     """The node's values as engine options; 0 / "auto" take the loaded variant's defaults."""
     return Animate2Options(
         variant="distilled" if getattr(model, "distilled", False) else "full", prompt=prompt,
@@ -28,7 +29,7 @@ def options_from(model, prompt, negative_prompt, prompt_ref, steps, guide_scale,
         guide_scale=guide_scale or None, shift=shift, solver=None if scheduler == AUTO else scheduler, seed=seed,
         segment_frames=segment_length, area=width * height, fps=fps, driving_strength=driving_strength,
         driving_start=driving_start, driving_end=driving_end, reference_strength=reference_strength,
-        tiled_vae=tiled_vae, offload=offload,
+        tiled_vae=tiled_vae, offload=offload, step_cache=step_cache,
     ).resolved()
 
 
@@ -68,6 +69,7 @@ class WanAnimate2Sampler(io.ComfyNode):
                 io.String.Input("prompt_ref", default="", tooltip="Text of the driving-video pass; empty: the model's own."),
                 io.Boolean.Input("tiled_vae", default=False, tooltip="Encode/decode in spatial tiles: lower peak memory at large sizes."),
                 io.Audio.Input("audio", optional=True, tooltip="The driving video's sound (Get Video Components' audio): the video output carries it, fitted to the frames."),
+                step_cache_input(),
             ],
             outputs=[
                 io.Image.Output(display_name="frames", tooltip="The generated frames (core Create Video, Preview)."),
@@ -77,16 +79,16 @@ class WanAnimate2Sampler(io.ComfyNode):
         )
 
     @classmethod
-    def validate_inputs(cls, segment_length=None, driving_start=None, driving_end=None) -> bool | str:
+    def validate_inputs(cls, segment_length=None, driving_start=None, driving_end=None, step_cache=0.0) -> bool | str:
         if None in (segment_length, driving_start, driving_end):  # linked: known only when the node runs
             return True
         return check_message(_check_options, segment_frames=segment_length, driving_start=driving_start,
-                             driving_end=driving_end)
+                             driving_end=driving_end, step_cache=step_cache)
 
     @classmethod
     def execute(cls, model, reference_image, driving_video, driving_fps, prompt, negative_prompt, steps, guide_scale,
                 shift, scheduler, seed, segment_length, width, height, fps, driving_strength, driving_start,
-                driving_end, reference_strength, prompt_ref, tiled_vae, audio=None) -> io.NodeOutput:
+                driving_end, reference_strength, prompt_ref, tiled_vae, audio=None, step_cache=0.0) -> io.NodeOutput:
         from wan_animate.engine.animate2 import Animate2Inputs, animate2
 
         if model.components.family != "animate2":
@@ -94,17 +96,19 @@ class WanAnimate2Sampler(io.ComfyNode):
                              "or load Wan-Animate-2 weights (e.g. wan_animate_2_bf16.safetensors) for this node.")
         options = options_from(model.components, prompt, negative_prompt, prompt_ref, steps, guide_scale, shift,
                                scheduler, seed, segment_length, width, height, fps, driving_strength, driving_start,
-                               driving_end, reference_strength, tiled_vae, offload=model.memory != "gpu")
+                               driving_end, reference_strength, tiled_vae, offload=model.memory != "gpu",
+                               step_cache=step_cache)
         inputs = Animate2Inputs(image_to_frames(reference_image[:1], "reference_image")[0],
                                 image_to_frames(driving_video, "driving_video"), video_fps=driving_fps or None)
         count = len(inputs.frames_at(options.fps))
         sound = audio_for_frames(audio, count, fps) if audio is not None else None  # checked before the long work
         raise_if_interrupted()
         sink = ImageBatchSink(count)
-        animate2(model.components, inputs, options, device=model.device, sink=sink, progress=NodeProgress(),
-                 cancel=raise_if_interrupted, fast=model.fast)
+        result = animate2(model.components, inputs, options, device=model.device, sink=sink, progress=NodeProgress(),
+                          cancel=raise_if_interrupted, fast=model.fast)
         images = sink.result()
-        return io.NodeOutput(images, image_to_video(images, fps, sound), float(fps))
+        return io.NodeOutput(images, image_to_video(images, fps, sound), float(fps),
+                             ui=step_cache_text(result, options.steps) if step_cache > 0 else None)
 
 
 NODES = [WanAnimate2Sampler]

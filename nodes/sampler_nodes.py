@@ -12,6 +12,7 @@ from wan_animate.engine.schedulers import SOLVERS
 from .convert import ImageBatchSink, audio_for_frames, image_to_frames, image_to_video, mask_to_array
 from .io_types import CATEGORY, LorasSocket, ModelSocket
 from .progress import NodeProgress, raise_if_interrupted
+from .step_cache import step_cache_input, step_cache_text
 from .validation import NOT_CONNECTED, as_int, check_message
 
 
@@ -55,6 +56,7 @@ class WanAnimateSampler(io.ComfyNode):
                 io.Mask.Input("character_mask", optional=True, tooltip="Replace mode: 1 where the new character goes, one mask per frame (from Wan Animate Preprocess or any segmenter)."),
                 LorasSocket.Input("loras", optional=True, tooltip="From Wan Animate LoRA nodes."),
                 io.Audio.Input("audio", optional=True, tooltip="The driving video's sound (core Get Video Components' audio): the video output carries it, cut or padded with silence to the frames' length, from the first frame on."),
+                step_cache_input(),
             ],
             outputs=[
                 io.Image.Output(display_name="frames", tooltip="The generated frames (one per pose frame)."),
@@ -65,8 +67,9 @@ class WanAnimateSampler(io.ComfyNode):
 
     @classmethod
     def validate_inputs(cls, segment_length=None, guide_frames=None, mode=None, background_video=NOT_CONNECTED,
-                        character_mask=NOT_CONNECTED) -> bool | str:
-        segments = check_message(_check_options, segment_frames=segment_length, guide_frames=as_int(guide_frames))
+                        character_mask=NOT_CONNECTED, step_cache=0.0) -> bool | str:
+        segments = check_message(_check_options, segment_frames=segment_length, guide_frames=as_int(guide_frames),
+                                 step_cache=step_cache)
         if segments is not True or mode is None:
             return segments
         return check_message(check_replace_signals, mode=mode, has_background=background_video is not NOT_CONNECTED,
@@ -75,7 +78,8 @@ class WanAnimateSampler(io.ComfyNode):
     @classmethod
     def execute(cls, model, reference_image, pose_video, face_video, mode, prompt, negative_prompt, steps, guide_scale,
                 shift, scheduler, seed, segment_length, guide_frames, color_anchor, color_anchor_strength, tiled_vae,
-                lora_mode, fps, background_video=None, character_mask=None, loras=(), audio=None) -> io.NodeOutput:
+                lora_mode, fps, background_video=None, character_mask=None, loras=(), audio=None,
+                step_cache=0.0) -> io.NodeOutput:
         from wan_animate.engine import AnimateInputs, animate
 
         pose = image_to_frames(pose_video, "pose_video")
@@ -114,16 +118,18 @@ class WanAnimateSampler(io.ComfyNode):
             vae_tile=vae_tile,
             offload=model.memory == "offload_idle",
             lora_mode=lora_mode,
+            step_cache=step_cache,
         )
         raise_if_interrupted()
         sink = ImageBatchSink(len(pose))
-        animate(
+        result = animate(
             model.components, inputs, options, loras=[(lora.path, lora.strength) for lora in loras],
             device=model.device, sink=sink, progress=NodeProgress(), cancel=raise_if_interrupted,
             block_runner=runner,
         )
         images = sink.result()
-        return io.NodeOutput(images, image_to_video(images, fps, sound), float(fps))
+        return io.NodeOutput(images, image_to_video(images, fps, sound), float(fps),
+                             ui=step_cache_text(result, steps) if step_cache > 0 else None)
 
 
 NODES = [WanAnimateSampler]

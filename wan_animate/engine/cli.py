@@ -65,7 +65,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tiled-vae", action="store_true", help="tiled VAE encode/decode (less memory)")
     parser.add_argument("--step-cache", type=float, default=d.step_cache,
                         help="> 0: reuse the DiT's last transformation while the estimated change stays below this "
-                             "(20+ undistilled steps; e.g. 0.1)")
+                             "(20+ undistilled steps, e.g. Animate-2's full model; e.g. 0.1)")
     parser.add_argument("--lora", action="append", default=[], metavar="FILE[:STRENGTH]",
                         help="a LoRA and its strength (default 1.0); repeat for several")
     parser.add_argument("--lora-mode", choices=LORA_MODES, default="merge",

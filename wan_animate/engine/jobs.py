@@ -1,8 +1,8 @@
 """What every animation job shares, whichever model it runs: cancel and progress per step, the out-of-memory
 handling that releases the device and says what lowers memory, and the result.
 
-A job object has `run()`, which writes frames to its sink segment by segment; `execute` runs it and returns the
-AnimateResult. Animate-14B (run.py) and Animate-2 (animate2/run.py) jobs differ only in what a segment computes.
+A job object has `run()`, which writes frames to its sink segment by segment, and `step_cache` (its
+stepcache.StepCache, or None); `execute` runs it and returns the AnimateResult. Animate-14B (run.py) and Animate-2 (animate2/run.py) jobs differ only in what a segment computes.
 """
 from __future__ import annotations
 
@@ -40,6 +40,7 @@ class AnimateResult:
     segments: int
     segment_frames: int
     seconds: float
+    steps_reused: int = 0  # sampling steps whose DiT forwards the step cache skipped (options.step_cache)
 
 
 class StepControl:
@@ -91,7 +92,9 @@ def execute(make_job: Callable[[FrameSink], object], plan: SegmentPlan, device: 
         job = None
         release_device_memory(device)
         raise
+    reused = job.step_cache.reused if job.step_cache is not None else 0
     job = None
     release_device_memory(device)
     frames = collector.frames() if collector is not None else None
-    return AnimateResult(frames, plan.num_frames, plan.num_segments, plan.segment_frames, time.perf_counter() - began)
+    return AnimateResult(frames, plan.num_frames, plan.num_segments, plan.segment_frames, time.perf_counter() - began,
+                         reused)

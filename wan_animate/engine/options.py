@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from .parallel.sequence import check_mode
 from .schedulers import check_sampling
 from .segments import check_segment_frames
+from .stepcache import check_step_cache
 
 COLOR_ANCHORS = ("off", "reference", "first_segment")
 LORA_MODES = ("runtime", "merge")
@@ -46,8 +47,7 @@ class AnimateOptions:
             raise ValueError(f"vae_tile={self.vae_tile}: must be a multiple of 16 pixels (256 is the default).")
         if self.lora_mode not in LORA_MODES:
             raise ValueError(f"lora_mode={self.lora_mode!r}: choose one of {', '.join(LORA_MODES)}.")
-        if self.step_cache < 0:
-            raise ValueError(f"step_cache={self.step_cache}: must be >= 0 (0 turns step caching off).")
+        check_step_cache(self.step_cache)
         check_segment_frames(self.segment_frames, self.guide_frames)
         check_mode(self.sequence_parallel)
 

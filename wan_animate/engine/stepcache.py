@@ -15,6 +15,13 @@ from collections.abc import Callable
 import torch
 
 
+def check_step_cache(threshold: float) -> None:
+    """The one rule for a job's `step_cache` option (both models' options and the sampler nodes check through it)."""
+    if not threshold >= 0:
+        raise ValueError(f"step_cache={threshold}: must be >= 0 (0 turns step caching off; e.g. 0.1 for 20+ "
+                         "undistilled steps).")
+
+
 class StepCache:
     """Per-segment state of the reuse decision; `begin()` before each segment's denoising loop."""
 

@@ -61,7 +61,7 @@ def options_from(args: argparse.Namespace, distilled: bool):
         shift=args.shift, solver=args.solver, seed=args.seed, segment_frames=pick(args.segment_frames, 81),
         fps=fps if fps > 0 else 24.0, area=area, driving_strength=args.driving_strength,
         driving_start=args.driving_window[0], driving_end=args.driving_window[1],
-        reference_strength=args.reference_strength, tiled_vae=args.tiled_vae,
+        reference_strength=args.reference_strength, tiled_vae=args.tiled_vae, step_cache=args.step_cache,
         sequence_parallel=args.sequence_parallel,
     ).resolved()
 

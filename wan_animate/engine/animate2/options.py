@@ -7,6 +7,7 @@ from dataclasses import dataclass, replace
 from ..parallel.sequence import check_mode
 from ..schedulers import check_sampling
 from ..segments import check_segment_frames
+from ..stepcache import check_step_cache
 from .framing import DEFAULT_AREA
 
 VARIANTS = ("full", "distilled")
@@ -39,6 +40,7 @@ class Animate2Options:
     driving_end: float = 1.0  # fraction of the steps after which it is not (plain self-attention)
     reference_strength: float = 1.0  # scales the reference image's attention values
     tiled_vae: bool = False
+    step_cache: float = 0.0  # > 0: reuse the DiT's last transformation while the estimated change stays below this (engine.stepcache); for the full model's 40 steps, e.g. 0.1
     offload: bool = False  # return the DiT and VAE to where they were (e.g. CPU) after the job
     sequence_parallel: str = "off"  # "ulysses": split the DiT's tokens across torch.distributed's ranks
 
@@ -63,6 +65,7 @@ class Animate2Options:
         for name in ("driving_strength", "reference_strength"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name}={getattr(self, name)}: must be >= 0 (1 = as trained).")
+        check_step_cache(self.step_cache)
         check_segment_frames(self.segment_frames, GUIDE_FRAMES)
         check_mode(self.sequence_parallel)
 

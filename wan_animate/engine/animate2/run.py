@@ -5,7 +5,9 @@ the letterboxed reference and of the first driving frame; the projected contexts
 Per segment (segment_frames frames, consecutive segments sharing one frame): the driving frames are read,
 letterboxed and VAE-encoded; the driving pass fills the K/V cache once; the segment is denoised against it (the
 unconditional CFG pass skips block 9), decoded, cropped back to the reference's aspect and written to the sink.
-Only the segment's last decoded frame is kept, to condition the next segment.
+Only the segment's last decoded frame is kept, to condition the next segment. Optional step caching
+(`options.step_cache`, engine.stepcache) reuses the DiT's transformation between steps as for Animate-14B; it starts
+afresh where the driving window begins or ends, since the transformation changes at once there.
 
 Deliberate differences from diffusers' modular pipelines (each tested on its own in tests/test_animate2_engine.py):
 a clip shorter than one segment is generated with the smallest 4n+1 segment that holds it (`fit_short`; diffusers
@@ -14,6 +16,7 @@ and the driving K/V are stored after rotary embedding (same values, applied once
 """
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 
 import numpy as np
@@ -34,6 +37,7 @@ from ..parallel.sequence import SequenceParallel, agree, check_ulysses
 from ..placement import placed
 from ..segments import SegmentPlan, plan_segments, segment_indices, zigzag_index
 from ..sinks import FrameSink
+from ..stepcache import StepCache
 from .accel import Animate2FastPath
 from .forward import Animate2DiT
 from .framing import (
@@ -127,6 +131,7 @@ class _Job:
         self.fast, self.sequence = fast, sequence
         self.latent_h, self.latent_w = framing.height // 8, framing.width // 8
         self.generator = torch.Generator().manual_seed(options.seed)
+        self.step_cache = StepCache(options.step_cache) if options.step_cache > 0 else None
         # filled once per job by run(), on the device
         self.dit: Animate2DiT | None = None
         self.codec: LatentCodec | None = None
@@ -194,6 +199,19 @@ class _Job:
         return self.dit.driving_pass(agree(self.sequence, torch.cat([latents, mask, latents], dim=1)),
                                      self.context_driving)
 
+    def predict(self, latents, cond, t, driving) -> torch.Tensor:
+        """The DiT's velocity for one step (guided when CFG is on); `driving` None: the driving video not attended."""
+        dit, options = self.dit, self.options
+        latent_input = torch.cat([latents, cond], dim=1).to(dit.dtype)
+        timestep = t.reshape(1).to(self.device)
+        strengths = {"driving_strength": options.driving_strength, "reference_strength": options.reference_strength}
+        pred = dit(latent_input, timestep, self.context, driving, **strengths).float()
+        if options.cfg:
+            uncond = dit(latent_input, timestep, self.context_negative, driving, unconditional=True,
+                         **strengths).float()
+            pred = uncond + options.guide_scale * (pred - uncond)
+        return pred
+
     def segment(self, index: int) -> None:
         plan, options, dit = self.plan, self.options, self.dit
         self.control.check_cancel(index, 0)
@@ -202,19 +220,14 @@ class _Job:
         shape = (1, self.components.vae.config.z_dim, plan.latent_frames + 1, self.latent_h, self.latent_w)
         latents = torch.randn(shape, generator=self.generator, dtype=torch.float32).to(self.device)
         scheduler, timesteps = make_scheduler(options.solver, options.steps, options.shift, self.device)
-        strengths = {"driving_strength": options.driving_strength, "reference_strength": options.reference_strength}
         for step, t in enumerate(timesteps):
             self.control.check_cancel(index, step)
-            latent_input = torch.cat([latents, cond], dim=1).to(dit.dtype)
-            timestep = t.reshape(1).to(self.device)
-            attended = driving if options.drives(step) else None
-            pred = dit(latent_input, timestep, self.context, attended, **strengths).float()
-            if options.cfg:
-                uncond = dit(latent_input, timestep, self.context_negative, attended, unconditional=True,
-                             **strengths).float()
-                pred = uncond + options.guide_scale * (pred - uncond)
+            if self.step_cache and (step == 0 or options.drives(step) != options.drives(step - 1)):
+                self.step_cache.begin()  # the driving video enters or leaves: the transformation changes at once
+            predict = functools.partial(self.predict, latents, cond, t, driving if options.drives(step) else None)
+            pred = self.step_cache(step, len(timesteps), latents, predict) if self.step_cache else predict()
             latents = scheduler.step(pred, t, latents, return_dict=False)[0]
-            del latent_input, pred
+            del pred
             self.control.step_done(index, step)
         del cond, driving
 
