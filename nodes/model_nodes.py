@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 import folder_paths
 from comfy_api.latest import io, ui
 
-from wan_animate.engine.accel import AccelOptions, accelerate
+from wan_animate.engine.accel import INT8_WEIGHT_CHOICES, AccelOptions, accelerate, choose_int8_weights
 from wan_animate.engine.accel.attention import CHOICES as ATTENTION_CHOICES
 from wan_animate.engine.memory import JobShape
 from wan_animate.engine.placement import place_transformer, swapping
@@ -90,6 +90,7 @@ class WanAnimateModelLoader(io.ComfyNode):
                 io.Combo.Input("attention", options=list(ATTENTION_CHOICES), default="auto", optional=True, tooltip="Attention kernel of the transformer. auto: the fastest kernel within 3 % of bf16 attention on this GPU (cuDNN's bf16 kernel on Hopper; int8 Q·K^T with fp16 P·V on Ampere, Ada and Blackwell; bf16 attention where it does not run). accurate: bf16 attention. int8 (fp8 P·V) and the all-fp8 kernels (fa3_fp8, cudnn_fp8, fp8) are faster on Hopper and 3-6 % less exact; cudnn/flash compute in bf16."),
                 io.Boolean.Input("compile", default=False, optional=True, tooltip="torch.compile the repeated transformer blocks: faster steps after a first run that takes about a minute longer (cached on disk)."),
                 io.Int.Input("blocks_on_cpu", default=0, min=0, max=64, optional=True, tooltip="Block swap: keep this many transformer blocks in CPU RAM and stream them to the GPU each step. Lowers VRAM by about 0.4 GB per block (fp8) at some speed; 0 keeps all on the GPU (memory=auto: 0 lets the plan choose)."),
+                io.Combo.Input("int8_weights", options=list(INT8_WEIGHT_CHOICES), default="auto", optional=True, tooltip="Comfy-Org's int8 ConvRot files (wan_animate_2_int8_convrot): auto keeps the weights int8 (half the memory of bf16) and multiplies them with comfy-kitchen's int8 kernels on GPUs where those run (compute capability 7.5 and newer: RTX 20xx on), else converts them to the precision above at load and says why in the log. keep insists (an error names what to install where it cannot); dequantize always converts at load. precision fp8_e4m3fn re-quantises them to fp8 instead; other files are not affected."),
             ],
             outputs=[ModelSocket.Output(display_name="model", tooltip="The loaded model: Animate-14B for Wan Animate Sampler, Wan-Animate-2 for Wan Animate 2 Sampler.")],
         )
@@ -102,7 +103,7 @@ class WanAnimateModelLoader(io.ComfyNode):
 
     @classmethod
     def execute(cls, model, vae, text_encoder, clip_vision, precision, memory, hub_id="", attention="auto",
-                compile=False, blocks_on_cpu=0) -> io.NodeOutput:
+                compile=False, blocks_on_cpu=0, int8_weights="auto") -> io.NodeOutput:
         from wan_animate.engine.animate2.accel import accelerate_animate2
         from wan_loader.errors import WanLoaderError
         from wan_loader.load import load_components
@@ -123,6 +124,7 @@ class WanAnimateModelLoader(io.ComfyNode):
                 # would need the VRAM the placement saves
                 source, device=device if memory == "gpu" and not blocks_on_cpu else "cpu", weight_dtype=precision,
                 files={k: v for k, v in parts.items() if v}, progress=NodeProgress(),
+                int8_weights=choose_int8_weights(device, int8_weights),
             )
         except WanLoaderError as error:
             picked = hub_id.strip() or model

@@ -237,3 +237,19 @@ def test_the_other_animate_model_in_a_sampler_is_a_clear_node_error(comfy_server
     errors = [m[1] for m in entry["status"]["messages"] if m[0] == "execution_error"]
     assert errors and errors[0]["node_type"] == "WanAnimate2Sampler"
     assert "This model is Wan2.2-Animate-14B: use Wan Animate Sampler" in errors[0]["exception_message"]
+
+
+@pytest.mark.slow
+def test_int8_convrot_file_runs_through_the_loader_node_kept_int8(comfy_server, assets):
+    """Comfy-Org's int8 ConvRot repack picked in the Load Wan Animate Model node, int8_weights=keep: the weights stay
+    int8 and comfy-kitchen computes with them (its eager backend on this CPU); the distilled workflow writes its mp4."""
+    from wan_loader.testing.int8_files import write_int8_convrot
+
+    models = comfy_server.base_dir / "models" / "diffusion_models"
+    write_int8_convrot(models / "wan_animate_2_distill_bf16.safetensors",
+                       models / "wan_animate_2_distill_int8_convrot.safetensors")
+    prompt = shrink(json.loads((API_DIR / "wan_animate2_distilled.json").read_text()), "wan_animate2_distilled")
+    prompt[_node_id(prompt, "WanAnimateModelLoader")]["inputs"].update(
+        model="wan_animate_2_distill_int8_convrot.safetensors", int8_weights="keep")
+    entry = comfy_server.run(prompt, timeout=600)
+    assert entry["status"]["status_str"] == "success", json.dumps(entry["status"]["messages"], indent=1)[-4000:]

@@ -119,12 +119,6 @@ def choose_int8_weights(device, choice: str = "auto") -> Int8Weights:
                                f"{int8_matmul.INSTALL_HINT}; or use int8_weights='auto' or 'dequantize'.")
 
 
-def describe_int8(model: torch.nn.Module) -> str:
-    """How the model's Linear layers use int8 weights, for describe(): "kept (N layers)" or "none"."""
-    layers = int8_matmul.int8_layers(model)
-    return f"kept ({len(layers)} layers)" if layers else "none"
-
-
 def accelerate(transformer, device, options: AccelOptions | None = None) -> FastPath:
     """Configure `transformer` (diffusers WanAnimateTransformer3DModel) for `device` and return the block runner.
 

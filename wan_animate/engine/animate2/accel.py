@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from ..accel import AccelOptions, choose_fp8_matmul, fp8_matmul
+from ..accel import AccelOptions, choose_fp8_matmul, fp8_matmul, int8_matmul
 from ..accel.attention import ENV_VAR, BACKENDS, SELF_ATTENTION_KERNELS, _self_attention_kernel, choose_attention, fastest_sdpa
 from ..blockswap import BlockSwap
 from ..accel.attention_quant import probe
@@ -36,10 +36,12 @@ class Animate2FastPath:
     kernel: Kernel = sdpa_kernel
     lse_kernel: LseKernel | None = None
     block_runner: Animate2BlockRunner = field(default=run_block)
+    int8_layers: int = 0  # Linear layers kept int8 (Comfy-Org's int8 ConvRot files, wan_loader's int8_weights)
 
     def describe(self) -> dict:
         return {"attention": self.attention, "in_context": "merged" if self.lse_kernel else "framewise",
-                "fp8_matmul": self.fp8_matmul, "blocks_on_cpu": len(self.swap.indices) if self.swap else 0}
+                "fp8_matmul": self.fp8_matmul, "int8_layers": self.int8_layers,
+                "blocks_on_cpu": len(self.swap.indices) if self.swap else 0}
 
 
 def accelerate_animate2(transformer, device, options: AccelOptions | None = None,
@@ -59,11 +61,12 @@ def accelerate_animate2(transformer, device, options: AccelOptions | None = None
         name = fastest_sdpa(device)  # measured: the quantised kernels frame by frame lose to one merged bf16 call
     transformer.set_attention_backend(BACKENDS[fastest_sdpa(device)])  # cross-attention
     runner = swapping(swap, run_block)
+    int8 = len(int8_matmul.int8_layers(transformer))
     if name in SELF_ATTENTION_KERNELS:
-        return Animate2FastPath(name, matmul, swap, _self_attention_kernel(name, device), None, runner)
+        return Animate2FastPath(name, matmul, swap, _self_attention_kernel(name, device), None, runner, int8)
     kernel = sdpa_kernel if name == "native" else _backend_kernel(BACKENDS[name])
     lse = sdpa_with_lse if name in ("auto", "native", "cudnn", "flash") and lse_runs(device) else None
-    return Animate2FastPath(name, matmul, swap, kernel, lse, runner)
+    return Animate2FastPath(name, matmul, swap, kernel, lse, runner, int8)
 
 
 def lse_runs(device: torch.device) -> bool:
