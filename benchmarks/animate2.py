@@ -9,7 +9,10 @@ filled beforehand and not counted, as in a real job where it is built once per s
 - diffusers: bf16, its in-context attention through flex attention with a BlockMask, blocks compiled with
   `compile_repeated_blocks` as its docstring requires (first call timed separately);
 - ours: Animate2DiT over the same model with its block linears in fp8 (e4m3, per-channel scales, fp8 tensor-core
-  GEMMs) and each attention choice (`--attention`): fp8 kernels frame by frame, bf16 cuDNN merged by log-sum-exp.
+  GEMMs) and each attention choice (`--attention`): fp8 kernels frame by frame, bf16 cuDNN merged by log-sum-exp;
+- ours int8: the block linears as Comfy-Org's int8 ConvRot repack stores them (group 256, one scale per row), kept
+  int8 through comfy-kitchen's int8 GEMMs vs dequantised to bf16 at load (what int8_weights auto/dequantize do), with
+  the first attention choice; and the three block linear shapes alone at the step's token count, bf16 vs int8 kept.
 Job (`--e2e-frames`, default 81): the distilled variant (10 steps, no CFG) with full-size random umT5-XXL, CLIP
 ViT-H and Wan2.1 VAE, 480p, printed as stages: setup (prompts, CLIP, reference latent), per segment the driving
 pass, denoising and decode.
@@ -22,7 +25,7 @@ import numpy as np
 import torch
 
 from .harness import Report, allocated_gib, cosine, free, median, model_parser, peak_gib, reset_peak, sync, time_calls
-from .models import RESOLUTIONS, RandomWeights, build_diffusers, build_fp8, random_module
+from .models import RESOLUTIONS, RandomWeights, build_diffusers, build_fp8, build_int8, random_module
 
 GOALS = {"480p ours vs diffusers": 1.8}
 FULL = {"_class_name": "WanAnimate2Transformer3DModel"}  # diffusers' defaults are the 14B release's
@@ -129,6 +132,68 @@ def measure(report, name, fn, x, cfg, device, repeats, first_call=True):
     return row, out.float().cpu()
 
 
+def int8_rows(report, cfg, x: Inputs, weights, device, attention: str, repeats: int, outputs: dict) -> None:
+    """The step with the block linears int8 kept (comfy-kitchen) vs dequantised to bf16 at load."""
+    from wan_animate.engine.accel import choose_int8_weights
+    from wan_loader.int8_convrot import Int8Weights
+
+    kept = choose_int8_weights(device, "keep")
+    if not kept.keep:
+        report.note(f"int8 kept skipped: {kept.refusal}")
+    rows = {}
+    for label, choice in (("dequantised bf16", Int8Weights()), ("kept", kept)):
+        if label == "kept" and not kept.keep:
+            continue
+        model = build_int8(cfg, weights, device, choice)
+        weights_gib = allocated_gib(device)
+        ours = Ours(model, x, device, attention)
+        name = f"ours int8 {label} ({attention}, {ours.fast.describe()['in_context']})"
+        row, outputs[name] = measure(report, name, ours.step, x, cfg, device, repeats)
+        rows[label] = report.add(res="480p", setup=ours.fast.describe(), weights_gib=weights_gib, **row)
+        del ours, model
+        free(device)
+    if len(rows) == 2:
+        rows["kept"]["speedup_vs_int8_dequantised"] = round(rows["dequantised bf16"]["seconds"] /
+                                                            rows["kept"]["seconds"], 3)
+        rows["kept"]["cosine_vs_int8_dequantised"] = round(cosine(outputs[rows["kept"]["model"]],
+                                                                  outputs[rows["dequantised bf16"]["model"]]), 5)
+        report.ratio("480p step int8 kept vs dequantised", rows["kept"]["speedup_vs_int8_dequantised"])
+
+
+def int8_linears(report, cfg, tokens: int, device, repeats: int) -> None:
+    """The block linear shapes alone, M = the step's tokens: bf16 F.linear vs comfy-kitchen's int8 GEMM on the
+    ConvRot int8 weights (activation rotation and quantisation included), and its relative error."""
+    from wan_animate.engine.accel import choose_int8_weights
+    from wan_loader.int8_convrot import Int8Linear, dequantize_rows, quantize_int8
+
+    from .harness import relative_error
+    from .models import convrot_group
+
+    kept = choose_int8_weights(device, "keep")
+    if not kept.keep:
+        return
+    dim, ffn = cfg.get("dim", 5120), cfg.get("ffn_dim", 13824)
+    g = torch.Generator().manual_seed(1)
+    table = []
+    for n, k in ((dim, dim), (ffn, dim), (dim, ffn)):
+        group = convrot_group(k)
+        q, scale = quantize_int8(torch.randn(n, k, generator=g) / k ** 0.5, group)
+        bf16 = dequantize_rows(q, scale, group).to(device, torch.bfloat16)
+        layer = Int8Linear(k, n, bias=False, device=device, matmul=kept.matmul)
+        layer.weight.data, layer.scale.data, layer.group_size = q.to(device), scale.reshape(-1).to(device), group
+        x = torch.randn(tokens, k, generator=g).to(device, torch.bfloat16)
+        with torch.no_grad():
+            plain, reference = time_calls(lambda: torch.nn.functional.linear(x, bf16), device, 1, repeats)
+            int8, out = time_calls(lambda: layer(x), device, 1, repeats)
+        row = {"shape": f"{tokens}x{k} @ {k}x{n}", "bf16_ms": round(median(plain) * 1e3, 3),
+               "int8_kept_ms": round(median(int8) * 1e3, 3),
+               "int8_speedup_vs_bf16": round(median(plain) / median(int8), 3),
+               "int8_relative_error": round(relative_error(out.float(), reference.float()), 5)}
+        print("  linear", row, flush=True)
+        table.append(row)
+    report.set(int8_linears=table)
+
+
 def e2e(report, args, device, weights):
     """A distilled Animate-2 job on random full-size (or tiny) components, timed by stage."""
     from wan_animate.engine.accel import AccelOptions
@@ -206,6 +271,8 @@ def main(argv=None) -> int:
         free(device)
     del model
     free(device)
+    int8_rows(report, cfg, x, weights, device, args.attention.split(",")[0], args.repeats, outputs)
+    int8_linears(report, cfg, x.tokens, device, args.repeats)
 
     print("diffusers WanAnimate2Transformer3DModel (bf16, flex attention" +
           (", compiled blocks)" if not args.no_compile else ", eager)"), flush=True)
@@ -218,11 +285,12 @@ def main(argv=None) -> int:
         ours_row["cosine_vs_diffusers_bf16"] = round(cosine(outputs[ours_row["model"]], reference), 5)
         ours_row["speedup_vs_diffusers"] = round(row["seconds"] / ours_row["seconds"], 3)
     report.add(res="480p", **row)
-    best = max((r["speedup_vs_diffusers"] for r in report.rows if "speedup_vs_diffusers" in r), default=None)
+    best = max((r["speedup_vs_diffusers"] for r in report.rows if r["model"].startswith("ours fp8")), default=None)
     if best is not None:
         report.ratio("480p ours vs diffusers", best)
-    report.print_table(["res", "model", "seconds", "speedup_vs_diffusers", "tflops", "peak_gib",
-                        "cosine_vs_diffusers_bf16", "first_call_seconds"])
+    report.print_table(["res", "model", "seconds", "speedup_vs_diffusers", "speedup_vs_int8_dequantised",
+                        "weights_gib", "tflops", "peak_gib", "cosine_vs_diffusers_bf16", "cosine_vs_int8_dequantised",
+                        "first_call_seconds"])
     if args.e2e_frames:
         e2e(report, args, device, weights)
     return 0

@@ -10,6 +10,7 @@ from pathlib import Path
 import torch
 
 from wan_loader.dtypes import fp32_keys
+from wan_loader.int8_convrot import Int8Linear, Int8Weights, dequantize_rows, quantize_int8
 from wan_loader.model.configs import ANIMATE_14B_CONFIG, build_empty
 from wan_loader.testing.tiny import TINY_TRANSFORMER_CONFIG
 
@@ -101,6 +102,48 @@ def build_fp8(config: dict, weights: RandomWeights, device):
             state[key], state[key[:-6] + "scale"] = quantize_fp8(weights(key, tuple(meta.shape)), per_channel=True)
         else:
             state[key] = weights(key, tuple(meta.shape), torch.float32 if key in keep else None)
+    model.load_state_dict(state, assign=True)
+    return model.to(device).eval().requires_grad_(False)
+
+
+def convrot_group(width: int) -> int:
+    """The ConvRot group Comfy-Org's int8 repack uses (256), or for a tiny layer the largest power of 4 dividing it."""
+    group = 256
+    while width % group:
+        group //= 4
+    return group
+
+
+def build_int8(config: dict, weights: RandomWeights, device, keep: Int8Weights):
+    """The model with its block linears in Comfy-Org's int8 ConvRot format (wan_loader's quantiser, one scale per
+    row): kept int8 (Int8Linear computing through `keep.matmul`) when `keep.keep`, else dequantised to bf16 as the
+    loader's int8_weights="dequantize" does; one tensor's bf16 weights at a time."""
+    from wan_loader.fp8 import fp8_linear_names
+
+    model = build_empty("transformer", config)
+    keep32 = fp32_keys(model, weights.dtype)
+    names = fp8_linear_names(model)
+    int8 = {f"{n}.weight": n for n in names}
+    if keep.keep:
+        for name in names:
+            parent, _, child = name.rpartition(".")
+            old = getattr(model.get_submodule(parent), child)
+            setattr(model.get_submodule(parent), child, Int8Linear(old.in_features, old.out_features,
+                                                                   old.bias is not None, matmul=keep.matmul))
+    state = {}
+    for key, meta in model.state_dict().items():
+        if key.endswith(".scale") and key[:-5] + "weight" in int8:
+            continue
+        if key in int8:
+            group = convrot_group(meta.shape[1])
+            q, scale = quantize_int8(weights(key, tuple(meta.shape)), group)
+            if keep.keep:
+                state[key], state[key[:-6] + "scale"] = q, scale.reshape(-1)
+                model.get_submodule(int8[key]).group_size = group
+            else:
+                state[key] = dequantize_rows(q, scale, group).to(weights.dtype)
+        else:
+            state[key] = weights(key, tuple(meta.shape), torch.float32 if key in keep32 else None)
     model.load_state_dict(state, assign=True)
     return model.to(device).eval().requires_grad_(False)
 
