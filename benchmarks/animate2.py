@@ -183,8 +183,8 @@ def int8_linears(report, cfg, tokens: int, device, repeats: int) -> None:
         layer.weight.data, layer.scale.data, layer.group_size = q.to(device), scale.reshape(-1).to(device), group
         x = torch.randn(tokens, k, generator=g).to(device, torch.bfloat16)
         with torch.no_grad():
-            plain, reference = time_calls(lambda: torch.nn.functional.linear(x, bf16), device, 1, repeats)
-            int8, out = time_calls(lambda: layer(x), device, 1, repeats)
+            plain, reference = time_calls(lambda x=x, w=bf16: torch.nn.functional.linear(x, w), device, 1, repeats)
+            int8, out = time_calls(lambda x=x, layer=layer: layer(x), device, 1, repeats)
         row = {"shape": f"{tokens}x{k} @ {k}x{n}", "bf16_ms": round(median(plain) * 1e3, 3),
                "int8_kept_ms": round(median(int8) * 1e3, 3),
                "int8_speedup_vs_bf16": round(median(plain) / median(int8), 3),
