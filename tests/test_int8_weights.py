@@ -152,6 +152,20 @@ def test_forced_gpu_without_int8_kernels_platform_path_dequantises_with_one_log_
     assert model.blocks[0].self_attn.to_q.weight.dtype == torch.float32
 
 
+def test_forced_hopper_whose_kitchen_probe_failed_platform_path_says_why(monkeypatch):
+    """An H200 on which comfy-kitchen's int8_linear failed its probe (here: as under ComfyUI with a torch built for
+    CUDA < 13, which disables comfy-kitchen's CUDA backend, leaving only its eager fallback), as device_facts and
+    the probe's per-GPU record report it: auto dequantises saying so, keep refuses saying so."""
+    reason = ("comfy-kitchen's int8_linear does not run here: only comfy-kitchen's eager fallback runs int8_linear "
+              "here (cuda backend disabled; triton backend disabled)")
+    monkeypatch.setattr(accel, "device_facts", lambda device: DeviceFacts((9, 0), 90100, frozenset()))
+    monkeypatch.setattr(int8_matmul, "_PROBE", {0: reason})
+    auto = choose_int8_weights("cuda:0", "auto")
+    assert not auto.keep and reason in auto.fallback
+    keep = choose_int8_weights("cuda:0", "keep")
+    assert not keep.keep and reason in keep.refusal and "comfy-kitchen>=0.2.40" in keep.refusal
+
+
 def test_forced_keep_without_kernel_support_is_a_one_line_error_naming_what_to_install(int8_models, monkeypatch):
     _, path = int8_models
     monkeypatch.setattr(accel, "device_facts", lambda device: DeviceFacts((7, 0), 90100, frozenset()))

@@ -90,7 +90,7 @@ def why_not_int8(device: torch.device, facts: DeviceFacts) -> str:
         return f"no fast int8 kernel on {device} (comfy-kitchen's are for CUDA GPUs)"
     if facts.capability < int8_matmul.INT8_LINEAR_CAPABILITY:
         return f"{device} has compute capability {facts.capability[0]}.{facts.capability[1]}, without int8 tensor cores"
-    return f"comfy-kitchen's int8_linear did not pass its check on {device} (see the warning above)"
+    return int8_matmul.unavailable_reason(device) or f"comfy-kitchen's int8 kernels are not used on {device}"
 
 
 def choose_int8_weights(device, choice: str = "auto") -> Int8Weights:

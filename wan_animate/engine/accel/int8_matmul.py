@@ -72,13 +72,22 @@ def _probe_call(q, k, v) -> None:
     x, weight, scale = x.to(q.device, torch.bfloat16), weight.to(q.device), scale.reshape(-1).to(q.device)
     backend = backend_for(x, weight, scale, 256)
     if backend not in NATIVE_BACKENDS:
-        raise RuntimeError(f"only comfy-kitchen's {backend} fallback runs int8_linear here")
+        raise RuntimeError(f"only comfy-kitchen's {backend} fallback runs int8_linear here ({native_status()})")
     layer = Int8Linear(256, 256, bias=False, device=q.device, matmul=KitchenInt8Matmul())
     layer.weight.data, layer.scale.data, layer.group_size = weight, scale, 256
     got, want = layer(x).float(), (x.float() @ w.to(q.device).T)
     error = ((got - want).norm() / want.norm()).item()
     if not error < 0.05:  # activation rounding gives ~1 %
         raise RuntimeError(f"comfy-kitchen's {backend} int8_linear is off by {error:.1%} relative error")
+
+
+def native_status() -> str:
+    """Why comfy-kitchen's native backends are not serving, as its registry reports them (ComfyUI disables the CUDA
+    backend under a torch built for CUDA < 13, and the Triton backend unless started with --enable-triton-backend)."""
+    backends = kitchen().list_backends()
+    return "; ".join(f"{name} backend " + ("disabled" if info["disabled"] else info["unavailable_reason"] or
+                                          "available but not capable")
+                     for name, info in backends.items() if name in NATIVE_BACKENDS)
 
 
 def unavailable_reason(device: torch.device) -> str | None:
