@@ -28,6 +28,7 @@ from wan_animate.engine import accel
 from wan_animate.engine.accel import DeviceFacts, INT8_LINEAR, choose_int8_weights, int8_matmul
 from wan_animate.engine.accel.selection import select_int8_weights
 from wan_animate.engine.animate2 import Animate2DiT
+from wan_animate.engine.memory import tensor_bytes
 from wan_animate.preprocess.video_io import write_image, write_video
 from wan_loader import load_components
 from wan_loader.errors import WanLoaderError
@@ -82,12 +83,10 @@ def test_kept_layers_hold_the_files_int8_bytes(int8_models):
         assert layer.scale.dtype == torch.float32 and torch.equal(layer.scale, src.get(key + "_scale").reshape(-1))
         assert layer.group_size == (0 if key.endswith("ffn.2.weight") else GROUP)
 
-    def nbytes(model):
-        return sum(p.numel() * p.element_size() for p in model.parameters())
-
     weights = sum(m.weight.numel() for m in layers.values())
     scales = sum(m.scale.numel() for m in layers.values())
-    assert nbytes(dequantised) - nbytes(kept) == weights * (2 - 1) - scales * 4  # bf16 -> int8, plus fp32 scales
+    # what the memory planner measures: bf16 -> int8 weights, plus their fp32 scales
+    assert tensor_bytes(dequantised) - tensor_bytes(kept) == weights * (2 - 1) - scales * 4
     kept.to(torch.bfloat16)  # a dtype cast moves nothing out of int8 and keeps the scales fp32
     assert all(m.weight.dtype == torch.int8 and m.scale.dtype == torch.float32 for m in layers.values())
 

@@ -90,7 +90,7 @@ def quantize_int8(w: torch.Tensor, group: int) -> tuple[torch.Tensor, torch.Tens
     w = w.to(torch.float32)
     if group:
         rows, cols = w.shape
-        w = torch.matmul(w.reshape(rows, cols // group, group), hadamard(group).T).reshape(rows, cols)
+        w = torch.matmul(w.reshape(rows, cols // group, group), hadamard(group).to(w.device).T).reshape(rows, cols)
     scale = (w.abs().amax(dim=-1, keepdim=True) / 127.0).clamp(min=1e-30)
     return (w / scale).round_().clamp_(-128.0, 127.0).to(torch.int8), scale
 
