@@ -3,6 +3,7 @@ full-size weights in one process; then a distilled job end to end with its stage
 
     python -m benchmarks.animate2 --out benchmarks/results/animate2_h200.json          # on an H200
     python -m benchmarks.animate2 --size tiny --device cpu --no-compile --e2e-frames 9  # smoke test
+    python -m benchmarks.animate2 --int8-only --out benchmarks/results/animate2_int8_h200.json  # int8 ConvRot only
 
 Step (one generation forward at 480p, 81 frames = 21 latent frames + the reference slot, the driving K/V cache
 filled beforehand and not counted, as in a real job where it is built once per segment):
@@ -45,6 +46,9 @@ def parse_args(argv=None):
     p.add_argument("--no-compile", action="store_true", help="diffusers eager (CPU smoke tests only)")
     p.add_argument("--e2e-frames", type=int, default=81, help="0: no end-to-end job")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--int8-only", action="store_true",
+                   help="only the int8 ConvRot rows (step kept vs dequantised, the linear shapes): no fp8, diffusers "
+                        "or job")
     return p.parse_args(argv)
 
 
@@ -161,17 +165,20 @@ def int8_rows(report, cfg, x: Inputs, weights, device, attention: str, repeats: 
 
 
 def int8_linears(report, cfg, tokens: int, device, repeats: int) -> None:
-    """The block linear shapes alone, M = the step's tokens: bf16 F.linear vs comfy-kitchen's int8 GEMM on the
-    ConvRot int8 weights (activation rotation and quantisation included), and its relative error."""
-    from wan_animate.engine.accel import choose_int8_weights
+    """The block linear shapes alone, M = the step's tokens: bf16 F.linear vs comfy-kitchen's int8_linear on the
+    ConvRot int8 weights (activation rotation and quantisation included) through the backend its registry picks,
+    and on a GPU also through its eager backend (torch._int_mm: the candidate where the native backends are
+    disabled, e.g. ComfyUI under a torch built for CUDA < 13); relative errors against the bf16 product."""
+    from wan_animate.engine.accel import int8_matmul
     from wan_loader.int8_convrot import Int8Linear, dequantize_rows, quantize_int8
 
     from .harness import relative_error
     from .models import convrot_group
 
-    kept = choose_int8_weights(device, "keep")
-    if not kept.keep:
+    if not int8_matmul.kitchen_installed():
+        report.note("int8 linears skipped: comfy-kitchen is not installed")
         return
+    registry = int8_matmul.kitchen().registry
     dim, ffn = cfg.get("dim", 5120), cfg.get("ffn_dim", 13824)
     g = torch.Generator().manual_seed(1)
     table = []
@@ -179,16 +186,28 @@ def int8_linears(report, cfg, tokens: int, device, repeats: int) -> None:
         group = convrot_group(k)
         q, scale = quantize_int8(torch.randn(n, k, generator=g) / k ** 0.5, group)
         bf16 = dequantize_rows(q, scale, group).to(device, torch.bfloat16)
-        layer = Int8Linear(k, n, bias=False, device=device, matmul=kept.matmul)
+        layer = Int8Linear(k, n, bias=False, device=device, matmul=int8_matmul.KitchenInt8Matmul())
         layer.weight.data, layer.scale.data, layer.group_size = q.to(device), scale.reshape(-1).to(device), group
         x = torch.randn(tokens, k, generator=g).to(device, torch.bfloat16)
+        row = {"shape": f"{tokens}x{k} @ {k}x{n}",
+               "kitchen_backend": int8_matmul.backend_for(x, layer.weight, layer.scale, group)}
         with torch.no_grad():
             plain, reference = time_calls(lambda x=x, w=bf16: torch.nn.functional.linear(x, w), device, 1, repeats)
-            int8, out = time_calls(lambda x=x, layer=layer: layer(x), device, 1, repeats)
-        row = {"shape": f"{tokens}x{k} @ {k}x{n}", "bf16_ms": round(median(plain) * 1e3, 3),
-               "int8_kept_ms": round(median(int8) * 1e3, 3),
-               "int8_speedup_vs_bf16": round(median(plain) / median(int8), 3),
-               "int8_relative_error": round(relative_error(out.float(), reference.float()), 5)}
+            row["bf16_ms"] = round(median(plain) * 1e3, 3)
+            backends = {"int8_kept": None, **({"int8_int_mm": "eager"} if device.type == "cuda" else {})}
+            for label, backend in backends.items():
+                try:
+                    if backend:
+                        with registry.use_backend(backend):
+                            times, out = time_calls(lambda x=x, layer=layer: layer(x), device, 1, repeats)
+                    else:
+                        times, out = time_calls(lambda x=x, layer=layer: layer(x), device, 1, repeats)
+                except Exception as error:  # noqa: BLE001  # a backend that does not run here is a row note
+                    row[f"{label}_error"] = str(error).splitlines()[0][:200]
+                    continue
+                row[f"{label}_ms"] = round(median(times) * 1e3, 3)
+                row[f"{label}_speedup_vs_bf16"] = round(median(plain) / median(times), 3)
+                row[f"{label}_relative_error"] = round(relative_error(out.float(), reference.float()), 5)
         print("  linear", row, flush=True)
         table.append(row)
     report.set(int8_linears=table)
@@ -254,10 +273,16 @@ def main(argv=None) -> int:
     weights = RandomWeights(device, args.seed)
     report = Report("Wan-Animate-2 DiT step", args.out, device, vars(args), GOALS)
     x = Inputs(cfg, height, width, frames, device, args.seed)
+    outputs = {}
+    if args.int8_only:
+        int8_rows(report, cfg, x, weights, device, args.attention.split(",")[0], args.repeats, outputs)
+        int8_linears(report, cfg, x.tokens, device, args.repeats)
+        report.print_table(["res", "model", "seconds", "speedup_vs_int8_dequantised", "weights_gib", "peak_gib",
+                            "cosine_vs_int8_dequantised", "first_call_seconds"])
+        return 0
 
     model = build_fp8(cfg, weights, device)  # ours first: its rows survive a run cut short in diffusers' compile
     report.set(ours_weights_gib=allocated_gib(device))
-    outputs = {}
     for attention in args.attention.split(","):
         try:
             ours = Ours(model, x, device, attention)
