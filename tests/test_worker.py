@@ -131,8 +131,11 @@ def image_to_video(image_name="ref.png", frames=5, size=48, blurs=0, blur_size=N
 
 
 def slow_workflow(image_name="ref.png") -> dict:
-    """About half a minute of ImageBlur nodes on 2 CPU cores; ComfyUI checks for interruption between nodes."""
-    return image_to_video(image_name, frames=16, blurs=60, blur_size=256)
+    """About half a minute of ImageBlur nodes on 2 CPU cores; ComfyUI checks for interruption between nodes. The
+    first blur is previewed (ComfyUI runs an output node as soon as it can): a file in temp/ early in the run."""
+    wf = image_to_video(image_name, frames=16, blurs=60, blur_size=256)
+    wf["90"] = {"class_type": "PreviewImage", "inputs": {"images": ["100", 0]}}
+    return wf
 
 
 def ui_image_to_video(frames=3) -> dict:
@@ -306,10 +309,19 @@ def _failed(result: dict) -> str:
 
 
 def _no_job_files(workers) -> None:
-    """Every job's input and output namespace is gone once it ended."""
-    for kind in ("input", "output"):
-        left = list((workers["comfy"].base_dir / kind).rglob("worker-jobs/*"))
-        assert not left, f"job files left in {kind}/: {left}"
+    """Every job's input namespace is gone once it ended, and nothing any job wrote is left in output/ or temp/."""
+    base = workers["comfy"].base_dir
+    left = list((base / "input").rglob("worker-jobs/*"))
+    left += [p for kind in ("output", "temp") for p in (base / kind).rglob("*") if not p.is_dir()]
+    assert not left, f"job files left: {left}"
+
+
+def _temp_files_of(comfy_url: str, prompt_id: str) -> list[str]:
+    """The temp files (previews) ComfyUI's history lists for a prompt: proof that the job made some."""
+    entry = requests.get(f"{comfy_url}/history/{prompt_id}", timeout=10).json()[prompt_id]
+    return [f"{item.get('subfolder', '')}/{item['filename']}" for output in entry["outputs"].values()
+            for items in output.values() if isinstance(items, list) for item in items
+            if isinstance(item, dict) and item.get("type") == "temp"]
 
 
 def _comfy_idle(comfy_url: str, timeout: float = 30) -> None:
@@ -440,7 +452,8 @@ def test_timeout_interrupts_comfyui_and_next_job_runs(workers):
     assert "[timeout]" in err and "within 3 s" in err
     assert time.monotonic() - started < 20
     _comfy_idle(workers["comfy"].url, timeout=20)
-    _no_job_files(workers)
+    assert _temp_files_of(workers["comfy"].url, err.split("its prompt ")[1].split()[0])  # the preview was made
+    _no_job_files(workers)  # ... and removed with the job
     assert _ok(w.runsync({"workflow": image_to_video("slow.png", frames=2),
                           "images": [{"name": "slow.png", "image": b64(png_bytes())}]}))["outputs"]
 
@@ -493,6 +506,7 @@ def test_cancel_interrupts_comfyui_and_progress_is_forwarded(workers):
 
     prompt_id = asyncio.run(scenario())
     _comfy_idle(comfy_url, timeout=15)
+    assert _temp_files_of(comfy_url, prompt_id)
     _no_job_files(workers)
     status = requests.get(f"{comfy_url}/history/{prompt_id}", timeout=5).json()[prompt_id]["status"]
     assert any(kind == "execution_interrupted" for kind, _ in status["messages"])
@@ -632,6 +646,133 @@ def test_path_widgets_outside_the_input_folder_are_refused(workers, node, value,
     err = _failed(workers["managed"].runsync({"workflow": wf, "images": [{"name": "x.png", "image": b64(png_bytes())}]}))
     assert "[path_refused]" in err and why in err and "node 1" in err
     _no_job_files(workers)  # the upload made before the refusal is gone too
+
+
+def test_previews_of_a_job_that_fails_in_comfyui_are_removed(workers):
+    """The preview is made, then SaveVideo fails inside ComfyUI (H.264 refuses an odd frame width)."""
+    wf = image_to_video("odd.png", frames=2, size=33)
+    wf["90"] = {"class_type": "PreviewImage", "inputs": {"images": ["2", 0]}}
+    err = _failed(workers["managed"].runsync({"workflow": wf, "images": [{"name": "odd.png", "image": b64(png_bytes())}]}))
+    assert err.startswith("[execution_error]") and "node 9" in err, err
+    history = requests.get(f"{workers['comfy'].url}/history", timeout=10).json()
+    [prompt_id] = [pid for pid, e in history.items() if e["prompt"][2].get("2", {}).get("inputs", {}).get("width") == 33]
+    assert _temp_files_of(workers["comfy"].url, prompt_id)  # the preview was made
+    _no_job_files(workers)
+
+
+# Every output node of ComfyUI 0.3.64 (API nodes left out, as the test server disables them): how it names its files.
+SAVERS_BY_PATH_INPUT = {
+    "filename_prefix": {"SaveImage", "SaveLatent", "SaveAnimatedWEBP", "SaveAnimatedPNG", "SaveVideo", "SaveWEBM",
+                        "SaveAudio", "SaveAudioMP3", "SaveAudioOpus", "SaveSVGNode", "SaveGLB", "CheckpointSave",
+                        "CLIPSave", "VAESave", "ModelSave", "ImageOnlyCheckpointSave", "LoraSave", "LossGraphNode"},
+    "prefix": {"SaveLoRANode"},
+}
+PREVIEWS = {"PreviewImage", "MaskPreview", "PreviewAudio"}  # temp/ under random names, removed by the prompt's history
+WRITES_NOTHING = {"PreviewAny", "Preview3D", "Preview3DAnimation"}  # show a value or an existing file in the editor
+
+
+def test_every_core_output_node_is_confined_or_known(workers):
+    """The worker's rule (file_refs.save_path_inputs) against the real /object_info: each output node that writes is
+    confined through its path input; the rest are previews or write nothing. A ComfyUI that adds an output node
+    fails this test until the node is looked at."""
+    sys.path.insert(0, str(DOCKER_DIR))
+    from comfy_worker.file_refs import save_path_inputs
+
+    object_info = requests.get(workers["comfy"].url + "/object_info", timeout=120).json()
+    core = {name: info for name, info in object_info.items() if info.get("output_node")
+            and not info.get("python_module", "").startswith("custom_nodes")}
+    confined = {name: set(save_path_inputs(name, object_info)) for name in core}
+    assert {n for n, keys in confined.items() if keys} == set().union(*SAVERS_BY_PATH_INPUT.values())
+    for key, names in SAVERS_BY_PATH_INPUT.items():
+        assert all(confined[n] == {key} for n in names), {n: confined[n] for n in names}
+    assert {n for n, keys in confined.items() if not keys} == PREVIEWS | WRITES_NOTHING
+
+
+def _watch_files(root: Path, seen: set, stop: threading.Event) -> None:
+    while not stop.is_set():
+        seen.update(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file())
+        stop.wait(0.05)
+
+
+def test_every_core_save_node_writes_inside_the_job_folder_only(workers, s2v_models):
+    """Images, animated images, webm, mp4, latent, three audio formats, a diffusion model and an extracted LoRA
+    (ModelSave, LoraSave on the tiny transformer) and three previews in one real job; every file that appears in
+    output/ or temp/ while it runs is inside the job's folder or one of its listed previews, and all are gone after."""
+    from tests.test_workflows_support import CORE_TINY_UNET
+
+    def node(class_type, **inputs):
+        return {"class_type": class_type, "inputs": inputs}
+
+    frames = ["3", 0]
+    wf = {
+        "1": node("LoadImage", image="s.png"),
+        "2": node("ImageScale", image=["1", 0], upscale_method="nearest-exact", width=32, height=32, crop="disabled"),
+        "3": node("RepeatImageBatch", image=["2", 0], amount=2),
+        "10": node("SaveImage", images=frames, filename_prefix="img/still"),
+        "11": node("SaveAnimatedWEBP", images=frames, filename_prefix="anim/w", fps=6.0, lossless=False, quality=80,
+                   method="fastest"),
+        "12": node("SaveAnimatedPNG", images=frames, filename_prefix="anim/p", fps=6.0, compress_level=1),
+        "13": node("SaveWEBM", images=frames, filename_prefix="webm/v", codec="vp9", fps=6.0, crf=40.0),
+        "14": node("CreateVideo", images=frames, fps=6.0),
+        "15": node("SaveVideo", video=["14", 0], filename_prefix="video/v", format="mp4", codec="h264"),
+        "16": node("EmptyLatentImage", width=32, height=32, batch_size=1),
+        "17": node("SaveLatent", samples=["16", 0], filename_prefix="latents/l"),
+        "18": node("LoadAudio", audio="v.wav"),
+        "19": node("SaveAudio", audio=["18", 0], filename_prefix="audio/flac"),
+        "20": node("SaveAudioMP3", audio=["18", 0], filename_prefix="audio/mp3", quality="128k"),
+        "21": node("SaveAudioOpus", audio=["18", 0], filename_prefix="audio/opus", quality="64k"),
+        "22": node("UNETLoader", unet_name=CORE_TINY_UNET, weight_dtype="default"),
+        "23": node("ModelSave", model=["22", 0], filename_prefix="diffusion_models/m"),
+        "24": node("ModelMergeSubtract", model1=["22", 0], model2=["22", 0], multiplier=1.0),
+        "25": node("LoraSave", model_diff=["24", 0], filename_prefix="loras/extracted", rank=4,
+                   lora_type="standard", bias_diff=True),
+        "26": node("PreviewImage", images=frames),
+        "27": node("PreviewAudio", audio=["18", 0]),
+        "28": node("MaskPreview", mask=["1", 1]),
+    }
+    base = workers["comfy"].base_dir
+    seen: dict[str, set] = {"output": set(), "temp": set()}
+    stop = threading.Event()
+    watchers = [threading.Thread(target=_watch_files, args=(base / kind, seen[kind], stop)) for kind in seen]
+    for t in watchers:
+        t.start()
+    try:
+        out = _ok(workers["managed"].runsync({"workflow": wf, "include_previews": True, "images": [
+            {"name": "s.png", "image": b64(png_bytes())}, {"name": "v.wav", "image": b64(audio_bytes("wav"))}]},
+            timeout=600))
+    finally:
+        stop.set()
+        for t in watchers:
+            t.join()
+    saved = {(o["node_id"], o["subfolder"], o["filename"].rsplit(".", 1)[-1]) for o in out["outputs"]}
+    assert {("10", "img", "png"), ("11", "anim", "webp"), ("12", "anim", "png"), ("13", "webm", "webm"),
+            ("15", "video", "mp4"), ("17", "latents", "latent"), ("19", "audio", "flac"), ("20", "audio", "mp3"),
+            ("21", "audio", "opus")} <= saved, saved
+    previews = {o["filename"] for o in out["outputs"] if o["node_id"] in ("26", "27", "28")}
+    assert len(previews) == 4, out["outputs"]  # two frames, the sound, the mask
+    outside = {f for f in seen["output"] if not f.startswith("worker-jobs/")}
+    outside |= {f for f in seen["temp"] if not f.startswith("worker-jobs/") and os.path.basename(f) not in previews}
+    assert not outside, outside
+    written = {f.split("/", 2)[2] for f in seen["output"]}  # without worker-jobs/<job>/
+    assert any(f.startswith("diffusion_models/m_") and f.endswith(".safetensors") for f in written), written
+    assert any(f.startswith("loras/extracted_") and f.endswith(".safetensors") for f in written), written
+    _no_job_files(workers)
+
+
+@pytest.mark.parametrize("change, why", [
+    (lambda wf: wf["9"]["inputs"].update(filename_prefix="../../escaped"), "climbs out"),
+    (lambda wf: wf["9"]["inputs"].update(filename_prefix=""), "names no file"),
+    (lambda wf: (wf.update({"40": {"class_type": "PrimitiveString", "inputs": {"value": "../../x"}}}),
+                 wf["9"]["inputs"].update(filename_prefix=["40", 0])), "is connected to another node"),
+    (lambda wf: wf.update({"41": {"class_type": "SaveLoRANode", "inputs": {"lora": ["1", 0], "prefix": "../../x"}}}),
+     "node 41 (SaveLoRANode) input 'prefix'"),
+])
+def test_save_paths_leaving_the_job_folder_are_refused_before_submitting(workers, change, why):
+    wf = image_to_video("p.png", frames=2)
+    change(wf)
+    err = _failed(workers["managed"].runsync({"workflow": wf, "images": [{"name": "p.png", "image": b64(png_bytes())}]}))
+    assert err.startswith("[path_refused]") and why in err, err
+    _no_job_files(workers)
 
 
 def test_timeout_while_comfyui_still_validates_a_large_prompt_leaves_nothing_running(workers):

@@ -50,18 +50,59 @@ def test_sanitize_name(name, safe):
     assert sanitize_name(name, 3) == safe
 
 
-def test_namespace_rewrites_only_exact_names_and_save_prefixes(tmp_path):
+# Entries as ComfyUI 0.3.64's /object_info gives them (trimmed to what the worker reads).
+SAVERS = {
+    "LoadImage": {"input": {"required": {"image": [["a.png"], {"image_upload": True}]}}},
+    "SaveVideo": {"output_node": True, "python_module": "comfy_extras.nodes_video",
+                  "input": {"required": {"video": ["VIDEO", {}],
+                                         "filename_prefix": ["STRING", {"default": "video/ComfyUI"}]}}},
+    "SaveImage": {"output_node": True, "python_module": "nodes",
+                  "input": {"required": {"images": ["IMAGE", {}], "filename_prefix": ["STRING", {"default": "ComfyUI"}]}}},
+    "SaveLoRANode": {"output_node": True, "python_module": "comfy_extras.nodes_train",
+                     "input": {"required": {"lora": ["LORA_MODEL", {}],
+                                            "prefix": ["STRING", {"default": "loras/ComfyUI_trained_lora"}]},
+                               "optional": {"steps": ["INT", {"forceInput": True}]}}},
+    "StringPrefix": {"output_node": False, "python_module": "custom_nodes.strings",
+                     "input": {"required": {"prefix": ["STRING", {}], "text": ["STRING", {}]}}},
+    "TripoTextToModelNode": {"output_node": True, "python_module": "comfy_api_nodes.nodes_tripo",
+                             "input": {"required": {"prompt": ["STRING", {"multiline": True}]}}},
+    "Rodin3D_Regular": {"output_node": False, "python_module": "comfy_api_nodes.nodes_rodin",
+                        "input": {"required": {"Images": ["IMAGE", {}]}}},
+}
+
+
+def test_namespace_rewrites_only_exact_names_and_save_paths(tmp_path):
     ns = JobNamespace.create("job/1", {k: tmp_path / k for k in ("input", "output", "temp")})
     prompt = {"1": {"class_type": "LoadImage", "inputs": {"image": "../a b.png"}},
-              "2": {"class_type": "X", "inputs": {"text": "see ../a b.png", "n": 3}},
-              "3": {"class_type": "SaveVideo", "inputs": {"filename_prefix": "video/out"}}}
-    point_at_namespace(prompt, {"../a b.png": ns.ref("a_b.png")}, ns)
+              "2": {"class_type": "StringPrefix", "inputs": {"text": "see ../a b.png", "prefix": "p/"}},
+              "3": {"class_type": "SaveVideo", "inputs": {"filename_prefix": "video/out"}},
+              "4": {"class_type": "SaveLoRANode", "inputs": {"lora": ["9", 0], "prefix": "loras/mine"}},
+              "5": {"class_type": "SaveImage", "inputs": {"images": ["1", 0]}}}
+    point_at_namespace(prompt, {"../a b.png": ns.ref("a_b.png")}, ns, SAVERS)
     assert prompt["1"]["inputs"]["image"] == f"{ns.subfolder}/a_b.png" and ns.subfolder.startswith("worker-jobs/job_1-")
-    assert prompt["2"]["inputs"]["text"] == "see ../a b.png"
+    assert prompt["2"]["inputs"] == {"text": "see ../a b.png", "prefix": "p/"}  # not an output node
     assert prompt["3"]["inputs"]["filename_prefix"] == f"{ns.subfolder}/video/out"
+    assert prompt["4"]["inputs"]["prefix"] == f"{ns.subfolder}/loras/mine"
+    assert prompt["5"]["inputs"]["filename_prefix"] == f"{ns.subfolder}/ComfyUI"  # left out: its default, confined
     assert ns.public_subfolder(f"{ns.subfolder}/video") == "video"
-    with pytest.raises(WorkerError, match="climbs out"):
-        point_at_namespace({"9": {"class_type": "SaveImage", "inputs": {"filename_prefix": "../../x"}}}, {}, ns)
+
+
+@pytest.mark.parametrize("node, inputs, why", [
+    ("SaveImage", {"filename_prefix": "../../x"}, "climbs out"),
+    ("SaveImage", {"filename_prefix": "/tmp/x"}, "absolute path"),
+    ("SaveImage", {"filename_prefix": ""}, "names no file"),
+    ("SaveImage", {"filename_prefix": "./"}, "names no file"),
+    ("SaveVideo", {"filename_prefix": ["7", 0]}, "is connected to another node"),
+    ("SaveLoRANode", {"prefix": "..\\..\\loras\\x"}, "climbs out"),
+    ("SaveLoRANode", {"prefix": ["7", 0]}, "is connected to another node"),
+    ("TripoTextToModelNode", {"prompt": "a cat"}, "Tripo 3D API node"),
+    ("Rodin3D_Regular", {}, "Rodin 3D API node"),
+])
+def test_save_paths_that_cannot_be_confined_are_refused(tmp_path, node, inputs, why):
+    ns = JobNamespace.create("j", {k: tmp_path / k for k in ("input", "output", "temp")})
+    with pytest.raises(WorkerError) as e:
+        point_at_namespace({"9": {"class_type": node, "inputs": dict(inputs)}}, {}, ns, SAVERS)
+    assert e.value.code == "path_refused" and why in e.value.message and "node 9" in e.value.message
 
 
 LOADERS = {"LoadImage": {"input": {"required": {"image": [["a.png"], {"image_upload": True}]}}},

@@ -17,6 +17,13 @@ log = logging.getLogger("comfy_worker.process")
 
 
 class ComfyProcess:
+    """term_grace_s: how long stop() lets ComfyUI exit on SIGTERM before SIGKILL; kill_wait_s: how long to wait for
+    a SIGKILLed process to be gone (a process in uninterruptible I/O, e.g. a hung GPU driver or network disk, outlives
+    SIGKILL until the I/O returns)."""
+
+    term_grace_s = 20.0
+    kill_wait_s = 30.0
+
     def __init__(self, settings: WorkerSettings):
         self.settings = settings
         self.proc: subprocess.Popen | None = None
@@ -24,6 +31,7 @@ class ComfyProcess:
         self._log_file = None
         self.started_at = 0.0
         self.answered = False  # the running process has answered at least once (so silence now means hung)
+        self.unreaped: list[subprocess.Popen] = []  # killed but not yet gone: reaped later, never left as zombies
 
     @property
     def can_start(self) -> bool:
@@ -43,6 +51,7 @@ class ComfyProcess:
             return ""
 
     def start(self) -> None:
+        self.reap()
         cmd = list(self.settings.comfy_start_command)
         log.info("starting ComfyUI: %s", " ".join(cmd))
         self.settings.comfy_log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -67,26 +76,34 @@ class ComfyProcess:
             self.start()
 
     def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
+        """SIGTERM, then SIGKILL after term_grace_s (a process that ignores SIGTERM)."""
+        self._end(self.term_grace_s)
 
     def kill(self) -> None:
-        """SIGKILL the whole process group (a hung or stopped process ignores SIGTERM); where there are no process
-        groups (Windows), the process itself."""
-        if self.proc and self.proc.poll() is None:
-            try:
-                if hasattr(os, "killpg"):
-                    os.killpg(self.proc.pid, signal.SIGKILL)
-                else:
-                    self.proc.kill()
-            except ProcessLookupError:
-                pass
-            self.proc.wait(30)
+        """SIGKILL at once (a hung or stopped process ignores SIGTERM)."""
+        self._end(0.0)
+
+    def _end(self, grace_s: float) -> None:
+        """End the ComfyUI this worker started, with everything it started (its process group), and reap it. Where
+        there are no process groups (Windows) the process itself is signalled (terminate, then kill). A process still
+        there kill_wait_s after SIGKILL is logged and kept in `unreaped` for reap() instead of failing the job: the
+        worker starts a new ComfyUI either way."""
+        proc = self.proc
+        if proc is None:
+            return
+        if grace_s > 0 and proc.poll() is None:
+            _signal(proc, hard=False)
+            _reap(proc, grace_s)
+        _signal(proc, hard=True)  # also after the leader exited: children of it that ignored SIGTERM
+        if not _reap(proc, self.kill_wait_s):
+            log.error("ComfyUI (pid %d) is still there %.0f s after SIGKILL (stuck in uninterruptible I/O?); "
+                      "starting a new one, the old one is reaped when it exits", proc.pid, self.kill_wait_s)
+            self.unreaped.append(proc)
+        self.reap()
+
+    def reap(self) -> None:
+        """Collect the exit status of killed processes that have exited since (so none stays a zombie)."""
+        self.unreaped = [p for p in self.unreaped if p.poll() is None]
 
     def _restart(self, why: str) -> None:
         self.restarts += 1
@@ -156,3 +173,26 @@ class ComfyProcess:
             f"Last log lines:\n{tail}",
             exit_code=code,
         )
+
+
+def _signal(proc: subprocess.Popen, hard: bool) -> None:
+    """SIGKILL (hard) or SIGTERM to the process group that start() made (start_new_session); without process groups
+    (Windows, which has neither killpg nor SIGKILL) Popen.kill / Popen.terminate on the process alone."""
+    try:
+        if hasattr(os, "killpg"):
+            os.killpg(proc.pid, signal.SIGKILL if hard else signal.SIGTERM)
+        elif hard:
+            proc.kill()
+        else:
+            proc.terminate()
+    except (ProcessLookupError, PermissionError):
+        pass  # already gone, with its whole group
+
+
+def _reap(proc: subprocess.Popen, timeout: float) -> bool:
+    """Wait up to `timeout` for the process to exit and collect its status; False if it is still running."""
+    try:
+        proc.wait(timeout)
+        return True
+    except subprocess.TimeoutExpired:
+        return False

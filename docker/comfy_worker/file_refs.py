@@ -7,6 +7,7 @@ exists, and V3 combos (LoadVideo) are not validated at submit time at all: the g
 from __future__ import annotations
 
 import os
+import posixpath
 import re
 from pathlib import Path
 
@@ -16,6 +17,15 @@ from .namespace import ROOT, JobNamespace
 _ANNOTATIONS = {" [input]": "input", " [output]": "output", " [temp]": "temp"}
 _DRIVE = re.compile(r"^[A-Za-z]:")
 _UPLOAD_FLAGS = ("image_upload", "video_upload", "audio_upload", "file_upload", "animated_image_upload")
+# How ComfyUI 0.3.64's core nodes name the files they write (read from nodes.py, comfy_extras/, comfy_api/ and
+# comfy_api_nodes/): a text input joined under output/ (temp/ for LossGraphNode) by get_save_image_path:
+# `filename_prefix` (SaveImage, SaveLatent, SaveAnimatedWEBP/PNG, SaveVideo, SaveWEBM, SaveAudio/MP3/Opus,
+# SaveSVGNode, SaveGLB, CheckpointSave, CLIPSave, VAESave, ModelSave, ImageOnlyCheckpointSave, LoraSave,
+# LossGraphNode) or SaveLoRANode's `prefix`. Previews (PreviewImage, MaskPreview, PreviewAudio, V3 nodes' previews)
+# go to temp/ under random names (the job removes them by its prompt's history). The Tripo and Rodin 3D API nodes
+# write into output/ under names their service returns: no input can confine them.
+SAVE_PATH_INPUTS = ("filename_prefix", "prefix")
+UNCONFINED_WRITERS = {"comfy_api_nodes.nodes_tripo": "Tripo 3D", "comfy_api_nodes.nodes_rodin": "Rodin 3D"}
 
 
 def _input_specs(class_type: str, object_info: dict) -> dict:
@@ -58,22 +68,45 @@ def path_problem(value: str) -> str | None:
     return None
 
 
-def point_at_namespace(prompt: dict, uploads: dict[str, str], namespace: JobNamespace) -> None:
+def save_path_inputs(class_type: str, object_info: dict) -> dict[str, str]:
+    """{input name: default} of the text inputs by which a node names the files it writes: `filename_prefix` (any
+    node), and `prefix` on output nodes (SaveLoRANode)."""
+    info = object_info.get(class_type) or {}
+    found = {}
+    for key, spec in _input_specs(class_type, object_info).items():
+        if key in SAVE_PATH_INPUTS and (key == "filename_prefix" or info.get("output_node")):
+            found[key] = str(_options(spec).get("default", "ComfyUI"))
+    return found
+
+
+def point_at_namespace(prompt: dict, uploads: dict[str, str], namespace: JobNamespace, object_info: dict) -> None:
     """Names the job uploaded -> where ComfyUI stored them (uploads: original name -> stored reference); every save
-    node's filename_prefix -> under the job's output subfolder."""
+    node's path input (also one the workflow left out: its default) -> under the job's output subfolder. A path input
+    fed by another node, a prefix that leaves the job's folder, and nodes that write where no input says are refused."""
     for node_id, node in prompt.items():
-        inputs = node.get("inputs", {})
+        label = node_label(node_id, prompt)
+        service = UNCONFINED_WRITERS.get((object_info.get(node["class_type"]) or {}).get("python_module"))
+        if service:
+            raise WorkerError("path_refused", f"{label} is a {service} API node, which saves its files into "
+                              "ComfyUI's output folder under names the service picks, outside this job's folder; "
+                              "the worker does not run it.")
+        inputs = node.setdefault("inputs", {})
+        saves = save_path_inputs(node["class_type"], object_info)
         for key, value in inputs.items():
-            if not isinstance(value, str):
-                continue
-            if value in uploads:
+            if key not in saves and isinstance(value, str) and value in uploads:
                 inputs[key] = uploads[value]
-            elif key == "filename_prefix":
-                why = path_problem(value)
-                if why:
-                    raise WorkerError("path_refused", f"{node_label(node_id, prompt)} input '{key}': '{value}' {why}; a filename_prefix "
-                                      "names a file under ComfyUI's output folder.")
-                inputs[key] = namespace.output_prefix(value)
+        for key, default in saves.items():
+            value = inputs.get(key, default)
+            where = f"{label} input '{key}'"
+            if not isinstance(value, str):
+                raise WorkerError("path_refused", f"{where} is connected to another node; the worker files each job's "
+                                  "outputs under the job's own folder from the text in this widget, so type the "
+                                  "name there.")
+            why = path_problem(value) or ("names no file" if posixpath.normpath(value) == "." else None)
+            if why:
+                raise WorkerError("path_refused", f"{where}: '{value}' {why}; it names a file under this job's part "
+                                  "of ComfyUI's output folder (e.g. 'video/wan').")
+            inputs[key] = namespace.output_prefix(value)
 
 
 def check_file_references(prompt: dict, object_info: dict, namespace: JobNamespace) -> None:

@@ -35,6 +35,7 @@ class Worker:
         self.settings = settings or WorkerSettings.from_env()
         self.process = ComfyProcess(self.settings)
         self._server: tuple[int, dict, str | None] | None = None  # (restarts seen, /object_info, version)
+        self._ended: list[EndedPrompt] = []  # prompts of ended jobs whose temp files are not deleted yet
         swept = sweep_stale(self.settings.comfy_dirs, older_than_s=2 * self.settings.job_timeout_s)
         if swept:
             log.info("removed %d job folders left by an earlier worker", swept)
@@ -65,33 +66,22 @@ class Worker:
     async def run(self, job: dict, progress: ProgressSink | None = None) -> dict:
         job_input = job.get("input")
         started = time.monotonic()
-        namespace = None
         try:
             if not isinstance(job_input, dict) or "workflow" not in job_input:
                 raise WorkerError("bad_input", "the job input needs a 'workflow' (API or editor format)")
             timeout = self._timeout(job_input)
             inline_max = self._inline_max(job_input)
             namespace = JobNamespace.create(str(job.get("id", "")), self.settings.comfy_dirs)
+            submission = Submission(str(uuid.uuid4()))
             async with aiohttp.ClientSession() as session:
                 client = ComfyClient(self.settings.comfy_url, session)
-                await self.process.ensure_running(client)
-                submission = Submission(str(uuid.uuid4()))
                 try:
-                    result = await asyncio.wait_for(self._run_prompt(
-                        client, job, job_input, submission, namespace, inline_max, progress), timeout)
-                except asyncio.TimeoutError:
-                    await self._withdraw(client, submission)
-                    raise WorkerError("timeout", f"The job did not finish within {timeout:.0f} s (timeout_s / "
-                                      f"WORKER_JOB_TIMEOUT_S); its prompt {submission.prompt_id} was removed from "
-                                      "ComfyUI's queue and interrupted.", prompt_id=submission.prompt_id) from None
-                except asyncio.CancelledError:
-                    log.info("job %s cancelled: withdrawing ComfyUI prompt %s", job.get("id"), submission.prompt_id)
-                    await self._withdraw(client, submission)
-                    raise
-                except (ComfyUnreachable, aiohttp.ClientConnectionError) as e:
-                    died = await self.process.explain_death(client)
-                    raise died or WorkerError("comfyui_unreachable", f"Lost ComfyUI at {self.settings.comfy_url}: "
-                                              f"{e}") from None
+                    await self.process.ensure_running(client)
+                    await self._settle(client)
+                    result = await self._run_with_deadline(client, job, submission, namespace, timeout, inline_max,
+                                                           progress)
+                finally:
+                    await self._clean_up(client, submission, namespace)
             result["seconds"] = round(time.monotonic() - started, 3)
             return result
         except WorkerError as e:
@@ -101,9 +91,53 @@ class Worker:
             log.exception("job %s failed unexpectedly", job.get("id"))
             return WorkerError("internal_error", f"The worker failed unexpectedly ({type(e).__name__}: "
                                f"{str(e)[:300]}); the worker's log has the details.").to_result()
-        finally:
-            if namespace is not None:
-                namespace.remove()
+
+    async def _run_with_deadline(self, client, job, submission, namespace, timeout, inline_max, progress) -> dict:
+        """The prompt's run, bounded by the job's timeout; a timeout or a cancel withdraws the prompt."""
+        try:
+            return await asyncio.wait_for(self._run_prompt(
+                client, job, job["input"], submission, namespace, inline_max, progress), timeout)
+        except asyncio.TimeoutError:
+            await self._withdraw(client, submission)
+            raise WorkerError("timeout", f"The job did not finish within {timeout:.0f} s (timeout_s / "
+                              f"WORKER_JOB_TIMEOUT_S); its prompt {submission.prompt_id} was removed from "
+                              "ComfyUI's queue and interrupted.", prompt_id=submission.prompt_id) from None
+        except asyncio.CancelledError:
+            log.info("job %s cancelled: withdrawing ComfyUI prompt %s", job.get("id"), submission.prompt_id)
+            await self._withdraw(client, submission)
+            raise
+        except (ComfyUnreachable, aiohttp.ClientConnectionError) as e:
+            died = await self.process.explain_death(client)
+            raise died or WorkerError("comfyui_unreachable", f"Lost ComfyUI at {self.settings.comfy_url}: "
+                                      f"{e}") from None
+
+    async def _clean_up(self, client: ComfyClient, submission: "Submission", namespace: JobNamespace) -> None:
+        """Whatever the outcome: the job's folders go now; a prompt that was submitted is remembered until it has
+        stopped, then its previews (and anything it saved after the job ended) go too."""
+        namespace.remove()
+        if submission.task is not None:
+            self._ended.append(EndedPrompt(submission.prompt_id, namespace, self.process.restarts))
+        await self._settle(client)
+
+    async def _settle(self, client: ComfyClient) -> None:
+        """Finish the clean-up of ended jobs whose prompt has stopped: delete the temp files their prompt history
+        lists (previews carry names ComfyUI picks, outside any namespace) and their folders once more. A prompt
+        ComfyUI still runs or queues waits for the next call; a restarted ComfyUI emptied temp/ when it started."""
+        for ended in list(self._ended):
+            if ended.restarts == self.process.restarts:
+                try:
+                    if ended.prompt_id in await client.queued_ids():
+                        continue
+                    entry = await client.history(ended.prompt_id) or {}
+                except (ComfyUnreachable, aiohttp.ClientError) as e:
+                    log.warning("clean-up of prompt %s postponed: %s", ended.prompt_id, e)
+                    return
+                for f in collect_outputs(entry, include_temp=True):
+                    if f.type == "temp":
+                        ended.namespace.remember_temp(f.subfolder, f.filename)
+            ended.namespace.remove()
+            if ended in self._ended:
+                self._ended.remove(ended)
 
     async def _withdraw(self, client: ComfyClient, submission: "Submission") -> None:
         """Take the job's prompt back. A submission still in flight is awaited first (ComfyUI queues a prompt only
@@ -134,7 +168,7 @@ class Worker:
         uploads = {}
         for f in await load_input_files(job_input, self.settings):
             uploads[f.original_name] = await client.upload(f.name, f.data, namespace.subfolder)
-        point_at_namespace(prompt, uploads, namespace)
+        point_at_namespace(prompt, uploads, namespace, object_info)
         check_file_references(prompt, object_info, namespace)
 
         client_id = uuid.uuid4().hex
@@ -146,22 +180,26 @@ class Worker:
                 folders = await client.model_folders()
                 raise describe_prompt_error(body, prompt, folders, str(self.settings.models_root))
             outcome = await client.follow(ws, submission.prompt_id, on_event)
-        files = collect_outputs(outcome.history, include_temp=True)
-        for f in files:
-            if f.type == "temp":
-                namespace.remember_temp(f.subfolder, f.filename)
+        files = collect_outputs(outcome.history, include_temp=bool(job_input.get("include_previews")))
         if outcome.status == "error":
             raise describe_execution_error(outcome.error or {}, prompt)
         if outcome.status == "interrupted":
             raise WorkerError("interrupted", "ComfyUI interrupted the job (someone called /interrupt).")
-        if not job_input.get("include_previews"):
-            files = [f for f in files if f.type == "output"]
         outputs = await deliver_outputs(client, files, str(job.get("id", "")), inline_max, self.settings.bucket,
                                         namespace.public_subfolder)
         result = {"prompt_id": submission.prompt_id, "outputs": outputs}
         if not outputs:
             result["warning"] = "The workflow ran but saved no files (add a Save Image / Save Video node)."
         return result
+
+
+@dataclass(eq=False)
+class EndedPrompt:
+    """The prompt of a job that has ended, and ComfyUI's restart count then (a restart empties temp/)."""
+
+    prompt_id: str
+    namespace: JobNamespace
+    restarts: int
 
 
 @dataclass

@@ -1,9 +1,11 @@
-"""Each job's own corner of ComfyUI's input/ and output/ folders, removed when the job ends.
+"""Each job's own corner of ComfyUI's input/, output/ and temp/ folders, removed when the job ends.
 
-ComfyUI has one input and one output folder for every prompt. Without a per-job subfolder a later job can load an
-earlier job's upload by naming it, and two concurrent jobs that upload `ref.png` overwrite each other's file. So
-uploads go to input/<ROOT>/<job key>/, every save node's filename_prefix is moved under output/<ROOT>/<job key>/, and
-both folders are deleted in the job's `finally` (success, error, timeout, cancel, ComfyUI crash alike).
+ComfyUI has one input, one output and one temp folder for every prompt. Without a per-job subfolder a later job can
+load an earlier job's upload by naming it, and two concurrent jobs that upload `ref.png` overwrite each other's file.
+So uploads go to input/<ROOT>/<job key>/, every save node's path input is moved under <ROOT>/<job key>/ of output/
+(temp/ for savers into temp), and those folders are deleted when the job ends (success, error, timeout, cancel,
+ComfyUI crash alike). Previews land in temp/ under names ComfyUI picks at random: the job's prompt history lists them,
+and they are deleted by name once the prompt has stopped (job.py).
 """
 from __future__ import annotations
 
@@ -18,6 +20,7 @@ from pathlib import Path
 log = logging.getLogger("comfy_worker.namespace")
 
 ROOT = "worker-jobs"
+KINDS = ("input", "output", "temp")
 _UNSAFE = re.compile(r"[^A-Za-z0-9_-]+")
 
 
@@ -49,11 +52,11 @@ class JobNamespace:
         return subfolder[len(self.subfolder):].lstrip("/") if self.owns(subfolder) else subfolder
 
     def remember_temp(self, subfolder: str, filename: str) -> None:
-        """Temp files (previews) carry no namespace: their names come from the history and are deleted at the end."""
+        """A preview outside the namespace (its name comes from the prompt's history): deleted by remove()."""
         self.temp_files.append(self.dirs["temp"] / subfolder / filename)
 
     def remove(self) -> None:
-        for kind in ("input", "output"):
+        for kind in KINDS:
             shutil.rmtree(self.dirs[kind] / self.subfolder, ignore_errors=True)
         for path in self.temp_files:
             path.unlink(missing_ok=True)
@@ -62,7 +65,7 @@ class JobNamespace:
 def sweep_stale(dirs: dict[str, Path], older_than_s: float) -> int:
     """Remove job folders left by a worker that was killed mid-job (its `finally` never ran); returns how many."""
     removed, cutoff = 0, time.time() - older_than_s
-    for kind in ("input", "output"):
+    for kind in KINDS:
         root = dirs[kind] / ROOT
         if not root.is_dir():
             continue

@@ -49,8 +49,12 @@ class OutputFile:
 
 
 def collect_outputs(history_entry: dict, include_temp: bool = False) -> list[OutputFile]:
-    """Files listed under any key of any node's output (images, gifs, videos, audio, ...), saved ones first."""
+    """Files listed under any key of any node's output (images, gifs, videos, audio, ...) that this prompt wrote.
+
+    A node ComfyUI answered from its cache lists the temp files of the earlier prompt that ran it (removed with
+    that prompt's job): those are skipped."""
     files = []
+    cached = cached_nodes(history_entry)
     for node_id, output in (history_entry.get("outputs") or {}).items():
         animated = bool(output.get("animated") and any(output.get("animated")))
         for key, items in output.items():
@@ -59,11 +63,20 @@ def collect_outputs(history_entry: dict, include_temp: bool = False) -> list[Out
             for item in items:
                 if not (isinstance(item, dict) and item.get("filename")):
                     continue
-                if item.get("type", "output") != "output" and not include_temp:
+                kind = item.get("type", "output")
+                if kind != "output" and (not include_temp or str(node_id) in cached):
                     continue
-                files.append(OutputFile(str(node_id), key, item["filename"], item.get("subfolder", ""),
-                                        item.get("type", "output"), animated))
+                files.append(OutputFile(str(node_id), key, item["filename"], item.get("subfolder", ""), kind,
+                                        animated))
     return files
+
+
+def cached_nodes(history_entry: dict) -> set[str]:
+    """The nodes ComfyUI did not run for this prompt but took from its cache (its execution_cached message)."""
+    for kind, data in (history_entry.get("status") or {}).get("messages") or []:
+        if kind == "execution_cached":
+            return {str(n) for n in (data or {}).get("nodes") or []}
+    return set()
 
 
 def _s3_client(bucket: BucketSettings):
