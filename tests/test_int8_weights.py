@@ -220,3 +220,33 @@ def test_cli_runs_an_int8_convrot_folder_kept_or_dequantised(int8_models, tmp_pa
     # levels either way, so what survives the mp4 is the frames' brightness and their correlation
     assert np.abs(auto.mean(axis=(1, 2, 3)) - keep.mean(axis=(1, 2, 3))).max() < 1
     assert np.corrcoef(auto.ravel(), keep.ravel())[0, 1] > 0.97
+
+
+def test_tiny_cli_writes_the_int8_convrot_repack_and_inspect_names_it(tmp_path, capsys):
+    from wan_loader.cli import main as loader_main
+    from wan_loader.inspection import inspect
+
+    assert loader_main(["tiny", str(tmp_path / "t"), "--model", "animate2", "--layout", "comfy", "--distilled",
+                        "--int8-convrot"]) == 0
+    info = inspect(tmp_path / "t")
+    transformer = info["components"]["transformer"]
+    assert transformer["files"][0].endswith("wan_animate_2_distill_int8_convrot.safetensors")
+    assert (info["family"], info["distilled"], transformer["int8"], transformer["scaled_fp8"]) == (
+        "animate2", True, True, False)
+    model = load(transformer["files"][0], cpu_keep())
+    assert sum(isinstance(m, Int8Linear) for m in model.modules()) == 120
+    capsys.readouterr()
+    assert loader_main(["tiny", str(tmp_path / "u"), "--layout", "diffusers", "--int8-convrot"]) == 2
+    assert "use it with --model animate2 --layout comfy" in capsys.readouterr().err
+
+
+def test_convert_dequantises_the_int8_weights_with_their_scales(int8_models, tmp_path):
+    """`convert` of the int8 ConvRot repack writes each weight dequantised and un-rotated (never the int8 values
+    without their scales): the converted folder loads to the same weights as the int8 file dequantised at load."""
+    from wan_loader.conversion import convert
+
+    models, path = int8_models
+    convert(models, tmp_path / "d", "diffusers", components=["transformer"])
+    converted = load_components(tmp_path / "d", components=["transformer"], weight_dtype="fp32").transformer
+    reference = load(path, "dequantize").state_dict()
+    assert all(torch.equal(v, reference[k]) for k, v in converted.state_dict().items())

@@ -11,6 +11,7 @@ from .discovery.hub import DIFFUSERS_REPO, download
 from .dtypes import DTYPE_NAMES
 from .errors import WanLoaderError
 from .inspection import format_report, inspect
+from .testing.int8_files import write_int8_convrot
 from .testing.tiny import tiny_animate2_components, tiny_components
 from .writers import write_components
 
@@ -45,8 +46,17 @@ def _tiny(args) -> int:
         what = "Wan2.2-Animate-2" + (" distilled" if args.distilled else "")
     else:
         components, what = tiny_components(args.seed), "Wan2.2-Animate-14B"
+    if args.int8_convrot and (args.model != "animate2" or args.layout != "comfy"):
+        raise ValueError("--int8-convrot writes Comfy-Org's int8 ConvRot repack: use it with --model animate2 "
+                         "--layout comfy.")
     dst = write_components(components, args.dir, args.layout, args.dtype,
                            prefix="model.diffusion_model." if args.prefix else "")
+    if args.int8_convrot:
+        source = next((Path(dst) / "diffusion_models").glob("wan_animate_2*.safetensors"))
+        name = "wan_animate_2_distill_int8_convrot" if args.distilled else "wan_animate_2_int8_convrot"
+        write_int8_convrot(source, source.with_name(f"{name}.safetensors"))
+        source.unlink()
+        what += " int8 ConvRot"
     print(f"wrote tiny random {what} ({args.layout}, {args.dtype}) to {dst}")
     return 0
 
@@ -87,6 +97,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--model", choices=["animate", "animate2"], default="animate",
                    help="animate: Wan2.2-Animate-14B; animate2: Wan2.2-Animate-2-14B")
     s.add_argument("--distilled", action="store_true", help="animate2: mark it as the distilled variant")
+    s.add_argument("--int8-convrot", action="store_true",
+                   help="animate2, comfy: the transformer as Comfy-Org's int8 ConvRot repack (block Linears in int8)")
     s.set_defaults(fn=_tiny)
     return p
 

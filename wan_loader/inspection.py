@@ -5,6 +5,7 @@ from pathlib import Path
 
 from .discovery.resolve import prefer_dtype, resolve
 from .dtypes import dominant_dtype
+from .int8_convrot import has_int8_weights
 from .model.components import COMPONENT_NAMES
 from .model.detect import count_parameters
 
@@ -20,7 +21,8 @@ def inspect(path, files: dict | None = None, model: str | None = None) -> dict:
     for name, part in res.parts.items():
         components[name] = {
             "model": part.model, "layout": part.layout, "files": part.files, "prefix": part.prefix,
-            "dtype": dominant_dtype(part.view), "scaled_fp8": part.scaled_fp8,
+            "dtype": dominant_dtype(part.view), "scaled_fp8": part.scaled_fp8 and not has_int8_weights(part.view),
+            "int8": has_int8_weights(part.view),
             "parameters": count_parameters(part.view), "tensors": len(part.view.keys()),
         }
     if res.tokenizer_dirs or (res.parts.get("text_encoder") and "spiece_model" in res.parts["text_encoder"].view):
@@ -67,7 +69,7 @@ def format_report(info: dict) -> str:
              f"  parameters: {_count(info['parameters'])}", "  components:"]
     for name, c in info["components"].items():
         if "model" in c:
-            scaled = ", scaled fp8" if c["scaled_fp8"] else ""
+            scaled = ", int8 (ComfyUI int8 / ConvRot)" if c["int8"] else ", scaled fp8" if c["scaled_fp8"] else ""
             lines.append(f"    {name:<15} {c['model']} [{c['layout']}, {c['dtype']}{scaled}, "
                          f"{_count(c['parameters'])}] {', '.join(c['files'])}")
         else:

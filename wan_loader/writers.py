@@ -21,6 +21,7 @@ from .io.readers import SAFETENSORS_DTYPES, TEST_MODEL_KEY, TEST_MODEL_VALUE, is
 from .keymaps import KEYMAPS, Plan, Recipe, keymap, meta_shapes
 from .model.configs import TRANSFORMER_CLASSES, original_config_json
 from .fp8 import dequantize, quantize_fp8
+from .int8_convrot import dequantize_int8, read_config
 
 _ST_NAMES = {v: k for k, v in SAFETENSORS_DTYPES.items()}
 SHARD_BYTES = 10 * 1024 ** 3
@@ -76,20 +77,27 @@ def weights_from_module(component: str, module: torch.nn.Module) -> Weights:
 
 
 def weights_from_part(component: str, part, plan: Plan, config: dict) -> Weights:
-    """A component read from files through its plan to diffusers names (fp8-scaled weights dequantized)."""
+    """A component read from files through its plan to diffusers names (fp8-scaled and ComfyUI int8 / ConvRot
+    weights dequantized)."""
     view = part.view
     scale = getattr(view, "scale", lambda k: None)
 
+    def quantized(k) -> bool:
+        return is_fp8(view.dtype(k)) or (view.dtype(k) == torch.int8 and scale(k) is not None)
+
     def raw(k):
         t = view.get(k)
-        return dequantize(t, scale(k), torch.float32) if is_fp8(t.dtype) else t
+        if is_fp8(t.dtype):
+            return dequantize(t, scale(k), torch.float32)
+        if quantized(k):
+            return dequantize_int8(t, scale(k), read_config(view.quant_marker(k)))
+        return t
 
     shapes = meta_shapes(plan, view)
     dtypes = {}
     for t, r in plan.items():
-        src_dtypes = [view.dtype(k) for k in r.sources]
-        dtypes[t] = torch.float32 if any(is_fp8(d) for d in src_dtypes) else (src_dtypes[0] if src_dtypes else
-                                                                                  torch.float32)
+        dtypes[t] = torch.float32 if any(quantized(k) for k in r.sources) else (
+            view.dtype(r.sources[0]) if r.sources else torch.float32)
     return Weights(component, shapes, dtypes, lambda k: plan[k].build(raw), config, test_model=is_test_model(view))
 
 

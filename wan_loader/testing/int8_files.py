@@ -7,6 +7,7 @@ against comfy-kitchen). The rest of the file (norms, embeddings, head, metadata)
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Callable
 
@@ -17,8 +18,12 @@ from ..io.readers import open_file
 from ..writers import write_safetensors
 
 
+_BLOCK_WEIGHT = re.compile(r"(^|\.)blocks\.\d+\..*\.weight$")
+
+
 def is_block_linear_weight(key: str, shape) -> bool:
-    return key.startswith("blocks.") and key.endswith(".weight") and len(shape) == 2
+    """A Linear weight of the DiT's blocks (with or without ComfyUI's model.diffusion_model. prefix)."""
+    return bool(_BLOCK_WEIGHT.search(key)) and len(shape) == 2
 
 
 def marker(group: int) -> torch.Tensor:
