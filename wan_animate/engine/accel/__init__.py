@@ -97,9 +97,9 @@ def choose_int8_weights(device, choice: str = "auto") -> Int8Weights:
     """What the loader does with int8 weights (Comfy-Org's int8 ConvRot files) for a model that runs on `device`.
 
     auto: keep them int8, computing through comfy-kitchen's int8 GEMMs, where those pass their probe on this GPU;
-    else dequantise them at load with one logged line saying why. keep: int8 wherever comfy-kitchen runs (on the
-    CPU its eager backend: right, not fast); where it cannot, loading an int8 file fails with a one-line error naming
-    what to install. dequantize: at load, as before (the weight dtype's memory). Passed to wan_loader's
+    else dequantise them at load with one logged line saying why. keep: int8 where auto keeps them, and on the CPU
+    through comfy-kitchen's eager backend (right, not fast); elsewhere loading an int8 file fails with a one-line
+    error naming what to install. dequantize: at load, as before (the weight dtype's memory). Passed to wan_loader's
     `load_components(int8_weights=...)`, which applies it only to a file that has int8 weights."""
     check_int8_weights(choice)
     if choice == "dequantize":
