@@ -6,12 +6,14 @@ latents_mean / latents_std (what the DiT was trained on).
 from __future__ import annotations
 
 import contextlib
+import weakref
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from .memory import vae_tile_stride
+from .vae_fast import FastWanVae, VaeFastOptions, unsupported_reason
 
 # Official defaults (wan/configs/wan_animate_14B.py, shared_config.py).
 OFFICIAL_PROMPT = "视频中的人在做动作"
@@ -91,14 +93,30 @@ def encode_clip(image_encoder, image_processor, reference: torch.Tensor) -> torc
     return out.hidden_states[-2]
 
 
-class LatentCodec:
-    """VAE encode/decode with the DiT's latent normalisation; `tiled` bounds the activation memory of large frames
-    to `tile` x `tile` pixel tiles (overlapping by a quarter of a tile, blended: memory.vae_tile_stride)."""
+# Latents of all-zero videos (animate mode's first-segment conditioning video), per VAE, reused by later jobs of the
+# same size while the VAE's weights are unchanged: a cache, not a setting.
+_ZERO_LATENTS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
-    def __init__(self, vae, tiled: bool = False, tile: int = 256):
+
+def _weights_stamp(module) -> tuple:
+    """Changes whenever a parameter is replaced, moved or modified in place."""
+    return tuple((p.data_ptr(), p._version) for p in module.parameters())
+
+
+class LatentCodec:
+    """VAE encode/decode with the DiT's latent normalisation.
+
+    fast: the fast path's settings (vae_fast.py: same maths, less data movement, bf16 on CUDA), or None for
+    diffusers' own encode/decode; VAEs the fast path does not cover, and tiled runs, use diffusers'. `tiled`
+    bounds the activation memory of large frames to `tile` x `tile` pixel tiles (overlapping by a quarter of a
+    tile, blended: memory.vae_tile_stride)."""
+
+    def __init__(self, vae, tiled: bool = False, tile: int = 256, fast: VaeFastOptions | None = VaeFastOptions()):
         self.vae = vae
         self.tiled = tiled
         self.tile = tile
+        self.fast = FastWanVae(vae, fast) if fast is not None and not tiled and unsupported_reason(vae) is None \
+            else None
         z = vae.config.z_dim
         self.mean = torch.tensor(vae.config.latents_mean).view(1, z, 1, 1, 1)
         self.inv_std = 1.0 / torch.tensor(vae.config.latents_std).view(1, z, 1, 1, 1)
@@ -106,6 +124,14 @@ class LatentCodec:
     @property
     def dtype(self) -> torch.dtype:
         return next(self.vae.parameters()).dtype
+
+    def describe(self) -> dict:
+        if self.fast is None:
+            return {"path": "diffusers", "tiled": self.tiled}
+        o = self.fast.options
+        return {"path": "fast", "dtype": o.dtype, "channels_last": o.channels_last, "chunk": o.chunk,
+                "compiled": self.fast.compiled, **({"compile_skipped": self.fast.compile_skipped}
+                                                    if self.fast.compile_skipped else {})}
 
     @contextlib.contextmanager
     def _tiling(self):
@@ -126,13 +152,33 @@ class LatentCodec:
     @torch.no_grad()
     def encode(self, pixels: torch.Tensor) -> torch.Tensor:
         """(B, 3, T, H, W) -> normalised latents (B, 16, (T - 1) / 4 + 1, H / 8, W / 8), distribution mode."""
-        with self._tiling():
-            latents = self.vae.encode(pixels.to(self.dtype)).latent_dist.mode()
+        if self.fast is not None:
+            latents = self.fast.encode(pixels)
+        else:
+            with self._tiling():
+                latents = self.vae.encode(pixels.to(self.dtype)).latent_dist.mode()
         return (latents - self.mean.to(latents)) * self.inv_std.to(latents)
+
+    @torch.no_grad()
+    def encode_zeros(self, frames: int, height: int, width: int, device) -> torch.Tensor:
+        """`encode` of an all-zero video (1, 3, frames, height, width), remembered per VAE: the same size in a later
+        job (while the weights are unchanged) costs nothing."""
+        key = (frames, height, width, str(device), repr(self.describe()), self.tile)
+        stamp = _weights_stamp(self.vae)
+        memo = _ZERO_LATENTS.get(self.vae)
+        if memo is None or memo[0] != stamp:
+            memo = _ZERO_LATENTS[self.vae] = (stamp, {})
+        if key not in memo[1]:
+            memo[1].clear()  # one size at a time: a worker serves one size over and over
+            memo[1][key] = self.encode(torch.zeros(1, 3, frames, height, width, device=device))
+        return memo[1][key]
 
     @torch.no_grad()
     def decode(self, latents: torch.Tensor) -> torch.Tensor:
         """Normalised latents -> pixels in [-1, 1] (float32)."""
+        if self.fast is not None:
+            latents = latents.float()
+            return self.fast.decode(latents / self.inv_std.to(latents) + self.mean.to(latents))
         latents = latents.to(self.dtype)
         latents = latents / self.inv_std.to(latents) + self.mean.to(latents)
         with self._tiling():

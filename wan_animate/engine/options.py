@@ -7,6 +7,7 @@ from .parallel.sequence import check_mode
 from .schedulers import check_sampling
 from .segments import check_segment_frames
 from .stepcache import check_step_cache
+from .vae_fast import VaeFastOptions
 
 COLOR_ANCHORS = ("off", "reference", "first_segment")
 LORA_MODES = ("runtime", "merge")
@@ -29,6 +30,8 @@ class AnimateOptions:
     color_anchor_strength: float = 1.0
     tiled_vae: bool = False  # tile VAE encode/decode spatially: lower peak memory at large sizes
     vae_tile: int = 256  # tiled_vae: tile side in pixels (larger: faster, more memory; memory.plan_memory picks it)
+    vae_fast: bool = True  # the VAE's fast path (vae_fast.py: bf16 on CUDA, channels-last, fewer copies); False: diffusers' own
+    vae_compile: bool = False  # vae_fast: torch.compile its residual blocks (minutes on first use; skipped where torch.compile cannot run)
     motion_encode_batch: int = 8  # face frames per motion-encoder batch (official 8)
     offload: bool = False  # return the DiT and VAE to where they were (e.g. CPU) after the job
     lora_mode: str = "runtime"  # job LoRAs: "runtime" (forward hooks) or "merge" (into the weights, restored after)
@@ -50,6 +53,10 @@ class AnimateOptions:
         check_step_cache(self.step_cache)
         check_segment_frames(self.segment_frames, self.guide_frames)
         check_mode(self.sequence_parallel)
+
+    def vae_fast_options(self) -> VaeFastOptions | None:
+        """What LatentCodec's `fast` takes: None for diffusers' own encode/decode."""
+        return VaeFastOptions(compile=self.vae_compile) if self.vae_fast else None
 
     @property
     def cfg(self) -> bool:

@@ -141,7 +141,8 @@ class _Job:
             clip = encode_clip(parts.image_encoder, parts.image_processor, reference[:, :, 0].to(self.device))
         with placed(parts.transformer, self.device, options.offload), placed(parts.vae, self.device, options.offload):
             self.dit = AnimateDiT(parts.transformer, self.block_runner, self.sequence)
-            self.codec = LatentCodec(parts.vae, tiled=options.tiled_vae, tile=options.vae_tile)
+            self.codec = LatentCodec(parts.vae, tiled=options.tiled_vae, tile=options.vae_tile,
+                                     fast=options.vae_fast_options())
             with job_loras(parts.transformer, self.loras, options.lora_mode), torch.no_grad(), \
                     parallel_self_attention(parts.transformer.blocks, self.sequence):
                 self.prepare(reference.to(self.device), clip)
@@ -185,11 +186,14 @@ class _Job:
             pixel_mask = background_mask(character, self.latent_h, self.latent_w)
             mask = frame_mask(*shape, known, pixel_mask, device=self.device)
         else:
-            video = torch.zeros(1, 3, plan.segment_frames, self.height, self.width, device=self.device)
             mask = frame_mask(*shape, known, device=self.device)
+            # without guide frames the video is all zeros: its latents are the same in every job of this size
+            video = torch.zeros(1, 3, plan.segment_frames, self.height, self.width, device=self.device) if known \
+                else None
         if known:
             video[:, :, :known] = self.tail.unsqueeze(0)
-        latents = self.codec.encode(video).float()
+        latents = (self.codec.encode(video) if video is not None else
+                   self.codec.encode_zeros(plan.segment_frames, self.height, self.width, self.device)).float()
         return torch.cat([self.y_ref, torch.cat([mask.unsqueeze(0), latents], dim=1)], dim=2)
 
     def predict(self, latents, cond, t, motion, pose, rotary) -> torch.Tensor:
