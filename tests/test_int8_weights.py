@@ -136,6 +136,38 @@ def test_auto_keeps_int8_only_where_the_gpu_kernels_passed_their_probe():
     assert select_int8_weights(DeviceFacts()) == "dequantize"  # CPU
 
 
+def test_forced_gpu_platform_path_device_facts_probes_comfy_kitchen_once_per_gpu(monkeypatch):
+    """device_facts on a GPU as torch reports it (forced: no GPU here): from compute capability 7.5 comfy-kitchen's
+    int8_linear is probed and, passing, listed as working; below it, not probed at all."""
+    from wan_animate.engine.accel import selection
+
+    probed = []
+    monkeypatch.setattr(selection.torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(selection.torch.backends.cudnn, "is_available", lambda: False)
+    monkeypatch.setattr(selection, "_probe_scaled_mm", lambda device: "not here")
+    monkeypatch.setattr(selection.int8_attention, "unavailable_reason", lambda device, pv: "not here")
+    monkeypatch.setattr(int8_matmul, "unavailable_reason", lambda device: probed.append(device))
+    for capability, listed in (((9, 0), True), ((7, 5), True), ((7, 0), False)):
+        monkeypatch.setattr(selection.torch.cuda, "get_device_capability", lambda device, c=capability: c)
+        probed.clear()
+        facts = selection.device_facts("cuda:0")
+        assert (INT8_LINEAR in facts.working) == listed and len(probed) == int(listed)
+        assert select_int8_weights(facts) == ("keep" if listed else "dequantize")
+
+
+def test_forced_gpu_with_int8_kernels_platform_path_auto_keeps_them_through_comfy_kitchen(int8_models, monkeypatch,
+                                                                                          caplog):
+    """An H200 whose comfy-kitchen probe passed: "auto" keeps the int8 weights and gives every Int8Linear
+    comfy-kitchen's int8_linear (run here by its eager backend, the GPU's being absent), with no log line."""
+    _, path = int8_models
+    monkeypatch.setattr(accel, "device_facts", lambda device: DeviceFacts((9, 0), 90100, frozenset({INT8_LINEAR})))
+    with caplog.at_level(logging.WARNING):
+        model = load(path, choose_int8_weights("cuda:0", "auto"))
+    layers = [m for m in model.modules() if isinstance(m, Int8Linear)]
+    assert len(layers) == 120 and all(isinstance(m.matmul, int8_matmul.KitchenInt8Matmul) for m in layers)
+    assert not caplog.records
+
+
 def test_forced_gpu_without_int8_kernels_platform_path_dequantises_with_one_log_line(int8_models, monkeypatch,
                                                                                      caplog):
     """A Volta GPU (compute capability 7.0, no int8 tensor cores) as device_facts reports it: "auto" dequantises
