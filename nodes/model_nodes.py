@@ -67,6 +67,10 @@ def resolve_part(folder: str, choice: str) -> str | None:
     return None if choice == FROM_MODEL else full_path(folder, choice)
 
 
+def _check_accel(**values) -> None:
+    AccelOptions(**values).check()
+
+
 class WanAnimateModelLoader(io.ComfyNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
@@ -87,23 +91,26 @@ class WanAnimateModelLoader(io.ComfyNode):
                 io.Combo.Input("precision", options=PRECISIONS, default="bf16", tooltip="How the transformer weights are kept in memory. fp8_e4m3fn halves memory; on Hopper/Ada GPUs the matmuls then run on fp8 tensor cores (faster), elsewhere they compute in bf16."),
                 io.Combo.Input("memory", options=MEMORY_MODES, default="auto", tooltip="auto: planned from the free VRAM (and --lowvram/--novram/--reserve-vram) for each run: as many transformer blocks on the GPU as fit, the rest streamed from pinned CPU RAM, encoders streamed in when they do not fit, VAE tiled only when needed; ComfyUI can unload it when other nodes need VRAM. gpu: loaded straight onto the GPU and kept there (fastest, most VRAM). offload_idle: kept in CPU RAM and moved to the GPU for each run, back afterwards."),
                 io.String.Input("hub_id", default="", optional=True, tooltip="Hugging Face repo id (or local path) to load instead of the dropdown, e.g. Wan-AI/Wan2.2-Animate-14B-Diffusers. Honors HF_HOME and HF_HUB_OFFLINE."),
-                io.Combo.Input("attention", options=list(ATTENTION_CHOICES), default="auto", optional=True, tooltip="Attention kernel of the transformer. auto: the fastest kernel within 3 % of bf16 attention on this GPU (cuDNN's bf16 kernel on Hopper; int8 Q·K^T with fp16 P·V on Ampere, Ada and Blackwell; bf16 attention where it does not run). accurate: bf16 attention. int8 (fp8 P·V) and the all-fp8 kernels (fa3_fp8, cudnn_fp8, fp8) are faster on Hopper and 3-6 % less exact; cudnn/flash compute in bf16."),
+                io.Combo.Input("attention", options=list(ATTENTION_CHOICES), default="auto", optional=True, tooltip="Attention kernel of the transformer. auto: the fastest kernel within 3 % of bf16 attention on this GPU (cuDNN's bf16 kernel on Hopper; int8 Q·K^T with fp16 P·V on Ampere, Ada and Blackwell; bf16 attention where it does not run). accurate: bf16 attention. int8 (fp8 P·V) and the all-fp8 kernels (fa3_fp8, cudnn_fp8, fp8) are faster on Hopper and 3-6 % less exact; cudnn/flash compute in bf16. sparse: comfy-kitchen's training-free sparse attention (Sol-Attn) for long and 720p videos, see sparse_tau; needs comfy-kitchen and an Ampere or newer GPU, else auto's kernel is used (the log says why)."),
                 io.Boolean.Input("compile", default=False, optional=True, tooltip="torch.compile the repeated transformer blocks: faster steps after a first run that takes about a minute longer (cached on disk)."),
                 io.Int.Input("blocks_on_cpu", default=0, min=0, max=64, optional=True, tooltip="Block swap: keep this many transformer blocks in CPU RAM and stream them to the GPU each step. Lowers VRAM by about 0.4 GB per block (fp8) at some speed; 0 keeps all on the GPU (memory=auto: 0 lets the plan choose)."),
                 io.Combo.Input("int8_weights", options=list(INT8_WEIGHT_CHOICES), default="auto", optional=True, tooltip="Comfy-Org's int8 ConvRot files (wan_animate_2_int8_convrot): auto keeps the weights int8 (half the memory of bf16) and multiplies them with comfy-kitchen's int8 kernels on GPUs where those run (compute capability 7.5 and newer: RTX 20xx on), else converts them to the precision above at load and says why in the log. keep insists (an error names what to install where it cannot); dequantize always converts at load. precision fp8_e4m3fn re-quantises them to fp8 instead; other files are not affected."),
+                io.Float.Input("sparse_tau", default=AccelOptions().sparse_tau, min=-10.0, max=10.0, step=0.1, optional=True, tooltip="attention=sparse only: how sparse. Each block of 64 tokens attends exactly the blocks that score more than this many standard deviations above average, the rest through one pooled term each. Higher: fewer exact blocks, faster, further from dense attention; 1 is comfy-kitchen's default. Sequences under ~12k tokens stay dense."),
             ],
             outputs=[ModelSocket.Output(display_name="model", tooltip="The loaded model: Animate-14B for Wan Animate Sampler, Wan-Animate-2 for Wan Animate 2 Sampler.")],
         )
 
     @classmethod
-    def validate_inputs(cls, model=None, hub_id="") -> bool | str:
-        if model is None or hub_id is None:  # linked: known only when the node runs
-            return True
+    def validate_inputs(cls, model=None, hub_id="", sparse_tau=None) -> bool | str:
+        settings = check_message(_check_accel, sparse_tau=sparse_tau)
+        if settings is not True or model is None or hub_id is None:  # linked: known only when the node runs
+            return settings
         return check_message(resolve_model, choice=model, hub_id=hub_id)
 
     @classmethod
     def execute(cls, model, vae, text_encoder, clip_vision, precision, memory, hub_id="", attention="auto",
-                compile=False, blocks_on_cpu=0, int8_weights="auto") -> io.NodeOutput:
+                compile=False, blocks_on_cpu=0, int8_weights="auto",
+                sparse_tau=AccelOptions().sparse_tau) -> io.NodeOutput:
         from wan_animate.engine.animate2.accel import accelerate_animate2
         from wan_loader.errors import WanLoaderError
         from wan_loader.load import load_components
@@ -134,9 +141,11 @@ class WanAnimateModelLoader(io.ComfyNode):
         if components.family == "animate2":  # memory="auto" plans Animate-14B jobs; Animate-2 is placed as before
             swap = place_transformer(components.transformer, device, blocks_on_cpu) if (
                 memory == "gpu" or blocks_on_cpu) else None
-            loaded.fast = accelerate_animate2(components.transformer, device, AccelOptions(attention=attention), swap)
+            loaded.fast = accelerate_animate2(components.transformer, device,
+                                              AccelOptions(attention=attention, sparse_tau=sparse_tau), swap)
             return io.NodeOutput(loaded)
-        fast = accelerate(components.transformer, device, AccelOptions(attention=attention, compile=compile))
+        fast = accelerate(components.transformer, device,
+                          AccelOptions(attention=attention, compile=compile, sparse_tau=sparse_tau))
         loaded.block_runner = fast.block_runner
         if auto:
             loaded.managed = ManagedModel(components, device, fast.block_runner, blocks_on_cpu=blocks_on_cpu or None)

@@ -33,6 +33,18 @@ def test_tiny_job_writes_the_whole_video(tmp_path, mode, lora_file):
     assert [p.name for p in tmp_path.iterdir()] == ["out.mp4"]
 
 
+def test_sparse_attention_where_it_cannot_run_falls_back_with_one_line(tmp_path, caplog):
+    """--attention sparse on a CPU: comfy-kitchen's Sol-Attn kernel needs a CUDA GPU, so auto's kernel runs the job
+    and one log line says why (the sparse path itself: tests/test_sparse_attention.py)."""
+    out = tmp_path / "out.mp4"
+    with caplog.at_level("WARNING", logger="wan_animate.engine.accel.attention"):
+        assert main(["animate", *QUICK, "--attention", "sparse", "--out", str(out)]) == 0
+    lines = [r.getMessage() for r in caplog.records if r.name == "wan_animate.engine.accel.attention"]
+    assert lines == ["attention='sparse' cannot run: no CUDA GPU (comfy-kitchen's sol_attn kernel runs on CUDA "
+                     "GPUs); using 'native' instead"]
+    assert len(read_frames(out)) == DEMO_FRAMES
+
+
 def test_reference_without_a_person_is_refused_before_any_work(tmp_path, capsys):
     from wan_animate.preprocess.video_io import write_image
 
@@ -49,6 +61,7 @@ def test_reference_without_a_person_is_refused_before_any_work(tmp_path, capsys)
     [
         (["--segment-frames", "18"], "4n\\+1"),
         (["--lora", "missing.safetensors:0.5"], "LoRA file not found"),
+        (["--attention", "sparse", "--sparse-tau", "nan"], "sparse_tau=nan: must be a finite number"),
     ],
 )
 def test_bad_arguments_exit_with_a_message(tmp_path, capsys, extra, message):

@@ -21,7 +21,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from .cli_common import check_sources, device_and_dtype, output, pick, print_progress
+from .cli_common import accel_options, check_sources, device_and_dtype, output, pick, print_progress
 
 HELP = ("Reference image + driving video -> animated video (Wan2.2-Animate-14B with preprocessing, or Wan-Animate-2 "
         "on the raw video), written as mp4")
@@ -29,7 +29,8 @@ HELP = ("Reference image + driving video -> animated video (Wan2.2-Animate-14B w
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from ..modes import MODES
-    from .accel import INT8_WEIGHT_CHOICES
+    from .accel import INT8_WEIGHT_CHOICES, AccelOptions
+    from .accel.attention import CHOICES as ATTENTION_CHOICES
     from .options import COLOR_ANCHORS, LORA_MODES, AnimateOptions
     from .parallel.sequence import MODES as PARALLEL_MODES
     from .schedulers import SOLVERS
@@ -77,6 +78,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "the GPU")
     parser.add_argument("--dtype", default="auto", help="weight dtype: auto (bf16 on CUDA, fp32 on CPU), bf16, "
                                                          "fp16, fp32, fp8_e4m3fn")
+    parser.add_argument("--attention", choices=ATTENTION_CHOICES, default=None,
+                        help="the DiT's attention kernel (default: diffusers' SDPA): auto picks the fastest within 3 %% "
+                             "of bf16 attention on this GPU; sparse is comfy-kitchen's training-free Sol-Attn for "
+                             "long and 720p videos (needs comfy-kitchen and a CUDA GPU; else auto's kernel is used)")
+    parser.add_argument("--sparse-tau", type=float, default=AccelOptions().sparse_tau,
+                        help="--attention sparse: routing threshold (higher: sparser and faster, further from dense "
+                             "attention)")
     parser.add_argument("--int8-weights", choices=INT8_WEIGHT_CHOICES, default="auto",
                         help="Animate-2 int8 ConvRot files: auto keeps the weights int8 where comfy-kitchen's int8 "
                              "kernels run on the GPU (else dequantises them at load, saying why); keep insists "
@@ -165,6 +173,7 @@ def _run(args: argparse.Namespace, work: Path, rank) -> None:
     from wan_loader.lora import parse_lora_spec
 
     from ..preprocess.audio import DrivingSound
+    from .accel import accelerate
     from .forward import run_block
     from .memory import JobShape
     from .options import AnimateOptions
@@ -182,6 +191,7 @@ def _run(args: argparse.Namespace, work: Path, rank) -> None:
         step_cache=args.step_cache, sequence_parallel=args.sequence_parallel,
     )
     options.check()
+    accel = accel_options(args)
     loras = [parse_lora_spec(text) for text in args.lora]
     for lora in loras:
         if not Path(lora.path).is_file():
@@ -195,14 +205,14 @@ def _run(args: argparse.Namespace, work: Path, rank) -> None:
     sound = None if args.no_audio or not first else DrivingSound.probe(video)
     planned = args.memory == "auto" and device.type == "cuda" and not args.shard_weights
     components = load_components(models, device="cpu" if planned else str(device), weight_dtype=dtype)
-    runner = None
+    runner = accelerate(components.transformer, device, accel).block_runner if accel else run_block
     if planned:  # placed from the CPU block by block: never more GPU memory than the plan
         plan, swap = place_for_job(components, device, JobShape(options.segment_frames, height, width))
         if first:
             print(plan.describe(), file=sys.stderr)
         options.tiled_vae = options.tiled_vae or plan.tiled_vae
         options.vae_tile = plan.vae_tile or options.vae_tile
-        runner = swapping(swap, run_block)
+        runner = swapping(swap, runner)
     if args.shard_weights:
         shard_blocks(components.transformer, device)
     with output(args.out, first, fps, sound, len(inputs)) as sink:

@@ -23,6 +23,18 @@ def device_and_dtype(args: argparse.Namespace, rank=None):
     return device, args.dtype if args.dtype != "auto" else ("bf16" if device.type == "cuda" else "fp32")
 
 
+def accel_options(args: argparse.Namespace):
+    """--attention and --sparse-tau as the engine's AccelOptions, or None when --attention is not given (the DiT
+    then runs diffusers' default attention, as before)."""
+    from .accel import AccelOptions
+
+    if args.attention is None:
+        return None
+    options = AccelOptions(attention=args.attention, sparse_tau=args.sparse_tau)
+    options.check()
+    return options
+
+
 def pick(value, default):
     """A command-line value left unset (None) takes the model's default."""
     return default if value is None else value

@@ -31,6 +31,7 @@ from .selection import (
     select_fp8_matmul,
     select_int8_weights,
 )
+from .sparse_attention import SPARSE, SparseSettings
 
 FP8_MATMUL_CHOICES = ("auto", "scaled_mm", "dequant")
 INT8_WEIGHT_CHOICES = ("auto", "keep", "dequantize")
@@ -38,15 +39,20 @@ INT8_WEIGHT_CHOICES = ("auto", "keep", "dequantize")
 
 @dataclass
 class AccelOptions:
-    attention: str = "auto"  # auto | accurate | int8 | int8_fp16 | fa3_fp8 | cudnn_fp8 | fp8 | cudnn | flash | ... (attention.CHOICES; env WAN_ANIMATE_ATTENTION)
+    attention: str = "auto"  # auto | accurate | int8 | int8_fp16 | fa3_fp8 | cudnn_fp8 | fp8 | sparse | cudnn | flash | ... (attention.CHOICES; env WAN_ANIMATE_ATTENTION)
     fp8_matmul: str = "auto"  # auto: fp8 tensor cores when the weights are fp8 and the GPU has them | scaled_mm | dequant
     fp8_fast_accum: bool = True  # scaled_mm: tensor-core accumulation without fp32 promotion (~25% faster GEMMs)
     compile: bool = False  # torch.compile the repeated blocks (first call ~1 min, cached on disk)
     compile_cache_dir: str | None = None
+    sparse_tau: float = 1.0  # attention="sparse": Sol-Attn's routing threshold (higher: sparser, faster, less exact)
 
     def check(self) -> None:
         if self.fp8_matmul not in FP8_MATMUL_CHOICES:
             raise ValueError(f"fp8_matmul={self.fp8_matmul!r}: choose one of {', '.join(FP8_MATMUL_CHOICES)}.")
+        self.sparse().check()
+
+    def sparse(self) -> SparseSettings:
+        return SparseSettings(tau=self.sparse_tau)
 
 
 @dataclass
@@ -58,10 +64,13 @@ class FastPath:
     compiled: bool
     block_runner: BlockRunner = field(default=run_block)
     fp8_fast_accum: bool = True
+    sparse: SparseSettings | None = None  # attention "sparse": its settings
 
     def describe(self) -> dict:
         fast_accum = {"fp8_fast_accum": self.fp8_fast_accum} if self.fp8_matmul == "scaled_mm" else {}
-        return {"attention": self.attention, "fp8_matmul": self.fp8_matmul, **fast_accum, "compiled": self.compiled}
+        sparse = self.sparse.describe() if self.attention == SPARSE and self.sparse else {}
+        return {"attention": self.attention, **sparse, "fp8_matmul": self.fp8_matmul, **fast_accum,
+                "compiled": self.compiled}
 
 
 def has_fp8_linears(model: torch.nn.Module) -> bool:
@@ -129,14 +138,14 @@ def accelerate(transformer, device, options: AccelOptions | None = None) -> Fast
     options.check()
     device = torch.device(device)
     matmul = choose_fp8_matmul(transformer, device, options.fp8_matmul)
-    attention = set_attention(transformer, choose_attention(device, options.attention), device)
+    attention = set_attention(transformer, choose_attention(device, options.attention), device, options.sparse())
     fp8_matmul.install(transformer, fp8_matmul.ScaledMatmul(options.fp8_fast_accum) if matmul == "scaled_mm" else None)
     compiled = False
     if options.compile:
         set_cache_dir(options.compile_cache_dir)
         compile_blocks(transformer.blocks)
         compiled = True
-    return FastPath(attention, matmul, compiled, run_block, options.fp8_fast_accum)
+    return FastPath(attention, matmul, compiled, run_block, options.fp8_fast_accum, options.sparse())
 
 
 __all__ = [
@@ -145,6 +154,7 @@ __all__ = [
     "INT8_LINEAR",
     "INT8_WEIGHT_CHOICES",
     "FastPath",
+    "SparseSettings",
     "accelerate",
     "choose_attention",
     "choose_fp8_matmul",

@@ -7,17 +7,23 @@ Triton fp8), faster on Hopper and 3-6 % off bf16 attention (benchmarks.attention
 FlashAttention-3 fp8 891-900 TFLOP/s, cuDNN's fp8 kernel 815-843, the Triton fp8 kernel 709-723, FlashAttention-3
 bf16 690-709, cuDNN bf16 580-594, FLASH 345-364, memory-efficient 123. The choice goes through diffusers'
 attention dispatch (`set_attention_backend`, per model), and the self-attention processors of the model's own
-blocks, so two models in one process keep their own.
+blocks, so two models in one process keep their own. "sparse" is comfy-kitchen's training-free Sol-Attn
+(sparse_attention.py) for long and 720p videos, by name only (its error depends on the content), with its
+settings (`SparseSettings`) on the model's processors.
 """
 from __future__ import annotations
 
+import logging
 import os
 
 import torch
 
-from . import cudnn_fp8_attention, fa3_attention, fp8_attention, int8_attention
-from .processors import install_self_attention, reset_self_attention
+from . import cudnn_fp8_attention, fa3_attention, fp8_attention, int8_attention, sparse_attention
+from .processors import Kernel, install_self_attention, reset_self_attention, sdpa_kernel
 from .selection import INT8, INT8_FP16, device_facts, fastest_sdpa_for, select_attention
+from .sparse_attention import SPARSE, SparseAttention, SparseSettings
+
+log = logging.getLogger(__name__)
 
 ENV_VAR = "WAN_ANIMATE_ATTENTION"
 BACKENDS = {  # our name -> diffusers AttentionBackendName value
@@ -32,7 +38,7 @@ FP8 = "fp8"  # self-attention through the Triton fp8 kernel (fp8_attention.py), 
 CUDNN_FP8 = "cudnn_fp8"  # self-attention through cuDNN's fp8 kernel (cudnn_fp8_attention.py), cross as for FP8
 FA3_FP8 = "fa3_fp8"  # self-attention through FlashAttention-3's fp8 kernel (fa3_attention.py), cross as for FP8
 SELF_ATTENTION_KERNELS = (INT8, INT8_FP16, FA3_FP8, CUDNN_FP8, FP8)
-CHOICES = ("auto", ACCURATE, *SELF_ATTENTION_KERNELS, *BACKENDS)
+CHOICES = ("auto", ACCURATE, *SELF_ATTENTION_KERNELS, SPARSE, *BACKENDS)
 
 
 def choose_attention(device: torch.device | str, override: str | None = None) -> str:
@@ -72,11 +78,39 @@ def _self_attention_kernel(name: str, device):
     return kernel
 
 
-def set_attention(transformer, name: str, device: torch.device | str | None = None) -> str:
-    """Route all attention of a diffusers transformer through backend `name` (CHOICES but auto); returns it.
+def backend_kernel(name: str) -> Kernel:
+    """A (B, S, H, D) kernel that runs torch SDPA backend `name` (BACKENDS) through diffusers' dispatch."""
+    if name == "native":
+        return sdpa_kernel
+    from diffusers.models.attention_dispatch import dispatch_attention_fn
 
-    The quantised choices replace the blocks' self-attention processors; cross-attention (short keys) keeps the
-    fastest SDPA kernel."""
+    return lambda q, k, v: dispatch_attention_fn(q, k, v, backend=BACKENDS[name])
+
+
+def usable_sparse(device: torch.device | str | None) -> str:
+    """SPARSE where Sol-Attn's kernel runs on `device`, else auto's choice there (with one log line saying why)."""
+    reason = sparse_attention.unavailable_reason(device or "cuda")
+    if reason is None:
+        return SPARSE
+    fallback = select_attention(device_facts(device or "cuda"))
+    log.warning("attention='sparse' cannot run: %s; using %r instead", reason, fallback)
+    return fallback
+
+
+def set_attention(transformer, name: str, device: torch.device | str | None = None,
+                  sparse: SparseSettings | None = None) -> str:
+    """Route all attention of a diffusers transformer through backend `name` (CHOICES but auto); returns the one
+    set (SPARSE falls back to auto's choice where it cannot run).
+
+    The quantised and sparse choices replace the blocks' self-attention processors (SPARSE's with `sparse`
+    settings, kept by this model's processors); cross-attention (short keys) keeps the fastest SDPA kernel."""
+    if name == SPARSE:
+        name = usable_sparse(device)
+    if name == SPARSE:
+        dense = fastest_sdpa(device or "cuda")
+        transformer.set_attention_backend(BACKENDS[dense])
+        install_self_attention(transformer.blocks, SparseAttention(sparse or SparseSettings(), backend_kernel(dense)))
+        return name
     if name in SELF_ATTENTION_KERNELS:
         kernel = _self_attention_kernel(name, device)
         transformer.set_attention_backend(BACKENDS[fastest_sdpa(device or "cuda")])

@@ -14,34 +14,20 @@ no speed), which is why "auto" keeps weights int8 only on GPUs where a native ba
 """
 from __future__ import annotations
 
-import importlib
-import importlib.util
 from dataclasses import dataclass
-from functools import lru_cache
 
 import torch
 
 from wan_loader.int8_convrot import Int8Linear, quantize_int8
 
 from .attention_quant import probe
+from .kitchen import KITCHEN_REQUIREMENT, kitchen, kitchen_installed
 
-KITCHEN_REQUIREMENT = "comfy-kitchen>=0.2.40"
 INT8_LINEAR_CAPABILITY = (7, 5)  # int8 tensor cores (Turing and later): comfy-kitchen's int8 GEMMs need them
 NATIVE_BACKENDS = ("cuda", "triton")  # comfy-kitchen's backends with real int8 kernels (eager: a torch fallback)
 INSTALL_HINT = (f"pip install '{KITCHEN_REQUIREMENT}' and run on a CUDA GPU of compute capability >= "
                 f"{INT8_LINEAR_CAPABILITY[0]}.{INT8_LINEAR_CAPABILITY[1]} (Turing or newer)")
 _PROBE: dict[int, str | None] = {}  # per GPU
-
-
-def kitchen_installed() -> bool:
-    """Whether comfy-kitchen is installed (without importing it)."""
-    return importlib.util.find_spec("comfy_kitchen") is not None
-
-
-@lru_cache(maxsize=1)
-def kitchen():
-    """The comfy_kitchen module (imported on first use)."""
-    return importlib.import_module("comfy_kitchen")
 
 
 @dataclass(frozen=True)

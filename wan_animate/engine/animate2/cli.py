@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..cli_common import check_sources, device_and_dtype, output, pick, print_progress
+from ..cli_common import accel_options, check_sources, device_and_dtype, output, pick, print_progress
 
 
 def decode_to_disk(video: Path, work: Path):
@@ -73,6 +73,7 @@ def run_animate2(args: argparse.Namespace, work: Path, rank=None) -> None:
     from ...preprocess.audio import DrivingSound
     from ...preprocess.video_io import read_image
     from ..accel import choose_int8_weights
+    from .accel import accelerate_animate2
     from ..parallel import shard_blocks
     from .run import Animate2Inputs, animate2
 
@@ -82,6 +83,7 @@ def run_animate2(args: argparse.Namespace, work: Path, rank=None) -> None:
     if args.shard_weights and args.int8_weights == "keep":
         raise ValueError("--shard-weights shards bf16/fp16/fp32 weights: use --int8-weights dequantize (or auto) "
                          "with it.")
+    accel = accel_options(args)
     models, video, ref = sources(args, work)
     device, dtype = device_and_dtype(args, rank)
     first = rank is None or rank.is_first
@@ -90,6 +92,7 @@ def run_animate2(args: argparse.Namespace, work: Path, rank=None) -> None:
     if args.shard_weights:
         shard_blocks(components.transformer, device)
     options = options_from(args, components.distilled)
+    fast = accelerate_animate2(components.transformer, device, accel) if accel else None
     frames, video_fps = decode_to_disk(video, work)
     inputs = Animate2Inputs(read_image(ref), frames, video_fps=video_fps if args.fps is None or args.fps > 0 else None)
     out_fps = options.fps if inputs.video_fps is not None else video_fps
@@ -100,7 +103,7 @@ def run_animate2(args: argparse.Namespace, work: Path, rank=None) -> None:
               file=sys.stderr)
     with output(args.out, first, out_fps, sound, count) as sink:
         result = animate2(components, inputs, options, device=device, sink=sink,
-                          progress=print_progress if first else None)
+                          progress=print_progress if first else None, fast=fast)
     if first:
         print(f"wrote {args.out}: {result.num_frames} frames in {result.segments} segment(s) of "
               f"{result.segment_frames} ({result.seconds:.1f} s)", file=sys.stderr)

@@ -1,5 +1,6 @@
-"""The samplers' step_cache input inside a real ComfyUI server: it changes the work done (sampling steps reused,
-reported on the node), it is checked by the engine's rule, and workflows saved before it existed load unchanged."""
+"""The speed options on the nodes inside a real ComfyUI server: the samplers' step_cache changes the work done
+(sampling steps reused, reported on the node), the loader offers attention "sparse" with its sparse_tau, both are
+checked by the engine's rules, and workflows saved before these inputs existed load unchanged."""
 from __future__ import annotations
 
 import json
@@ -64,22 +65,40 @@ def test_negative_step_cache_is_refused_by_the_engine_rule(comfy_server):
     assert "step_cache=-0.5: must be >= 0" in errors["step_cache"]["details"]
 
 
+def test_loader_offers_sparse_attention_and_checks_its_threshold(comfy_server):
+    loader = comfy_server.get_json("/object_info/WanAnimateModelLoader")["WanAnimateModelLoader"]["input"]["optional"]
+    assert "sparse" in loader["attention"][1]["options"]
+    assert loader["sparse_tau"][1]["default"] == 1.0
+    prompt = sampler_prompt()
+    prompt["1"]["inputs"].update(attention="sparse", sparse_tau=float("nan"))
+    status, body = comfy_server.queue(prompt)
+    assert status == 400
+    errors = {e["extra_info"]["input_name"]: e for e in body["node_errors"]["1"]["errors"]}
+    assert "sparse_tau=nan: must be a finite number" in errors["sparse_tau"]["details"]
+
+
+ADDED_LAST = {"WanAnimateSampler": ("step_cache", 0), "WanAnimate2Sampler": ("step_cache", 0),
+              "WanAnimateModelLoader": ("sparse_tau", 1.0)}  # node -> (widget added last, its shipped value)
+
+
 @pytest.mark.parametrize("name", ["wan_animate_animate", "wan_animate2"])
-def test_workflows_saved_before_the_input_convert_as_before(comfy_server, name):
-    """UI files store widget values by position: the new widget is the samplers' last, so an old save (one value
-    fewer) gives the same API inputs as the shipped workflow, step_cache aside."""
+def test_workflows_saved_before_the_inputs_convert_as_before(comfy_server, name):
+    """UI files store widget values by position: each new widget is its node's last, so an old save (one value
+    fewer) gives the same API inputs as the shipped workflow, the new input aside."""
     from comfy_cli.workflow_to_api import convert_ui_to_api
 
     object_info = comfy_server.get_json("/object_info")
     ui = json.loads((REPO_ROOT / "workflows" / "ui" / f"{name}.json").read_text())
-    samplers = [n for n in ui["nodes"] if n["type"] in ("WanAnimateSampler", "WanAnimate2Sampler")]
-    assert samplers and all(n["widgets_values"][-1] == 0 for n in samplers)  # shipped: off
+    changed = [n for n in ui["nodes"] if n["type"] in ADDED_LAST]
+    assert {n["type"] for n in changed} >= {"WanAnimateModelLoader"} and len(changed) == 2
+    assert all(n["widgets_values"][-1] == ADDED_LAST[n["type"]][1] for n in changed)
     current = convert_ui_to_api(ui, object_info)
-    for node in samplers:
+    for node in changed:
         node["widgets_values"] = node["widgets_values"][:-1]
     old = convert_ui_to_api(ui, object_info)
     for node_id, node in current.items():
         expected = dict(node["inputs"])
-        if node["class_type"] in ("WanAnimateSampler", "WanAnimate2Sampler"):
-            assert expected.pop("step_cache") == 0
-        assert {k: v for k, v in old[node_id]["inputs"].items() if k != "step_cache"} == expected
+        added, value = ADDED_LAST.get(node["class_type"], (None, None))
+        if added:
+            assert expected.pop(added) == value
+        assert {k: v for k, v in old[node_id]["inputs"].items() if k != added} == expected
