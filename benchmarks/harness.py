@@ -248,3 +248,36 @@ def last_json_line(stdout: str) -> dict | None:
     """A child's result: the last stdout line that is a JSON object."""
     lines = [line for line in stdout.splitlines() if line.startswith("{")]
     return json.loads(lines[-1]) if lines else None
+
+
+def drop_page_cache(files: Sequence[Path], system_wide: bool = True) -> str:
+    """Empty the page cache of `files` so the next read comes from the disk: the whole cache through
+    /proc/sys/vm/drop_caches where allowed (root on a machine of one's own) and `system_wide`, else fsync +
+    posix_fadvise(DONTNEED) per file (which leaves other people's cache alone on a shared machine). Returns how."""
+    os.sync()
+    if system_wide:
+        try:
+            with open("/proc/sys/vm/drop_caches", "w") as f:
+                f.write("3\n")
+            return "drop_caches"
+        except OSError:
+            pass
+    for path in files:
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+        finally:
+            os.close(fd)
+    return "posix_fadvise(DONTNEED)"
+
+
+def raw_read(path: Path) -> float:
+    """Seconds to read the file once, sequentially, through the page cache."""
+    view = memoryview(bytearray(16 * 1024 * 1024))
+    t0 = time.perf_counter()
+    with open(path, "rb", buffering=0) as f:
+        while f.readinto(view):
+            pass
+    return time.perf_counter() - t0
+

@@ -19,13 +19,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-from .harness import Report, last_json_line, peak_rss_bytes, reset_peak_rss, rss_bytes, run_child
+from .harness import (Report, drop_page_cache, last_json_line, peak_rss_bytes, raw_read, reset_peak_rss, rss_bytes,
+                      run_child)
 from .models import import_comfy, transformer_config
 
 GOALS = {"warm ours vs best competitor": 1.5, "cold ours vs raw read": 0.9}  # and RSS growth <= 2 GB
@@ -66,33 +66,8 @@ def write_checkpoint(path: Path, size: str, layers: int | None = None) -> None:
     write_safetensors(path, items)
 
 
-def drop_cache(path: Path) -> str:
-    os.sync()
-    try:
-        with open("/proc/sys/vm/drop_caches", "w") as f:
-            f.write("3\n")
-        return "drop_caches"
-    except OSError:
-        fd = os.open(path, os.O_RDONLY)
-        try:
-            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
-        finally:
-            os.close(fd)
-        return "fadvise"
-
-
 def warm_cache(path: Path) -> None:
     raw_read(path)
-
-
-def raw_read(path: Path) -> float:
-    buf = bytearray(16 * 1024 * 1024)
-    view = memoryview(buf)
-    t0 = time.perf_counter()
-    with open(path, "rb", buffering=0) as f:
-        while f.readinto(view):
-            pass
-    return time.perf_counter() - t0
 
 
 # ---- loaders (run in a fresh subprocess each: --worker NAME) ----
@@ -217,14 +192,14 @@ def main(argv=None) -> int:
     report.set(file=str(path), size_gb=size_gb)
     for mode in args.modes.split(","):
         if mode == "cold":
-            report.set(cache_drop=drop_cache(path))
+            report.set(cache_drop=drop_page_cache([path]))
         else:
             warm_cache(path)
         secs = raw_read(path)
         report.add(loader="raw read", mode=mode, seconds=secs, gb_per_s=size_gb / secs)
         for name in args.loaders.split(","):
             if mode == "cold":
-                drop_cache(path)
+                drop_page_cache([path])
             else:
                 warm_cache(path)
             r = run_worker(name, path, args.device, config_dir, args.timeout)

@@ -652,10 +652,12 @@ def test_previews_of_a_job_that_fails_in_comfyui_are_removed(workers):
     """The preview is made, then SaveVideo fails inside ComfyUI (H.264 refuses an odd frame width)."""
     wf = image_to_video("odd.png", frames=2, size=33)
     wf["90"] = {"class_type": "PreviewImage", "inputs": {"images": ["2", 0]}}
-    err = _failed(workers["managed"].runsync({"workflow": wf, "images": [{"name": "odd.png", "image": b64(png_bytes())}]}))
+    err = _failed(workers["managed"].runsync({"workflow": wf,
+                                              "images": [{"name": "odd.png", "image": b64(png_bytes())}]}))
     assert err.startswith("[execution_error]") and "node 9" in err, err
     history = requests.get(f"{workers['comfy'].url}/history", timeout=10).json()
-    [prompt_id] = [pid for pid, e in history.items() if e["prompt"][2].get("2", {}).get("inputs", {}).get("width") == 33]
+    [prompt_id] = [pid for pid, e in history.items()
+                   if e["prompt"][2].get("2", {}).get("inputs", {}).get("width") == 33]
     assert _temp_files_of(workers["comfy"].url, prompt_id)  # the preview was made
     _no_job_files(workers)
 
@@ -770,7 +772,8 @@ def test_every_core_save_node_writes_inside_the_job_folder_only(workers, s2v_mod
 def test_save_paths_leaving_the_job_folder_are_refused_before_submitting(workers, change, why):
     wf = image_to_video("p.png", frames=2)
     change(wf)
-    err = _failed(workers["managed"].runsync({"workflow": wf, "images": [{"name": "p.png", "image": b64(png_bytes())}]}))
+    err = _failed(workers["managed"].runsync({"workflow": wf,
+                                              "images": [{"name": "p.png", "image": b64(png_bytes())}]}))
     assert err.startswith("[path_refused]") and why in err, err
     _no_job_files(workers)
 
