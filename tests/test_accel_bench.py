@@ -1,4 +1,4 @@
-"""benchmarks.step / benchmarks.e2e smoke runs on CPU with the tiny model: every model that can run here runs and
+"""benchmarks.step / benchmarks.e2e / benchmarks.attention smoke runs on CPU with the tiny model: every model that can run here runs and
 agrees, and the report has the harness's one shape."""
 from __future__ import annotations
 
@@ -79,3 +79,21 @@ def test_memory_caps_benchmark_tiny_cpu(tmp_path):
     assert row["frames_out"] == 9 and row["seconds"] > 0 and "warmup_seconds" in row
     assert row["plan"].startswith("memory plan: 0 of 4 transformer blocks swapped")
     assert row["host_peak_rss_gib"] > 0 and report["footprint"]["blocks"] == 4
+
+
+def test_attention_benchmark_sparse_rows_on_cpu(tmp_path):
+    """The attention benchmark on the CPU: bf16 SDPA and the sparse rows (comfy-kitchen's eager Sol-Attn), each with
+    its time, error on both kinds of input and fraction of exact block pairs; ratios against SDPA."""
+    out = tmp_path / "attention.json"
+    run_benchmark("attention", "--device", "cpu", "--tokens", "512", "--heads", "2", "--sparse-taus=-100,1",
+                  "--out", str(out))
+    report = json.loads(out.read_text())
+    assert set(report) >= REPORT_KEYS
+    rows = {r["kernel"]: r for r in report["rows"]}
+    assert set(rows) == {"sdpa bf16", "sparse sol_attn tau=-100", "sparse sol_attn tau=1"}
+    dense, all_exact, sparse = rows["sdpa bf16"], rows["sparse sol_attn tau=-100"], rows["sparse sol_attn tau=1"]
+    assert all_exact["exact_blocks_random"] == all_exact["exact_blocks_structured"] == 1.0
+    assert all_exact["rel_err_random"] <= dense["rel_err_random"] + 1e-3  # fp32 reference maths: no sparsity error
+    assert sparse["exact_blocks_random"] < 1.0 and sparse["rel_err_random"] > 0.05  # pooled blocks: an error
+    assert all(r["ms"] > 0 and "ms_structured" in r for r in (all_exact, sparse))
+    assert set(report["ratios"]) == {"512 sparse sol_attn tau=-100 vs sdpa bf16", "512 sparse sol_attn tau=1 vs sdpa bf16"}
