@@ -1,5 +1,5 @@
-"""benchmarks.step / benchmarks.e2e / benchmarks.attention smoke runs on CPU with the tiny model: every model that can run here runs and
-agrees, and the report has the harness's one shape."""
+"""benchmarks.step / benchmarks.e2e / benchmarks.attention smoke runs on CPU with the tiny model: every model that
+can run here runs and agrees, and the report has the harness's one shape."""
 from __future__ import annotations
 
 import json
