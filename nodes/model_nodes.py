@@ -110,7 +110,7 @@ class WanAnimateModelLoader(io.ComfyNode):
     @classmethod
     def execute(cls, model, vae, text_encoder, clip_vision, precision, memory, hub_id="", attention="auto",
                 compile=False, blocks_on_cpu=0, int8_weights="auto",
-                sparse_tau=AccelOptions().sparse_tau) -> io.NodeOutput:
+                sparse_tau=AccelOptions.sparse_tau) -> io.NodeOutput:
         from wan_animate.engine.animate2.accel import accelerate_animate2
         from wan_loader.errors import WanLoaderError
         from wan_loader.load import load_components

@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 
 from .memory import vae_tile_stride
-from .vae_fast import FastWanVae, VaeFastOptions, unsupported_reason
+from .vae_fast import DEFAULT_VAE_FAST, FastWanVae, VaeFastOptions, unsupported_reason
 
 # Official defaults (wan/configs/wan_animate_14B.py, shared_config.py).
 OFFICIAL_PROMPT = "视频中的人在做动作"
@@ -111,7 +111,7 @@ class LatentCodec:
     bounds the activation memory of large frames to `tile` x `tile` pixel tiles (overlapping by a quarter of a
     tile, blended: memory.vae_tile_stride)."""
 
-    def __init__(self, vae, tiled: bool = False, tile: int = 256, fast: VaeFastOptions | None = VaeFastOptions()):
+    def __init__(self, vae, tiled: bool = False, tile: int = 256, fast: VaeFastOptions | None = DEFAULT_VAE_FAST):
         self.vae = vae
         self.tiled = tiled
         self.tile = tile

@@ -59,6 +59,9 @@ class VaeFastOptions:
         return torch.channels_last_3d if on else torch.contiguous_format
 
 
+DEFAULT_VAE_FAST = VaeFastOptions()  # frozen: safe to share as an argument default
+
+
 def unsupported_reason(vae) -> str | None:
     """Why `vae` cannot take the fast path (None: it can)."""
     from diffusers import AutoencoderKLWan
@@ -319,7 +322,7 @@ class FastWanVae:
         if reason:
             raise ValueError(f"The VAE fast path cannot run this VAE: {reason}.")
         self.vae = vae
-        self.options = options or VaeFastOptions()
+        self.options = options or DEFAULT_VAE_FAST
         self.options.check()
         self._resblock = None
         if self.options.compile:

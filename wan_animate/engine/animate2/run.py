@@ -213,7 +213,7 @@ class _Job:
         return pred
 
     def segment(self, index: int) -> None:
-        plan, options, dit = self.plan, self.options, self.dit
+        plan, options = self.plan, self.options
         self.control.check_cancel(index, 0)
         driving = self.driving(index)
         cond = self.conditioning(index)
