@@ -33,13 +33,16 @@ def test_step_benchmark_tiny_cpu(tmp_path):
 
 
 def test_e2e_benchmark_tiny_cpu(tmp_path):
-    """The whole-job benchmark on the tiny model with synthetic inputs and block swap: every stage is timed."""
+    """The whole-job benchmark on the tiny model with synthetic inputs and block swap: every stage is timed, the same
+    job runs through diffusers' pipeline, and the VAE rows compare its fast path with diffusers' code."""
     out = tmp_path / "e2e.json"
     run_benchmark("e2e", "--size", "tiny", "--device", "cpu", "--no-compile", "--no-preprocess",
-                  "--blocks-on-cpu", "2", "--out", str(out))
+                  "--blocks-on-cpu", "2", "--vae-chunks", "2", "--out", str(out))
     report = json.loads(out.read_text())
-    assert set(report) >= REPORT_KEYS and [r["run"] for r in report["rows"]] == ["warm-up", "measured"]
-    measured = report["rows"][-1]
+    assert set(report) >= REPORT_KEYS
+    ours = [r for r in report["rows"] if r["kind"] == "ours"]
+    assert [r["run"] for r in ours] == ["warm-up", "measured"]
+    measured = ours[-1]
     assert measured["frames_out"] == 9 and len(measured["per_step_seconds"]) == 4
     assert report["accel"]["blocks_on_cpu"] == 2 and report["lora_merged_parameters"] > 0  # merged at load
     stages = measured["stages"]
@@ -47,6 +50,15 @@ def test_e2e_benchmark_tiny_cpu(tmp_path):
     other = next(k for k in stages if k.startswith("other"))
     assert all(v > 0 for k, v in stages.items() if k != other and not k.startswith("preprocess"))  # each one timed
     assert stages[other] >= -0.01  # the timed stages do not overlap (double-counted time would exceed the total)
+    assert report["vae_path"]["path"] == "fast"
+    theirs = [r for r in report["rows"] if r["kind"] == "diffusers"][-1]
+    assert theirs["frames_out"] == 9 and theirs["stages"]["DiT 4 steps"] > 0 and theirs["stages"]["VAE decode"] > 0
+    assert report["ratios"]["diffusers pipeline vs ours (without preprocessing)"] == round(
+        theirs["total_seconds"] / measured["job_seconds"], 3)
+    vae = {r["variant"]: r for r in report["rows"] if r["kind"] == "vae"}
+    assert set(vae) == {"diffusers fp32", "diffusers bf16", "fast auto chunk 2", "fast fp32 chunk 2"}
+    assert vae["diffusers fp32"]["encode_error"] == 0 and vae["fast fp32 chunk 2"]["decode_error"] < 1e-5
+    assert 0 < vae["diffusers bf16"]["decode_error"] < 0.1
 
 
 def test_step_benchmark_notes_a_kernel_this_machine_lacks(tmp_path):
