@@ -68,19 +68,21 @@ def parse_args(argv=None):
     return p.parse_args(argv)
 
 
-def build_components(args, device, weights):
+def build_components(size: str, device, weights, offload_encoders: bool = False, vae_dtype: str = "fp32"):
+    """The job's models with random weights: `size` tiny or full (fp8 DiT); umT5/CLIP on the CPU when
+    `offload_encoders`; the VAE in `vae_dtype` (fp32 as wan_loader loads it, or bf16)."""
     from transformers import CLIPImageProcessor
 
     from wan_loader import WanAnimateComponents
     from wan_loader.testing import tiny
     from wan_loader.model.configs import CLIP_VIT_H_CONFIG, UMT5_XXL_CONFIG, WAN21_VAE_CONFIG
-    vae_dtype = torch.float32 if args.vae_dtype == "fp32" else torch.bfloat16
-    if args.size == "tiny":
+    vae_dtype = torch.float32 if vae_dtype == "fp32" else torch.bfloat16
+    if size == "tiny":
         c = tiny.tiny_components()
         c.transformer = build_fp8(transformer_config("tiny"), weights, device)
         c.vae = c.vae.to(device, vae_dtype)
         return c
-    encoder_device = "cpu" if args.offload_encoders else device
+    encoder_device = "cpu" if offload_encoders else device
     return WanAnimateComponents(
         transformer=build_fp8(transformer_config("full"), weights, device),
         vae=random_module("vae", WAN21_VAE_CONFIG, weights, device).to(vae_dtype),
@@ -324,7 +326,7 @@ def main(argv=None) -> int:
     report = Report("end-to-end job", args.out, device, vars(args),
                     {"seconds": GOAL_SECONDS, "diffusers pipeline vs ours (without preprocessing)": GOAL_VS_DIFFUSERS})
     began = time.perf_counter()
-    components = build_components(args, device, weights)
+    components = build_components(args.size, device, weights, args.offload_encoders, args.vae_dtype)
     estimator = None if args.no_preprocess else pose_estimator(args)
     from wan_animate.engine.accel import AccelOptions, accelerate
     from wan_animate.engine.placement import place_transformer, swapping

@@ -12,7 +12,6 @@ left in host memory and the process's peak resident host memory during the job.
 """
 from __future__ import annotations
 
-import argparse
 import sys
 import threading
 import time
@@ -128,8 +127,7 @@ def main(argv=None) -> int:
     report.set(time_goals={f"{cap} GiB": f"<= {goal}x uncapped" for cap, goal in GOALS.items()},
                host_goal=f"peak RSS <= weights kept on the host + {HOST_SLACK_GIB} GiB")
     began = time.perf_counter()
-    build = argparse.Namespace(size=args.size, offload_encoders=False)
-    components = build_components(build, device, RandomWeights(device, 0))
+    components = build_components(args.size, device, RandomWeights(device, 0))
     fast = accelerate(components.transformer, device, AccelOptions(attention=args.attention, compile=args.compile))
     footprint = Footprint.of(components)
     report.set(setup_seconds=round(time.perf_counter() - began, 1), accel=fast.describe(),

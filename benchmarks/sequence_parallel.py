@@ -119,8 +119,7 @@ def child(args) -> int:
         if parallel:
             dist.barrier()
 
-    components = build_components(argparse.Namespace(size=args.size, offload_encoders=False), device,
-                                  RandomWeights(device, 0))
+    components = build_components(args.size, device, RandomWeights(device, 0))
     fast = accelerate(components.transformer, device, AccelOptions(attention=args.attention,
                                                                    compile=not args.no_compile))
     if args.shard_weights and parallel:
