@@ -90,22 +90,28 @@ class WanAnimate2Sampler(io.ComfyNode):
                 shift, scheduler, seed, segment_length, width, height, fps, driving_strength, driving_start,
                 driving_end, reference_strength, prompt_ref, tiled_vae, audio=None, step_cache=0.0) -> io.NodeOutput:
         from wan_animate.engine.animate2 import Animate2Inputs, animate2
+        from wan_animate.engine.animate2.run import job_shape
 
         if model.components.family != "animate2":
             raise ValueError("This model is Wan2.2-Animate-14B: use Wan Animate Sampler (with Wan Animate Preprocess), "
                              "or load Wan-Animate-2 weights (e.g. wan_animate_2_bf16.safetensors) for this node.")
         options = options_from(model.components, prompt, negative_prompt, prompt_ref, steps, guide_scale, shift,
                                scheduler, seed, segment_length, width, height, fps, driving_strength, driving_start,
-                               driving_end, reference_strength, tiled_vae, offload=model.memory != "gpu",
-                               step_cache=step_cache)
+                               driving_end, reference_strength, tiled_vae,
+                               offload=model.memory == "offload_idle", step_cache=step_cache)
         inputs = Animate2Inputs(image_to_frames(reference_image[:1], "reference_image")[0],
                                 image_to_frames(driving_video, "driving_video"), video_fps=driving_fps or None)
+        fast = model.fast
+        if model.managed is not None:  # memory="auto": room made through ComfyUI, weights placed for this job
+            model.managed.prepare(job_shape(inputs, options))
+            fast = fast.with_swap(model.managed.swap)
+            options.tiled_vae, options.vae_tile = model.managed.plan.vae_tiling(options.tiled_vae, options.vae_tile)
         count = len(inputs.frames_at(options.fps))
         sound = audio_for_frames(audio, count, fps) if audio is not None else None  # checked before the long work
         raise_if_interrupted()
         sink = ImageBatchSink(count)
         result = animate2(model.components, inputs, options, device=model.device, sink=sink, progress=NodeProgress(),
-                          cancel=raise_if_interrupted, fast=model.fast)
+                          cancel=raise_if_interrupted, fast=fast)
         images = sink.result()
         return io.NodeOutput(images, image_to_video(images, fps, sound), float(fps),
                              ui=step_cache_text(result, options.steps) if step_cache > 0 else None)

@@ -37,8 +37,9 @@ class WanAnimateModel:
     memory: str
     sources: dict = field(default_factory=dict)
     block_runner: object = None  # Animate-14B: the engine's fast path (attention kernel, compiled blocks, block swap)
-    fast: object = None  # Wan-Animate-2: its fast path (wan_animate.engine.animate2.accel.Animate2FastPath)
-    managed: object = None  # memory="auto" (Animate-14B): nodes.memory.ManagedModel, which places the weights for each job
+    fast: object = None  # Wan-Animate-2: its fast path (engine.animate2.accel.Animate2FastPath: kernels, compiled
+    # blocks, block swap)
+    managed: object = None  # memory="auto" on a GPU: nodes.memory.ManagedModel, which places the weights for each job
 
 
 def model_choices() -> list[str]:
@@ -112,6 +113,7 @@ class WanAnimateModelLoader(io.ComfyNode):
                 compile=False, blocks_on_cpu=0, int8_weights="auto",
                 sparse_tau=AccelOptions.sparse_tau) -> io.NodeOutput:
         from wan_animate.engine.animate2.accel import accelerate_animate2
+        from wan_animate.engine.animate2.run import default_job_shape
         from wan_loader.errors import WanLoaderError
         from wan_loader.load import load_components
 
@@ -138,23 +140,24 @@ class WanAnimateModelLoader(io.ComfyNode):
             raise WanLoaderError(f"Could not load '{picked}' (model) with vae '{vae}', text_encoder '{text_encoder}', "
                                  f"clip_vision '{clip_vision}':\n{error}") from error
         loaded = WanAnimateModel(components, device, precision, memory, dict(components.sources))
-        if components.family == "animate2":  # memory="auto" plans Animate-14B jobs; Animate-2 is placed as before
-            swap = place_transformer(components.transformer, device, blocks_on_cpu) if (
-                memory == "gpu" or blocks_on_cpu) else None
-            loaded.fast = accelerate_animate2(components.transformer, device,
-                                              AccelOptions(attention=attention, sparse_tau=sparse_tau), swap)
-            return io.NodeOutput(loaded)
-        fast = accelerate(components.transformer, device,
-                          AccelOptions(attention=attention, compile=compile, sparse_tau=sparse_tau))
-        loaded.block_runner = fast.block_runner
-        if auto:
-            loaded.managed = ManagedModel(components, device, fast.block_runner, blocks_on_cpu=blocks_on_cpu or None)
-            loaded.managed.prepare(JobShape())
-            return io.NodeOutput(loaded, ui=ui.PreviewText(loaded.managed.plan.describe()))
-        if memory == "gpu" or blocks_on_cpu:
+        animate2 = components.family == "animate2"
+        accelerated = accelerate_animate2 if animate2 else accelerate
+        fast = accelerated(components.transformer, device,
+                           AccelOptions(attention=attention, compile=compile, sparse_tau=sparse_tau))
+        swap = None
+        if auto:  # the plan decides the block swap per job (the sampler asks ManagedModel)
+            job = default_job_shape() if animate2 else JobShape()
+            loaded.managed = ManagedModel(components, device, fast.block_runner, job, blocks_on_cpu or None)
+            loaded.managed.prepare(job)
+        elif memory == "gpu" or blocks_on_cpu:
             # offload_idle without block swap leaves the transformer on the CPU: the sampler moves it per run
-            loaded.block_runner = swapping(place_transformer(components.transformer, device, blocks_on_cpu),
-                                           fast.block_runner)
+            swap = place_transformer(components.transformer, device, blocks_on_cpu)
+        if animate2:
+            loaded.fast = fast.with_swap(swap)
+        else:
+            loaded.block_runner = swapping(swap, fast.block_runner)
+        if loaded.managed is not None:
+            return io.NodeOutput(loaded, ui=ui.PreviewText(loaded.managed.plan.describe()))
         return io.NodeOutput(loaded)
 
 

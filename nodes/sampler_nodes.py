@@ -99,8 +99,7 @@ class WanAnimateSampler(io.ComfyNode):
         runner, vae_tile = model.block_runner, 256
         if model.managed is not None:  # memory="auto": room made through ComfyUI, weights placed for this job
             runner = model.managed.prepare(JobShape(segment_length, *pose.shape[1:3]))
-            tiled_vae = tiled_vae or model.managed.plan.tiled_vae
-            vae_tile = model.managed.plan.vae_tile or vae_tile
+            tiled_vae, vae_tile = model.managed.plan.vae_tiling(tiled_vae, vae_tile)
         options = AnimateOptions(
             mode=mode,
             prompt=prompt or None,

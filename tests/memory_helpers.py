@@ -19,10 +19,14 @@ from wan_loader.model.configs import (
     CLIP_VIT_H_CONFIG,
     UMT5_XXL_CONFIG,
     WAN21_VAE_CONFIG,
+    TRANSFORMER_CLASSES,
     build_empty,
 )
 from wan_loader.dtypes import fp32_keys
 from wan_loader.fp8 import fp8_linear_names, replace_linears
+
+# Wan2.2-Animate-2-14B as released: diffusers' WanAnimate2Transformer3DModel defaults are its sizes.
+ANIMATE2_14B_CONFIG = {"_class_name": TRANSFORMER_CLASSES["animate2"]}
 
 
 def cast_like_loader(model: torch.nn.Module, dtype: torch.dtype) -> torch.nn.Module:
@@ -41,13 +45,15 @@ def meta_transformer(precision: str = "fp8", config: dict | None = None) -> torc
     return model.to("meta")
 
 
-def meta_components(precision: str = "fp8") -> WanAnimateComponents:
-    """The full-size model (Wan2.2-Animate-14B, Wan2.1 VAE, umT5-XXL, CLIP ViT-H/14) on the meta device."""
+def meta_components(precision: str = "fp8", model: str = "animate") -> WanAnimateComponents:
+    """The full-size model (Wan2.2-Animate-14B, or Wan-Animate-2 with `model="animate2"`; Wan2.1 VAE, umT5-XXL,
+    CLIP ViT-H/14) on the meta device."""
     def bf16(component, config):
         return cast_like_loader(build_empty(component, config), torch.bfloat16).to("meta")
 
+    config = ANIMATE2_14B_CONFIG if model == "animate2" else ANIMATE_14B_CONFIG
     return WanAnimateComponents(
-        transformer=meta_transformer(precision), vae=bf16("vae", WAN21_VAE_CONFIG),
+        transformer=meta_transformer(precision, config), vae=bf16("vae", WAN21_VAE_CONFIG),
         text_encoder=bf16("text_encoder", UMT5_XXL_CONFIG), image_encoder=bf16("image_encoder", CLIP_VIT_H_CONFIG))
 
 

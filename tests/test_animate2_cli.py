@@ -51,3 +51,38 @@ def test_animate14b_options_and_the_wrong_model_are_refused(files, tmp_path, cap
     assert main([*args, "--model", "animate", "--out", str(tmp_path / "b.mp4")]) == 2
     assert "Wan2.2-Animate-14B is required" in capsys.readouterr().err
     assert not list(tmp_path.iterdir())
+
+
+def test_memory_auto_places_the_model_by_a_plan(files, tmp_path, monkeypatch, capsys):
+    """--memory auto with its GPU code path forced on the CPU (no GPU here; the CPU stands in for the device, so
+    its "free memory" is declared): the model loads on the CPU, the plan for the job's segment (9 frames at 32x48)
+    swaps blocks and streams the encoders, the plan is printed, and the frames written equal those with everything
+    resident (block swap is exact). The frames are compared as the engine hands them to the mp4 writer: the encoder
+    itself does not give identical files for identical frames."""
+    import wan_animate.engine.animate2.cli as animate2_cli
+    import wan_animate.engine.placement as placement
+    from wan_animate.engine.memory import ENCODERS_STREAMED, DeviceBudget, Footprint, JobShape, _plan, tensor_bytes
+    from wan_animate.engine.sinks import Mp4Writer
+    from wan_loader import load_components
+
+    written: dict[str, list] = {}
+    write = Mp4Writer.write
+    monkeypatch.setattr(Mp4Writer, "write", lambda self, frames: (
+        written.setdefault(self.path.name, []).append(np.array(frames)), write(self, frames))[1])
+    models, video, ref = files
+    args = ["animate", "--models", str(models), "--video", str(video), "--ref", str(ref), *QUICK]
+    assert main([*args, "--memory", "gpu", "--out", str(tmp_path / "resident.mp4")]) == 0
+    assert "memory plan" not in capsys.readouterr().err
+
+    loaded = load_components(models, device="cpu", weight_dtype="fp32", model="animate2")
+    own = sum(tensor_bytes(getattr(loaded, n)) for n in ("transformer", "vae", "text_encoder", "image_encoder"))
+    peak = _plan(Footprint.of(loaded), JobShape(9, 48, 32), 5, ENCODERS_STREAMED, None, 0).peak_bytes
+    free = DeviceBudget(0).free_bytes_for(peak) - own  # with the model's own weights: just enough for 5 swapped
+    monkeypatch.setattr(animate2_cli, "plans_memory", lambda args, device: True)
+    monkeypatch.setattr(placement, "free_device_bytes", lambda device: free)
+    assert main([*args, "--memory", "auto", "--out", str(tmp_path / "planned.mp4")]) == 0
+    err = capsys.readouterr().err
+    assert "memory plan: 5 of 10 transformer blocks swapped from host memory, encoders streamed, VAE whole frames" in err
+    assert len(read(tmp_path / "planned.mp4")[0]) == 12
+    planned, resident = (np.concatenate(written[name]) for name in ("planned.mp4", "resident.mp4"))
+    assert planned.shape == (12, 48, 32, 3) and np.array_equal(planned, resident)

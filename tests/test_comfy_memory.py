@@ -70,11 +70,12 @@ def zeros_on_host(module, pinned):
     module._apply(lambda t: torch.zeros(t.shape, dtype=t.dtype) if t.device == DEVICE else t)
 
 
-@pytest.fixture
-def setup(mm, memory_nodes, monkeypatch):
-    from wan_loader.testing.tiny import tiny_components
+@pytest.fixture(params=["animate", "animate2"])
+def setup(mm, memory_nodes, monkeypatch, request):
+    """Each test on Animate-14B and on Wan-Animate-2 (same manager, planner and placement)."""
+    from wan_loader.testing.tiny import tiny_animate2_components, tiny_components
 
-    components = tiny_components(seed=0)
+    components = (tiny_animate2_components if request.param == "animate2" else tiny_components)(seed=0)
     managed = memory_nodes.ManagedModel(components, DEVICE, kernels_runner=lambda *a: None, job=JOB)
     fp = managed.footprint
     everything = fp.dit_bytes + fp.vae_bytes + fp.encoder_bytes

@@ -1,11 +1,13 @@
 """memory="auto": the planner's decisions for declared cards, and its estimates against the real modules.
 
 The weights are counted on the real modules at full size, built on the meta device with the loader's dtypes
-(tests/memory_helpers.py), so the plans below are the ones a 14B fp8 model gets on those cards; the activation
-estimates are checked against a trace of the real diffusers code at full size (the device's allocator would have
-to hold at least the traced bytes).
+(tests/memory_helpers.py), so the plans below are the ones a 14B fp8 model (Animate-14B or Wan-Animate-2) gets
+on those cards; the activation estimates are checked against a trace of the real diffusers code at full size (the
+device's allocator would have to hold at least the traced bytes).
 """
 from __future__ import annotations
+
+import contextlib
 
 import pytest
 import torch
@@ -23,6 +25,7 @@ from wan_animate.engine.memory import (
     JobShape,
     NotEnoughMemory,
     dit_activation_bytes,
+    driving_cache_bytes,
     plan_memory,
     tensor_bytes,
     vae_peak_bytes,
@@ -30,6 +33,13 @@ from wan_animate.engine.memory import (
 )
 
 JOB = JobShape(frames=77, height=480, width=832)
+
+
+@contextlib.contextmanager
+def patch_sdpa():
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(F, "scaled_dot_product_attention", flash_like_attention)
+        yield
 
 
 @pytest.fixture(scope="module")
@@ -160,3 +170,81 @@ def test_vae_estimate_bounds_the_traced_decode(full, footprint, tile):
         codec.decode(latents)
     estimate = vae_peak_bytes(footprint, job, tile)
     assert trace.peak <= estimate <= 4 * trace.peak, (trace.peak / GIB, estimate / GIB)
+
+
+# --- Wan-Animate-2: the same planner on its full-size model (fp8 blocks), 81 frames at 480p -----------------------
+
+JOB2 = JobShape(frames=81, height=480, width=832)
+
+
+@pytest.fixture(scope="module")
+def full2():
+    return meta_components("fp8", model="animate2")
+
+
+@pytest.fixture(scope="module")
+def footprint2(full2):
+    return Footprint.of(full2)
+
+
+def test_full_size_animate2_footprint(footprint2):
+    fp = footprint2
+    assert (fp.blocks, fp.dim, fp.ffn_dim, fp.kv_cache_layers, fp.face_size) == (40, 5120, 13824, 40, 0)
+    assert 0.35 * GIB < fp.block_bytes < 0.40 * GIB and 15 * GIB < fp.dit_bytes < 17 * GIB
+    assert 11 * GIB < fp.encoder_bytes < 12.5 * GIB
+    # the driving K/V of 21 latent frames x 60 x 104 / 4 tokens, 40 layers, keys and values in bf16
+    assert driving_cache_bytes(fp, JOB2) == 2 * 40 * 21 * 1560 * 5120 * 2
+
+
+def test_animate2_plans_for_cards_of_several_sizes(footprint2):
+    plans = {g: plan_memory(footprint2, JOB2, DeviceBudget(g * GIB)) for g in (48, 56, 64, 80, 141)}
+    swapped = [plans[g].blocks_on_cpu for g in sorted(plans)]
+    assert swapped == sorted(swapped, reverse=True) and swapped[0] > 0 and swapped[-1] == 0
+    assert plans[48].encoders == ENCODERS_STREAMED and plans[141].encoders == ENCODERS_RESIDENT
+    assert not any(p.tiled_vae for p in plans.values())
+    for g, plan in plans.items():
+        assert plan.peak_bytes <= DeviceBudget(g * GIB).usable_bytes
+        assert plan.parts["dit_activations"] > driving_cache_bytes(footprint2, JOB2)  # the cache is in the peak
+    # 32 GB cannot hold the segment's K/V cache (25 GiB) with anything else: one line naming the minimum
+    with pytest.raises(NotEnoughMemory) as error:
+        plan_memory(footprint2, JOB2, DeviceBudget(32 * GIB))
+    message = str(error.value)
+    assert message.startswith("Wan-Animate-2 needs at least") and "81 frames at 832x480" in message
+    minimum = float(message.split("needs at least ")[1].split(" GiB")[0])
+    assert 32 < minimum < 48
+    plan_memory(footprint2, JOB2, DeviceBudget(int(minimum * GIB) + GIB // 10))  # the minimum named is enough
+    # a shorter segment has a smaller cache: 33 frames fit a 24 GB card with blocks swapped
+    short = plan_memory(footprint2, JobShape(33, 480, 832), DeviceBudget(24 * GIB))
+    assert 0 < short.blocks_on_cpu <= 40
+
+
+def test_animate2_with_bf16_weights_swaps_more(footprint2):
+    bf16 = Footprint.of(meta_components("bf16", model="animate2"))
+    assert bf16.block_bytes > 1.9 * footprint2.block_bytes
+    assert (plan_memory(bf16, JOB2, DeviceBudget(64 * GIB)).blocks_on_cpu
+            > plan_memory(footprint2, JOB2, DeviceBudget(64 * GIB)).blocks_on_cpu)
+
+
+def test_animate2_estimate_bounds_the_traced_passes(full2, footprint2):
+    """The full-size Animate-2 forward at 480p, 81 frames, traced on meta tensors: the driving pass (which fills
+    the K/V cache) and a sampling step against the cache; both stay under the estimate (activations + cache)."""
+    from wan_animate.engine.animate2.forward import Animate2DiT, DrivingCache
+
+    def lse_kernel(q, k, v):
+        return flash_like_attention(q, k, v), torch.empty(q.shape[0], q.shape[2], q.shape[1], device=q.device)
+
+    dit = Animate2DiT(full2.transformer, kernel=flash_like_attention, lse_kernel=lse_kernel)
+    frames, h, w = (JOB2.frames - 1) // 4 + 1, JOB2.height // 8, JOB2.width // 8
+    bf16 = dict(device="meta", dtype=torch.bfloat16)
+    estimate = dit_activation_bytes(footprint2, JOB2)
+    cache = driving_cache_bytes(footprint2, JOB2)
+    with torch.no_grad(), patch_sdpa():
+        context = dit.encode_context(torch.empty(1, 512, 4096, **bf16), torch.empty(1, 257, 1280, **bf16))
+        with AllocationTrace() as driving_trace:
+            dit.driving_pass(torch.empty(1, 36, frames, h, w, device="meta"), context)
+        kv = [torch.empty(1, frames * h * w // 4, 40, 128, **bf16) for _ in range(40)]
+        with AllocationTrace() as step_trace:  # the cache is an input here: added below
+            dit(torch.empty(1, 36, frames + 1, h, w, device="meta"), torch.tensor([500.0], device="meta"), context,
+                DrivingCache(kv, kv, (frames, h // 2, w // 2)))
+    assert cache <= driving_trace.peak <= estimate
+    assert step_trace.peak + cache <= estimate <= 1.5 * (step_trace.peak + cache), (step_trace.peak / GIB, estimate / GIB)

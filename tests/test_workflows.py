@@ -64,7 +64,8 @@ def test_workflow_runs_headless_to_mp4(comfy_server, assets, name):
     prompt = shrink(json.loads((API_DIR / f"{name}.json").read_text()), name)
     if name == "wan_animate_core_native":
         prompt = tiny_stand_in_for_core_encoders(prompt)
-    if name == "wan_animate_long_video":  # the small-GPU set-up: block swap and encoders off the GPU between runs
+    if name in ("wan_animate_long_video", "wan_animate2_long_video"):
+        # the small-GPU set-up: block swap and encoders off the GPU between runs (both models)
         prompt[_node_id(prompt, "WanAnimateModelLoader")]["inputs"].update(blocks_on_cpu=2, memory="offload_idle")
     entry = comfy_server.run(prompt, timeout=900)
     status = entry["status"]

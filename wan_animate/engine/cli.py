@@ -21,7 +21,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from .cli_common import accel_options, check_sources, device_and_dtype, output, pick, print_progress
+from .cli_common import accel_options, check_sources, device_and_dtype, output, pick, place_by_plan, plans_memory, print_progress
 
 HELP = ("Reference image + driving video -> animated video (Wan2.2-Animate-14B with preprocessing, or Wan-Animate-2 "
         "on the raw video), written as mp4")
@@ -74,8 +74,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda or cuda:N")
     parser.add_argument("--memory", choices=("auto", "gpu"), default="auto",
                         help="auto: on a GPU, plan where the weights live from its free memory (blocks swapped from "
-                             "host memory, encoders streamed, VAE tiled as needed; the plan is printed); gpu: all on "
-                             "the GPU")
+                             "host memory, encoders streamed, VAE tiled as needed; the plan is printed), for both "
+                             "models; gpu: all on the GPU")
     parser.add_argument("--dtype", default="auto", help="weight dtype: auto (bf16 on CUDA, fp32 on CPU), bf16, "
                                                          "fp16, fp32, fp8_e4m3fn")
     parser.add_argument("--attention", choices=ATTENTION_CHOICES, default=None,
@@ -178,7 +178,7 @@ def _run(args: argparse.Namespace, work: Path, rank) -> None:
     from .memory import JobShape
     from .options import AnimateOptions
     from .parallel import shard_blocks
-    from .placement import place_for_job, swapping
+    from .placement import swapping
     from .run import animate
 
     d = AnimateOptions()
@@ -203,15 +203,11 @@ def _run(args: argparse.Namespace, work: Path, rank) -> None:
     height, width = inputs.size
 
     sound = None if args.no_audio or not first else DrivingSound.probe(video)
-    planned = args.memory == "auto" and device.type == "cuda" and not args.shard_weights
+    planned = plans_memory(args, device)
     components = load_components(models, device="cpu" if planned else str(device), weight_dtype=dtype)
     runner = accelerate(components.transformer, device, accel).block_runner if accel else run_block
     if planned:  # placed from the CPU block by block: never more GPU memory than the plan
-        plan, swap = place_for_job(components, device, JobShape(options.segment_frames, height, width))
-        if first:
-            print(plan.describe(), file=sys.stderr)
-        options.tiled_vae = options.tiled_vae or plan.tiled_vae
-        options.vae_tile = plan.vae_tile or options.vae_tile
+        swap = place_by_plan(components, device, JobShape(options.segment_frames, height, width), options, first)
         runner = swapping(swap, runner)
     if args.shard_weights:
         shard_blocks(components.transformer, device)

@@ -35,6 +35,24 @@ def accel_options(args: argparse.Namespace):
     return options
 
 
+def plans_memory(args: argparse.Namespace, device) -> bool:
+    """--memory auto on a GPU (weights not sharded): the model loads on the CPU and a memory plan places it, so
+    loading never needs more device memory than the placement."""
+    return args.memory == "auto" and device.type == "cuda" and not args.shard_weights
+
+
+def place_by_plan(components, device, job, options, first: bool):
+    """Plan for `job` on the device's free memory, place the weights (block by block), print the plan on the
+    rank that writes and give `options` the plan's VAE tiling; returns the BlockSwap (None: nothing swaps)."""
+    from .placement import place_for_job
+
+    plan, swap = place_for_job(components, device, job)
+    if first:
+        print(plan.describe(), file=sys.stderr)
+    options.tiled_vae, options.vae_tile = plan.vae_tiling(options.tiled_vae, options.vae_tile)
+    return swap
+
+
 def pick(value, default):
     """A command-line value left unset (None) takes the model's default."""
     return default if value is None else value

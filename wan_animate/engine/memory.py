@@ -13,6 +13,11 @@ What costs the least time is given up last: first the encoders leave the device 
 layer: ~13 GB of copies, well under a second from pinned memory), then transformer blocks swap (their copies
 overlap the previous blocks' compute), and only when all 40 blocks swapped still do not fit does the VAE tile
 (tiles cost seconds per job: the largest tile that fits is used).
+
+Both models go through the same rules; what differs is read from the loaded model (`Footprint.of`): Wan-Animate-2
+has no face encoder, and keeps every layer's driving-video keys and values on the device for a whole segment
+(its K/V cache: 2 x 40 layers x driving tokens x 5120 in 16-bit, ~27 GB for 81 frames at 480p), which its
+sampling steps attend next to their own activations.
 """
 from __future__ import annotations
 
@@ -85,7 +90,9 @@ class Footprint:
     dim: int
     ffn_dim: int
     patch: tuple[int, int, int]
-    face_size: int = 512  # the motion encoder's input frames (face crops)
+    face_size: int = 512  # the motion encoder's input frames (face crops); 0: no face input (Animate-2)
+    kv_cache_layers: int = 0  # layers whose driving-video keys/values stay on the device per segment (Animate-2)
+    model: str = "Wan2.2-Animate-14B"  # named in the refusal when nothing fits
     vae_scale: int = 8  # pixels per latent pixel
     vae_time_scale: int = 4  # frames per latent frame
     activation_bytes: int = 2  # bytes per activation element (bf16)
@@ -98,12 +105,16 @@ class Footprint:
         config = dit.config
         encoders = [m for m in (components.text_encoder, components.image_encoder) if m is not None]
         vae = components.vae
+        if components.family == "animate2":
+            shape = dict(dim=config.dim, face_size=0, kv_cache_layers=len(blocks), model="Wan-Animate-2")
+        else:
+            shape = dict(dim=config.num_attention_heads * config.attention_head_dim,
+                         face_size=config.motion_encoder_size)
         return cls(
             block_bytes=max(blocks), blocks=len(blocks), dit_other_bytes=tensor_bytes(dit) - sum(blocks),
             vae_bytes=tensor_bytes(vae), encoder_bytes=sum(tensor_bytes(m) for m in encoders),
             encoder_unit_bytes=max((largest_unit_bytes(m) for m in encoders), default=0),
-            dim=config.num_attention_heads * config.attention_head_dim, ffn_dim=config.ffn_dim,
-            patch=tuple(config.patch_size), face_size=config.motion_encoder_size,
+            ffn_dim=config.ffn_dim, patch=tuple(config.patch_size), **shape,
             vae_scale=int(getattr(getattr(vae, "config", None), "scale_factor_spatial", 8) or 8) if vae else 8,
             vae_time_scale=int(getattr(getattr(vae, "config", None), "scale_factor_temporal", 4) or 4) if vae else 4,
         )
@@ -143,17 +154,36 @@ class DeviceBudget:
         return int(max(usable + MARGIN_BYTES, usable / (1 - MARGIN_FRACTION))) + 1 + self.reserve_bytes
 
 
+def check_vae_tile(tile: int) -> None:
+    if tile < 16 or tile % 16:
+        raise ValueError(f"vae_tile={tile}: must be a multiple of 16 pixels (256 is the default).")
+
+
 def vae_tile_stride(tile: int) -> int:
     """Pixels between the starts of neighbouring VAE tiles: they overlap by a quarter of a tile (at least one latent
     pixel), blended across the overlap (diffusers' default: 256-pixel tiles, stride 192)."""
     return tile - max(8, tile // 32 * 8)
 
 
+def latent_frames(fp: Footprint, job: JobShape) -> int:
+    """Latent frames of the segment's video (without the reference frame)."""
+    return (job.frames - 1) // fp.vae_time_scale + 1
+
+
+def frame_tokens(fp: Footprint, job: JobShape) -> int:
+    """Tokens of one latent frame, patchified."""
+    return (job.height // fp.vae_scale // fp.patch[1]) * (job.width // fp.vae_scale // fp.patch[2])
+
+
 def tokens(fp: Footprint, job: JobShape) -> int:
     """Sequence length of one DiT forward: the latent frames plus the reference frame, patchified."""
-    latent_frames = (job.frames - 1) // fp.vae_time_scale + 1 + 1
-    return (latent_frames // fp.patch[0]) * (job.height // fp.vae_scale // fp.patch[1]) * (
-        job.width // fp.vae_scale // fp.patch[2])
+    return (latent_frames(fp, job) + 1) // fp.patch[0] * frame_tokens(fp, job)
+
+
+def driving_cache_bytes(fp: Footprint, job: JobShape) -> int:
+    """Animate-2's K/V cache of one segment: keys and values of every driving-video token in each layer."""
+    driving_tokens = latent_frames(fp, job) // fp.patch[0] * frame_tokens(fp, job)
+    return 2 * fp.kv_cache_layers * driving_tokens * fp.dim * fp.activation_bytes
 
 
 def job_tensor_bytes(fp: Footprint, job: JobShape) -> int:
@@ -164,9 +194,11 @@ def job_tensor_bytes(fp: Footprint, job: JobShape) -> int:
 
 def dit_activation_bytes(fp: Footprint, job: JobShape) -> int:
     """Peak activations of one DiT forward: the FFN's hidden layer twice (projection + GELU) and four float32
-    copies of the hidden states (norms and modulation upcast), plus the segment's tensors."""
+    copies of the hidden states (norms and modulation upcast), plus the segment's tensors and (Animate-2) the
+    driving K/V cache the forward attends."""
     n = tokens(fp, job)
-    return 2 * n * fp.ffn_dim * fp.activation_bytes + 4 * n * fp.dim * 4 + job_tensor_bytes(fp, job)
+    return (2 * n * fp.ffn_dim * fp.activation_bytes + 4 * n * fp.dim * 4 + job_tensor_bytes(fp, job)
+            + driving_cache_bytes(fp, job))
 
 
 def vae_peak_bytes(fp: Footprint, job: JobShape, tile: int | None) -> int:
@@ -202,6 +234,10 @@ class MemoryPlan:
     @property
     def tiled_vae(self) -> bool:
         return self.vae_tile is not None
+
+    def vae_tiling(self, tiled: bool, tile: int) -> tuple[bool, int]:
+        """A job's (tiled_vae, vae_tile) under this plan: tiled when the job or the plan asks, at the plan's tile."""
+        return tiled or self.tiled_vae, self.vae_tile or tile
 
     def describe(self) -> str:
         gib = lambda b: f"{b / GIB:.1f}"  # noqa: E731
@@ -249,7 +285,7 @@ def plan_memory(fp: Footprint, job: JobShape, budget: DeviceBudget, blocks_on_cp
                      VAE_TILES[-1], usable)
     need = budget.free_bytes_for(smallest.peak_bytes)
     raise NotEnoughMemory(
-        f"Wan Animate needs at least {need / GIB:.1f} GiB of free device memory for {job.frames} frames at "
+        f"{fp.model} needs at least {need / GIB:.1f} GiB of free device memory for {job.frames} frames at "
         f"{job.width}x{job.height} ({smallest.blocks_on_cpu} of {fp.blocks} blocks swapped, encoders streamed, "
         f"VAE tiled); "
         f"{max(budget.free_bytes - budget.reserve_bytes, 0) / GIB:.1f} GiB is free: lower the resolution or "

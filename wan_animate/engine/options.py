@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from .memory import check_vae_tile
 from .parallel.sequence import check_mode
 from .schedulers import check_sampling
 from .segments import check_segment_frames
@@ -46,8 +47,7 @@ class AnimateOptions:
             raise ValueError(f"color_anchor_strength={self.color_anchor_strength}: must be within [0, 1].")
         if self.motion_encode_batch < 1:
             raise ValueError(f"motion_encode_batch={self.motion_encode_batch}: must be >= 1.")
-        if self.vae_tile < 16 or self.vae_tile % 16:
-            raise ValueError(f"vae_tile={self.vae_tile}: must be a multiple of 16 pixels (256 is the default).")
+        check_vae_tile(self.vae_tile)
         if self.lora_mode not in LORA_MODES:
             raise ValueError(f"lora_mode={self.lora_mode!r}: choose one of {', '.join(LORA_MODES)}.")
         check_step_cache(self.step_cache)

@@ -5,6 +5,6 @@
 """
 from .forward import Animate2DiT
 from .options import Animate2Options
-from .run import Animate2Inputs, animate2, check_is_animate2
+from .run import Animate2Inputs, animate2, check_is_animate2, job_shape
 
-__all__ = ["Animate2DiT", "Animate2Inputs", "Animate2Options", "animate2", "check_is_animate2"]
+__all__ = ["Animate2DiT", "Animate2Inputs", "Animate2Options", "animate2", "check_is_animate2", "job_shape"]

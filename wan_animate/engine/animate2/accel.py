@@ -1,18 +1,19 @@
-"""The engine's fast paths for the Wan-Animate-2 DiT: attention kernel, fp8 tensor-core matmuls (block swap: the
-runner of engine.placement's BlockSwap wraps them).
+"""The engine's fast paths for the Wan-Animate-2 DiT: attention kernel, fp8 tensor-core matmuls, compiled blocks
+(block swap: the runner of engine.placement's BlockSwap wraps them).
 
 Same choices and seams as Animate-14B's (`..accel`): the quantised self-attention kernels (int8 Q·K^T,
 FlashAttention-3, cuDNN, Triton fp8) serve the in-context attention frame by frame; the bf16 kernels that return their log-sum-exp (cuDNN on
 Hopper, FLASH elsewhere, flash on the CPU) serve it in two calls (attention.merged). "sparse" (comfy-kitchen's
 Sol-Attn) serves the plain self-attention: the driving pass and the steps outside the driving window; it returns no
 log-sum-exp and takes queries and keys of one length only, so the in-context attention stays bf16. Cross-attention goes through
-diffusers' dispatch with the fastest SDPA kernel. Compiled blocks are not applied to Animate-2 (its blocks run
-through Animate2DiT's own block function, not `block.forward`); `compile=True` is refused with that reason.
+diffusers' dispatch with the fastest SDPA kernel. `compile=True` compiles the engine's block functions
+(forward.generation_block / driving_block; accel.compile.compile_function): one graph for the driving pass and one
+per kind of sampling pass serve every block, swapped ones included.
 """
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import torch
 
@@ -20,33 +21,54 @@ from ..accel import AccelOptions, choose_fp8_matmul, fp8_matmul, int8_matmul
 from ..accel.attention import (ENV_VAR, BACKENDS, SELF_ATTENTION_KERNELS, _self_attention_kernel, backend_kernel,
                                choose_attention, fastest_sdpa, usable_sparse)
 from ..accel.sparse_attention import SPARSE, SparseAttention
-from ..blockswap import BlockSwap
 from ..accel.attention_quant import probe
+from ..accel.compile import compile_function, set_cache_dir
 from ..accel.processors import sdpa_kernel
+from ..blockswap import BlockSwap
 from ..placement import swapping
 from .attention import Kernel, LseKernel, sdpa_with_lse
-from .forward import Animate2BlockRunner, run_block
+from .forward import Animate2BlockRunner, Animate2DiT, BlockFunctions, driving_block, generation_block, run_block
 
 _LSE_PROBE: dict[int, str | None] = {}  # per GPU
 
 
 @dataclass
 class Animate2FastPath:
-    """What `accelerate_animate2` chose; pass it to `animate2(..., fast=)`."""
+    """What `accelerate_animate2` chose; pass it to `animate2(..., fast=)`. `swap`: the transformer's block swap
+    (engine.placement), which a memory plan may replace per job (`with_swap`)."""
 
     attention: str
     fp8_matmul: str
-    swap: BlockSwap | None
+    swap: BlockSwap | None = None
     kernel: Kernel = sdpa_kernel
     lse_kernel: LseKernel | None = None
-    block_runner: Animate2BlockRunner = field(default=run_block)
+    blocks: BlockFunctions = field(default_factory=BlockFunctions)
+    compiled: bool = False
     int8_layers: int = 0  # Linear layers kept int8 (Comfy-Org's int8 ConvRot files, wan_loader's int8_weights)
+
+    @property
+    def block_runner(self) -> Animate2BlockRunner:
+        """Runs each block's work, the swapped blocks streamed in around it."""
+        return swapping(self.swap, run_block)
+
+    def with_swap(self, swap: BlockSwap | None) -> Animate2FastPath:
+        return replace(self, swap=swap)
+
+    def dit(self, transformer, sequence=None) -> Animate2DiT:
+        """The DiT runner with these kernels, block functions and block swap."""
+        return Animate2DiT(transformer, self.block_runner, self.kernel, self.lse_kernel, sequence, self.blocks)
 
     def describe(self) -> dict:
         sparse = self.kernel.settings.describe() if isinstance(self.kernel, SparseAttention) else {}
         return {"attention": self.attention, **sparse, "in_context": "merged" if self.lse_kernel else "framewise",
-                "fp8_matmul": self.fp8_matmul, "int8_layers": self.int8_layers,
+                "fp8_matmul": self.fp8_matmul, "int8_layers": self.int8_layers, "compiled": self.compiled,
                 "blocks_on_cpu": len(self.swap.indices) if self.swap else 0}
+
+
+def eager_path(swap: BlockSwap | None = None) -> Animate2FastPath:
+    """No kernel choices: torch's SDPA frame by frame and the weights' own matmuls, what animate2() runs without a
+    fast path; `swap`: blocks streamed in from host memory."""
+    return Animate2FastPath("native", "dequant", swap)
 
 
 def accelerate_animate2(transformer, device, options: AccelOptions | None = None,
@@ -55,9 +77,6 @@ def accelerate_animate2(transformer, device, options: AccelOptions | None = None
     engine.placement.place_transformer (the weights stay where they are)."""
     options = options or AccelOptions()
     options.check()
-    if options.compile:
-        raise ValueError("compile=True is not available for Wan-Animate-2 yet (its blocks run through the engine's "
-                         "own block function); leave it off.")
     device = torch.device(device)
     matmul = choose_fp8_matmul(transformer, device, options.fp8_matmul)
     fp8_matmul.install(transformer, fp8_matmul.ScaledMatmul(options.fp8_fast_accum) if matmul == "scaled_mm" else None)
@@ -67,15 +86,19 @@ def accelerate_animate2(transformer, device, options: AccelOptions | None = None
     if name == SPARSE:
         name = usable_sparse(device)
     transformer.set_attention_backend(BACKENDS[fastest_sdpa(device)])  # cross-attention
-    runner = swapping(swap, run_block)
-    int8 = len(int8_matmul.int8_layers(transformer))
+    blocks = BlockFunctions()
+    if options.compile:
+        set_cache_dir(options.compile_cache_dir)
+        blocks = BlockFunctions(compile_function(generation_block), compile_function(driving_block))
+    fast = Animate2FastPath(name, matmul, swap, blocks=blocks, compiled=options.compile,
+                            int8_layers=len(int8_matmul.int8_layers(transformer)))
     if name in SELF_ATTENTION_KERNELS:
-        return Animate2FastPath(name, matmul, swap, _self_attention_kernel(name, device), None, runner, int8)
+        return replace(fast, kernel=_self_attention_kernel(name, device))
     if name == SPARSE:  # the driving pass and steps outside the driving window; in-context frames stay dense
         dense = fastest_sdpa(device)
-        return Animate2FastPath(name, matmul, swap, SparseAttention(options.sparse(), backend_kernel(dense)),
-                                _lse_kernel(dense, device), runner, int8)
-    return Animate2FastPath(name, matmul, swap, backend_kernel(name), _lse_kernel(name, device), runner, int8)
+        return replace(fast, kernel=SparseAttention(options.sparse(), backend_kernel(dense)),
+                       lse_kernel=_lse_kernel(dense, device))
+    return replace(fast, kernel=backend_kernel(name), lse_kernel=_lse_kernel(name, device))
 
 
 def _lse_kernel(name: str, device: torch.device) -> LseKernel | None:

@@ -12,7 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..cli_common import accel_options, check_sources, device_and_dtype, output, pick, print_progress
+from ..cli_common import (accel_options, check_sources, device_and_dtype, output, pick, place_by_plan, plans_memory,
+                          print_progress)
 
 
 def decode_to_disk(video: Path, work: Path):
@@ -73,9 +74,9 @@ def run_animate2(args: argparse.Namespace, work: Path, rank=None) -> None:
     from ...preprocess.audio import DrivingSound
     from ...preprocess.video_io import read_image
     from ..accel import choose_int8_weights
-    from .accel import accelerate_animate2
     from ..parallel import shard_blocks
-    from .run import Animate2Inputs, animate2
+    from .accel import accelerate_animate2, eager_path
+    from .run import Animate2Inputs, animate2, job_shape
 
     if args.mode != "animate" or args.lora or args.mask:
         raise ValueError("Wan-Animate-2 takes the raw driving video: --mode replace, --mask and --lora are "
@@ -88,13 +89,17 @@ def run_animate2(args: argparse.Namespace, work: Path, rank=None) -> None:
     device, dtype = device_and_dtype(args, rank)
     first = rank is None or rank.is_first
     int8 = choose_int8_weights(device, "dequantize" if args.shard_weights else args.int8_weights)
-    components = load_components(models, device=str(device), weight_dtype=dtype, model="animate2", int8_weights=int8)
+    planned = plans_memory(args, device)
+    components = load_components(models, device="cpu" if planned else str(device), weight_dtype=dtype,
+                                 model="animate2", int8_weights=int8)
     if args.shard_weights:
         shard_blocks(components.transformer, device)
     options = options_from(args, components.distilled)
-    fast = accelerate_animate2(components.transformer, device, accel) if accel else None
     frames, video_fps = decode_to_disk(video, work)
     inputs = Animate2Inputs(read_image(ref), frames, video_fps=video_fps if args.fps is None or args.fps > 0 else None)
+    # placed from the CPU block by block: never more GPU memory than the plan
+    swap = place_by_plan(components, device, job_shape(inputs, options), options, first) if planned else None
+    fast = (accelerate_animate2(components.transformer, device, accel) if accel else eager_path()).with_swap(swap)
     out_fps = options.fps if inputs.video_fps is not None else video_fps
     count = len(inputs.frames_at(options.fps))
     sound = None if args.no_audio or not first else DrivingSound.probe(video)

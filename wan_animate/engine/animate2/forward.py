@@ -11,8 +11,10 @@ of work differs from its `forward`:
                (attention.py) instead of a flex BlockMask.
 
 Seams for the fast paths are those of the Animate-14B forward: swapped `nn.Linear`s (fp8), the self-attention
-kernel (`kernel`, `lse_kernel`), diffusers' attention backend for cross-attention, and `block_runner` (block swap,
-compiled blocks) which calls `run(block)` for each block in order.
+kernel (`kernel`, `lse_kernel`), diffusers' attention backend for cross-attention, `block_runner` (block swap: it
+calls `run(block)` for each block in order) and `blocks` (compiled blocks). One block's work is a module-level
+function of tensors and the block (`generation_block`, `driving_block`): its layer's driving keys/values come in
+as arguments, so one compiled graph serves all 40 blocks (accel.compile.compile_function).
 
 Sequence parallel (`sequence`, Ulysses only): each rank runs the blocks on its slice of the tokens; self-attention
 turns q/k/v into (all tokens, heads / N) and back (parallel.sequence.Split.to_heads), so the in-context attention
@@ -62,13 +64,80 @@ class DrivingCache:
     grid: tuple[int, int, int]
 
 
+def _qkv(attn, x, rotary):
+    q = attn.norm_q(attn.to_q(x)).unflatten(2, (attn.heads, -1))
+    k = attn.norm_k(attn.to_k(x)).unflatten(2, (attn.heads, -1))
+    v = attn.to_v(x).unflatten(2, (attn.heads, -1))
+    return apply_rotary(q, *rotary), apply_rotary(k, *rotary), v
+
+
+def _out(attn, out: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    return attn.to_out[1](attn.to_out[0](out.flatten(2, 3).type_as(like)))
+
+
+def _block(block, hidden, proj, context: Context, self_attention) -> torch.Tensor:
+    """One WanAnimate2TransformerBlock with `self_attention(attn, normed hidden) -> (B, S, dim)`."""
+    shift, scale, gate, c_shift, c_scale, c_gate = (block.modulation + proj).chunk(6, dim=1)
+    normed = (block.norm1(hidden.float()) * (1 + scale) + shift).type_as(hidden)
+    hidden = (hidden.float() + self_attention(block.self_attn, normed) * gate).type_as(hidden)
+    hidden = hidden + block.cross_attn(block.norm3(hidden.float()).type_as(hidden),
+                                       encoder_hidden_states=context.text,
+                                       encoder_hidden_states_image=context.image)
+    normed = (block.norm2(hidden.float()) * (1 + c_scale) + c_shift).type_as(hidden)
+    return (hidden.float() + block.ffn(normed).float() * c_gate).type_as(hidden)
+
+
+def driving_block(block, hidden, proj, context: Context, rotary, split, kernel: attention.Kernel):
+    """One block of the driving pass: (hidden states out, this layer's keys, values)."""
+    cache = []
+
+    def self_attention(attn, x):
+        q, k, v = (split.to_heads(t) for t in _qkv(attn, x, rotary))
+        cache.extend((k, v))
+        return _out(attn, split.to_tokens(kernel(q, k, v)), x)
+
+    hidden = _block(block, hidden, proj, context, self_attention)
+    return hidden, cache[0], cache[1]
+
+
+def generation_block(block, hidden, proj, context: Context, rotary, split, kernel: attention.Kernel,
+                     lse_kernel: attention.LseKernel | None, hw: int, k_ref: torch.Tensor | None,
+                     v_ref: torch.Tensor | None, driving_strength: float, reference_strength: float):
+    """One block of a sampling step: in-context self-attention against this layer's driving keys/values (plain
+    self-attention when `k_ref` is None)."""
+
+    def self_attention(attn, x):
+        q, k, v = (split.to_heads(t) for t in _qkv(attn, x, rotary))
+        if reference_strength != 1.0:
+            v = torch.cat([v[:, :hw] * reference_strength, v[:, hw:]], dim=1)
+        if k_ref is None:
+            return _out(attn, split.to_tokens(kernel(q, k, v)), x)
+        values = v_ref * driving_strength if driving_strength != 1.0 else v_ref
+        if lse_kernel is not None:
+            out = attention.merged(q, k, v, k_ref, values, hw, lse_kernel)
+        else:
+            out = attention.framewise(q, k, v, k_ref, values, hw, kernel)
+        return _out(attn, split.to_tokens(out), x)
+
+    return _block(block, hidden, proj, context, self_attention)
+
+
+@dataclass(frozen=True)
+class BlockFunctions:
+    """How one block's work runs: these functions eagerly, or their compiled versions (accel.compile)."""
+
+    generation: Callable = generation_block
+    driving: Callable = driving_block
+
+
 class Animate2DiT:
     """Runs a diffusers WanAnimate2Transformer3DModel with per-job and per-segment work hoisted out of the steps."""
 
     def __init__(self, transformer, block_runner: Animate2BlockRunner | None = None,
                  kernel: attention.Kernel | None = None, lse_kernel: attention.LseKernel | None = None,
-                 sequence: SequenceParallel | None = None):
+                 sequence: SequenceParallel | None = None, blocks: BlockFunctions | None = None):
         check_ulysses(sequence, "Wan-Animate-2")
+        self.blocks = blocks or BlockFunctions()
         self.sequence = sequence
         self.model = transformer
         self.config = transformer.config
@@ -115,28 +184,6 @@ class Animate2DiT:
         grid = tuple(hidden.shape[2:])
         return hidden.flatten(2).transpose(1, 2).to(self.dtype), grid
 
-    def _qkv(self, attn, x, rotary):
-        q = attn.norm_q(attn.to_q(x)).unflatten(2, (attn.heads, -1))
-        k = attn.norm_k(attn.to_k(x)).unflatten(2, (attn.heads, -1))
-        v = attn.to_v(x).unflatten(2, (attn.heads, -1))
-        return apply_rotary(q, *rotary), apply_rotary(k, *rotary), v
-
-    @staticmethod
-    def _block(block, hidden, proj, context: Context, self_attention) -> torch.Tensor:
-        """One WanAnimate2TransformerBlock with `self_attention(attn, normed hidden) -> (B, S, dim)`."""
-        shift, scale, gate, c_shift, c_scale, c_gate = (block.modulation + proj).chunk(6, dim=1)
-        normed = (block.norm1(hidden.float()) * (1 + scale) + shift).type_as(hidden)
-        hidden = (hidden.float() + self_attention(block.self_attn, normed) * gate).type_as(hidden)
-        hidden = hidden + block.cross_attn(block.norm3(hidden.float()).type_as(hidden),
-                                           encoder_hidden_states=context.text,
-                                           encoder_hidden_states_image=context.image)
-        normed = (block.norm2(hidden.float()) * (1 + c_scale) + c_shift).type_as(hidden)
-        return (hidden.float() + block.ffn(normed).float() * c_gate).type_as(hidden)
-
-    @staticmethod
-    def _out(attn, out: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
-        return attn.to_out[1](attn.to_out[0](out.flatten(2, 3).type_as(like)))
-
     @torch.no_grad()
     def driving_pass(self, driving_input: torch.Tensor, context: Context) -> DrivingCache:
         """Driving latents with their conditioning (B, 36, T, h, w) -> every layer's keys/values (the K/V cache)."""
@@ -148,16 +195,11 @@ class Animate2DiT:
         timestep = torch.full((driving_input.shape[0],), REFERENCE_TIMESTEP, device=self.device)
         _, proj = self.time_embedding(timestep)
         keys, values = [], []
-
-        def self_attention(attn, x):
-            q, k, v = (split.to_heads(t) for t in self._qkv(attn, x, rotary))
+        for index, block in enumerate(self.model.blocks):
+            hidden, k, v = self.block_runner(index, block, lambda b, h=hidden: self.blocks.driving(
+                b, h, proj, context, rotary, split, self.kernel))
             keys.append(k)
             values.append(v)
-            return self._out(attn, split.to_tokens(self.kernel(q, k, v)), x)
-
-        for index, block in enumerate(self.model.blocks):
-            hidden = self.block_runner(index, block,
-                                       lambda b, h=hidden: self._block(b, h, proj, context, self_attention))
         return DrivingCache(keys, values, grid)
 
     @torch.no_grad()
@@ -180,29 +222,13 @@ class Animate2DiT:
         hidden = split.shard(hidden)
         rotary = tuple(split.shard(table) for table in self.rotary(grid))
         temb, proj = self.time_embedding(timestep)
-        layer = 0
-
-        def self_attention(attn, x):
-            q, k, v = (split.to_heads(t) for t in self._qkv(attn, x, rotary))
-            if reference_strength != 1.0:
-                v = torch.cat([v[:, :hw] * reference_strength, v[:, hw:]], dim=1)
-            if driving is None:
-                return self._out(attn, split.to_tokens(self.kernel(q, k, v)), x)
-            k_ref, v_ref = driving.keys[layer], driving.values[layer]
-            if driving_strength != 1.0:
-                v_ref = v_ref * driving_strength
-            if self.lse_kernel is not None:
-                out = attention.merged(q, k, v, k_ref, v_ref, hw, self.lse_kernel)
-            else:
-                out = attention.framewise(q, k, v, k_ref, v_ref, hw, self.kernel)
-            return self._out(attn, split.to_tokens(out), x)
-
         for index, block in enumerate(model.blocks):
             if unconditional and index == UNCONDITIONAL_SKIPPED_BLOCK:
                 continue
-            layer = index
-            hidden = self.block_runner(index, block,
-                                       lambda b, h=hidden: self._block(b, h, proj, context, self_attention))
+            k_ref, v_ref = (driving.keys[index], driving.values[index]) if driving is not None else (None, None)
+            hidden = self.block_runner(index, block, lambda b, h=hidden, k=k_ref, v=v_ref: self.blocks.generation(
+                b, h, proj, context, rotary, split, self.kernel, self.lse_kernel, hw, k, v, driving_strength,
+                reference_strength))
         head = model.head
         shift, scale = (head.modulation + temb.float().unsqueeze(1)).chunk(2, dim=1)
         hidden = head.head((head.norm(hidden.float()) * (1 + scale) + shift).type_as(hidden))

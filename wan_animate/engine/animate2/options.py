@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
+from ..memory import check_vae_tile
 from ..parallel.sequence import check_mode
 from ..schedulers import check_sampling
 from ..segments import check_segment_frames
@@ -41,6 +42,7 @@ class Animate2Options:
     reference_strength: float = 1.0  # scales the reference image's attention values
     tiled_vae: bool = False
     step_cache: float = 0.0  # > 0: reuse the DiT's last transformation while the estimated change stays below this (engine.stepcache); for the full model's 40 steps, e.g. 0.1
+    vae_tile: int = 256  # tiled_vae: tile side in pixels (memory.plan_memory picks it under memory="auto")
     offload: bool = False  # return the DiT and VAE to where they were (e.g. CPU) after the job
     sequence_parallel: str = "off"  # "ulysses": split the DiT's tokens across torch.distributed's ranks
 
@@ -67,6 +69,7 @@ class Animate2Options:
                 raise ValueError(f"{name}={getattr(self, name)}: must be >= 0 (1 = as trained).")
         check_step_cache(self.step_cache)
         check_segment_frames(self.segment_frames, GUIDE_FRAMES)
+        check_vae_tile(self.vae_tile)
         check_mode(self.sequence_parallel)
 
     @property

@@ -33,12 +33,13 @@ from ..conditioning import (
     to_uint8,
 )
 from ..jobs import AnimateResult, StepControl, default_device, execute
+from ..memory import JobShape
 from ..parallel.sequence import SequenceParallel, agree, check_ulysses
 from ..placement import placed
 from ..segments import SegmentPlan, plan_segments, segment_indices, zigzag_index
 from ..sinks import FrameSink
 from ..stepcache import StepCache
-from .accel import Animate2FastPath
+from .accel import Animate2FastPath, eager_path
 from .forward import Animate2DiT
 from .framing import (
     Framing,
@@ -96,11 +97,7 @@ def animate2(components, inputs: Animate2Inputs, options: Animate2Options | None
     if missing:
         raise ValueError(f"The model is missing {', '.join(missing)}; load the full Wan-Animate-2 model.")
     check_is_animate2(components.transformer)
-    frames = inputs.frames_at(options.fps)
-    if len(frames) < 1:
-        raise ValueError(f"The driving video is too short to give one frame at {options.fps:g} fps.")
-    plan = plan_segments(len(frames), options.segment_frames, GUIDE_FRAMES, options.fit_short)
-    framing = plan_framing(inputs.reference.shape[:2], options.area)
+    frames, plan, framing = _layout(inputs, options)
     device = torch.device(device) if device is not None else default_device()
     control = StepControl(plan, options.steps, progress, cancel)
     sequence = None if options.sequence_parallel == "off" else SequenceParallel(
@@ -108,6 +105,28 @@ def animate2(components, inputs: Animate2Inputs, options: Animate2Options | None
     check_ulysses(sequence, "Wan-Animate-2")
     return execute(lambda out: _Job(components, inputs.reference, frames, options, plan, framing, device, out,
                                     control, fast, sequence), plan, device, sink)
+
+
+def _layout(inputs: Animate2Inputs, options: Animate2Options) -> tuple[object, SegmentPlan, Framing]:
+    """(driving frames at the job's fps, the segments, the output frame) of a job."""
+    frames = inputs.frames_at(options.fps)
+    if len(frames) < 1:
+        raise ValueError(f"The driving video is too short to give one frame at {options.fps:g} fps.")
+    plan = plan_segments(len(frames), options.segment_frames, GUIDE_FRAMES, options.fit_short)
+    return frames, plan, plan_framing(inputs.reference.shape[:2], options.area)
+
+
+def job_shape(inputs: Animate2Inputs, options: Animate2Options) -> JobShape:
+    """The segment that a job of these inputs generates: what memory="auto" plans the device memory for."""
+    _, plan, framing = _layout(inputs, options.resolved())
+    return JobShape(plan.segment_frames, framing.height, framing.width)
+
+
+def default_job_shape() -> JobShape:
+    """What memory="auto" plans for before the first job is known: a default-length segment at the default area
+    (diffusers' 800 x 640 portrait)."""
+    framing = plan_framing((800, 640))
+    return JobShape(Animate2Options().segment_frames, framing.height, framing.width)
 
 
 def check_is_animate2(transformer) -> None:
@@ -157,10 +176,8 @@ class _Job:
             clip = encode_clip(parts.image_encoder, parts.image_processor, reference[:, :, 0])
             clip_driving = encode_clip(parts.image_encoder, parts.image_processor, first[:, :, 0])
         with placed(parts.transformer, self.device, options.offload), placed(parts.vae, self.device, options.offload):
-            fast = self.fast
-            self.dit = Animate2DiT(parts.transformer, fast and fast.block_runner, fast and fast.kernel,
-                                   fast and fast.lse_kernel, self.sequence)
-            self.codec = LatentCodec(parts.vae, tiled=options.tiled_vae)
+            self.dit = (self.fast or eager_path()).dit(parts.transformer, self.sequence)
+            self.codec = LatentCodec(parts.vae, tiled=options.tiled_vae, tile=options.vae_tile)
             with torch.no_grad():
                 self.context = self.dit.encode_context(texts["prompt"], clip)
                 self.context_negative = self.dit.encode_context(texts["negative"], clip) if options.cfg else None
@@ -215,8 +232,8 @@ class _Job:
     def segment(self, index: int) -> None:
         plan, options = self.plan, self.options
         self.control.check_cancel(index, 0)
+        cond = self.conditioning(index)  # before the K/V cache exists: the VAE's peak and the cache's never meet
         driving = self.driving(index)
-        cond = self.conditioning(index)
         shape = (1, self.components.vae.config.z_dim, plan.latent_frames + 1, self.latent_h, self.latent_w)
         latents = torch.randn(shape, generator=self.generator, dtype=torch.float32).to(self.device)
         scheduler, timesteps = make_scheduler(options.solver, options.steps, options.shift, self.device)
