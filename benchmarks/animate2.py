@@ -11,6 +11,7 @@ filled beforehand and not counted, as in a real job where it is built once per s
   `compile_repeated_blocks` as its docstring requires (first call timed separately);
 - ours: Animate2DiT over the same model with its block linears in fp8 (e4m3, per-channel scales, fp8 tensor-core
   GEMMs) and each attention choice (`--attention`): fp8 kernels frame by frame, bf16 cuDNN merged by log-sum-exp;
+  each eager and with compiled blocks (`compile=True`; not with --no-compile);
 - ours int8: the block linears as Comfy-Org's int8 ConvRot repack stores them (group 256, one scale per row), kept
   int8 through comfy-kitchen's int8 GEMMs vs dequantised to bf16 at load (what int8_weights auto/dequantize do), with
   the first attention choice; and the three block linear shapes alone at the step's token count, bf16 vs int8 kept.
@@ -20,6 +21,7 @@ pass, denoising and decode.
 """
 from __future__ import annotations
 
+import itertools
 import time
 
 import numpy as np
@@ -101,13 +103,12 @@ class Diffusers:
 
 
 class Ours:
-    def __init__(self, model, x: Inputs, device, attention: str):
+    def __init__(self, model, x: Inputs, device, attention: str, compile: bool = False):
         from wan_animate.engine.accel import AccelOptions
-        from wan_animate.engine.animate2 import Animate2DiT
         from wan_animate.engine.animate2.accel import accelerate_animate2
 
-        self.fast = accelerate_animate2(model, device, AccelOptions(attention=attention))
-        self.dit = Animate2DiT(model, self.fast.block_runner, self.fast.kernel, self.fast.lse_kernel)
+        self.fast = accelerate_animate2(model, device, AccelOptions(attention=attention, compile=compile))
+        self.dit = self.fast.dit(model)
         self.x = x
         with torch.no_grad():
             self.context = self.dit.encode_context(x.text, x.clip)
@@ -283,13 +284,14 @@ def main(argv=None) -> int:
 
     model = build_fp8(cfg, weights, device)  # ours first: its rows survive a run cut short in diffusers' compile
     report.set(ours_weights_gib=allocated_gib(device))
-    for attention in args.attention.split(","):
+    compiled_choices = (False,) if args.no_compile else (False, True)  # compiled: the first call is the compile
+    for attention, compiled in itertools.product(args.attention.split(","), compiled_choices):
         try:
-            ours = Ours(model, x, device, attention)
+            ours = Ours(model, x, device, attention, compiled)
         except ValueError as error:
             report.note(f"ours ({attention}) skipped: {error}")
             continue
-        name = f"ours fp8 ({attention}, {ours.fast.describe()['in_context']})"
+        name = f"ours fp8 ({attention}, {ours.fast.describe()['in_context']}{', compiled' if compiled else ''})"
         row, outputs[name] = measure(report, name, ours.step, x, cfg, device, args.repeats)
         report.add(res="480p", setup=ours.fast.describe(), **row)
         del ours

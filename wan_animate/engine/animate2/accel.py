@@ -42,21 +42,18 @@ class Animate2FastPath:
     swap: BlockSwap | None = None
     kernel: Kernel = sdpa_kernel
     lse_kernel: LseKernel | None = None
+    block_runner: Animate2BlockRunner = field(default=run_block)  # runs each block's work; the swap wraps it
     blocks: BlockFunctions = field(default_factory=BlockFunctions)
     compiled: bool = False
     int8_layers: int = 0  # Linear layers kept int8 (Comfy-Org's int8 ConvRot files, wan_loader's int8_weights)
-
-    @property
-    def block_runner(self) -> Animate2BlockRunner:
-        """Runs each block's work, the swapped blocks streamed in around it."""
-        return swapping(self.swap, run_block)
 
     def with_swap(self, swap: BlockSwap | None) -> Animate2FastPath:
         return replace(self, swap=swap)
 
     def dit(self, transformer, sequence=None) -> Animate2DiT:
         """The DiT runner with these kernels, block functions and block swap."""
-        return Animate2DiT(transformer, self.block_runner, self.kernel, self.lse_kernel, sequence, self.blocks)
+        return Animate2DiT(transformer, swapping(self.swap, self.block_runner), self.kernel, self.lse_kernel, sequence,
+                           self.blocks)
 
     def describe(self) -> dict:
         sparse = self.kernel.settings.describe() if isinstance(self.kernel, SparseAttention) else {}
