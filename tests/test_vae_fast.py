@@ -122,3 +122,19 @@ def test_zero_video_latents_are_remembered_until_the_weights_change():
     changed = LatentCodec(vae).encode_zeros(9, 16, 16, "cpu")
     assert not torch.equal(changed, first)
     assert torch.equal(changed, codec.encode(torch.zeros(1, 3, 9, 16, 16)))
+
+
+def test_zero_video_latents_of_a_vae_loaded_under_inference_mode():
+    """ComfyUI runs nodes under torch.inference_mode: weights created there have no version counter."""
+    from wan_loader.testing.tiny import tiny_vae
+
+    with torch.inference_mode():
+        vae = tiny_vae(seed=7)
+        assert all(p.is_inference() for p in vae.parameters())
+        first = LatentCodec(vae).encode_zeros(9, 16, 16, "cpu")
+        assert LatentCodec(vae).encode_zeros(9, 16, 16, "cpu") is first
+        assert torch.equal(first, LatentCodec(vae).encode(torch.zeros(1, 3, 9, 16, 16)))
+        for parameter in vae.parameters():  # replaced weights: encoded again
+            parameter.data = parameter.data * 1.5
+        again = LatentCodec(vae).encode_zeros(9, 16, 16, "cpu")
+    assert not torch.equal(again, first)

@@ -99,8 +99,17 @@ _ZERO_LATENTS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 def _weights_stamp(module) -> tuple:
-    """Changes whenever a parameter is replaced, moved or modified in place."""
-    return tuple((p.data_ptr(), p._version) for p in module.parameters())
+    """Changes whenever a parameter is replaced, moved or modified in place. Inference tensors (weights loaded under
+    torch.inference_mode, as inside ComfyUI, and parameters converted from them) have no version counter: for them
+    only replacing or moving counts (no code path edits VAE weights in place)."""
+    return tuple((p.data_ptr(), _version(p)) for p in module.parameters())
+
+
+def _version(tensor: torch.Tensor) -> int | None:
+    try:
+        return tensor._version
+    except RuntimeError:  # "Inference tensors do not track version counter"
+        return None
 
 
 class LatentCodec:
