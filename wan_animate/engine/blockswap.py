@@ -2,8 +2,9 @@
 
 All Wan blocks have the same tensor shapes, so two device "slots" (one block's worth of tensors each) serve every
 swapped block: while block i computes from one slot, the next swapped block is copied into the other on a side
-stream from pinned memory (asynchronous, overlapping compute). The compute stream waits only for that copy's event
-and the copy stream waits for the previous user of its slot to finish, so nothing synchronises the host. During a
+stream from pinned memory (asynchronous, overlapping compute; engine.copystream). The compute stream waits only for
+that copy's event and the copy stream waits for the previous user of its slot to finish, so nothing synchronises the
+host. During a
 block's run its parameters point at the slot; afterwards they point back at the host copies, so the model's
 memory on the device is the resident blocks plus two slots.
 
@@ -15,6 +16,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from .copystream import CopyStream
 from .forward import BlockRunner, run_block
 from .pinned import on_host
 
@@ -59,7 +61,7 @@ class BlockSwap:
         if self.indices:
             template = self.host[self.indices[0]]
             self.slots = [[torch.empty_like(d, device=self.device) for d in template] for _ in range(2)]
-        self.copy_stream = torch.cuda.Stream(self.device) if self.cuda else None
+        self.copies = CopyStream(self.device)  # also Wan-Animate-2's host K/V cache's (one queue for the host link)
         self.copied: dict[int, torch.cuda.Event | None] = {}  # block index -> copy done (in flight or finished)
         self.released = [None, None]  # slot -> event: its last user finished
 
@@ -76,19 +78,7 @@ class BlockSwap:
         slot = self._slot(index)
         for other in [i for i in self.copied if self._slot(i) == slot]:
             del self.copied[other]
-        if not self.cuda:
-            for dst, src in zip(self.slots[slot], self.host[index]):
-                dst.copy_(src)
-            self.copied[index] = None
-            return
-        with torch.cuda.stream(self.copy_stream):
-            if self.released[slot] is not None:
-                self.copy_stream.wait_event(self.released[slot])
-            for dst, src in zip(self.slots[slot], self.host[index]):
-                dst.copy_(src, non_blocking=True)
-            done = torch.cuda.Event()
-            done.record(self.copy_stream)
-        self.copied[index] = done
+        self.copied[index] = self.copies.copy(zip(self.slots[slot], self.host[index]), after=self.released[slot])
 
     def _next_swapped(self, index: int) -> int:
         for i in self.indices:
@@ -108,8 +98,7 @@ class BlockSwap:
                 return inner(index, block, *args)
             self._prefetch(index)
             slot = self._slot(index)
-            if self.cuda and self.copied[index] is not None:
-                torch.cuda.current_stream(self.device).wait_event(self.copied[index])
+            self.copies.wait(self.copied[index])
             nxt = self._next_swapped(index)
             if nxt != index and self._slot(nxt) != slot:
                 self._prefetch(nxt)
@@ -119,10 +108,7 @@ class BlockSwap:
                 out = inner(index, block, *args)
             finally:
                 _point(entries, self.host[index])
-            if self.cuda:
-                released = torch.cuda.Event()
-                released.record(torch.cuda.current_stream(self.device))
-                self.released[slot] = released
+            self.released[slot] = self.copies.mark()
             del self.copied[index]
             return out
 

@@ -15,9 +15,12 @@ overlap the previous blocks' compute), and only when all 40 blocks swapped still
 (tiles cost seconds per job: the largest tile that fits is used).
 
 Both models go through the same rules; what differs is read from the loaded model (`Footprint.of`): Wan-Animate-2
-has no face encoder, and keeps every layer's driving-video keys and values on the device for a whole segment
-(its K/V cache: 2 x 40 layers x driving tokens x 5120 in 16-bit, ~27 GB for 81 frames at 480p), which its
-sampling steps attend next to their own activations.
+has no face encoder, and keeps every layer's driving-video keys and values for a whole segment (its K/V cache:
+2 x 40 layers x driving tokens x 5120 in 16-bit, ~27 GB for 81 frames at 480p), which its sampling steps attend next
+to their own activations. The cache stays on the device when a plan with it there fits (blocks swapped as the rule
+above picks); otherwise it lives in host memory and only RESIDENT_CACHE_LAYERS layers are on the device at a time
+(engine.animate2.kvcache: each layer is copied in while the previous one computes; the whole cache crosses the
+host link once per DiT pass, twice per step with CFG), which is given up before the VAE tiles.
 """
 from __future__ import annotations
 
@@ -34,6 +37,12 @@ MARGIN_BYTES = GIB // 2  # cuBLAS/cuDNN workspaces, allocator rounding
 MARGIN_FRACTION = 0.08  # and fragmentation, which grows with the memory in use
 # Bytes per output pixel of one VAE chunk (4 frames) in 16-bit, through the Wan2.1 VAE's widest layers (traced).
 VAE_BYTES_PER_PIXEL = 10 * 1024
+AUTO = "auto"
+CACHE_DEVICE, CACHE_HOST = "device", "host"  # where Wan-Animate-2's driving K/V cache lives
+DRIVING_CACHES = (AUTO, CACHE_DEVICE, CACHE_HOST)
+# A host-memory K/V cache's layers on the device at once: sampling, the layer a block reads and the next one being
+# copied in; the driving pass, the layer a block produces and the previous one being copied out.
+RESIDENT_CACHE_LAYERS = 2
 
 
 def tensor_bytes(module: nn.Module | None, device=None) -> int:
@@ -180,10 +189,24 @@ def tokens(fp: Footprint, job: JobShape) -> int:
     return (latent_frames(fp, job) + 1) // fp.patch[0] * frame_tokens(fp, job)
 
 
+def check_driving_cache(where: str) -> None:
+    if where not in DRIVING_CACHES:
+        raise ValueError(f"driving_cache={where!r}: choose 'auto' (the memory plan's choice; on the device without "
+                         "one), 'device' or 'host'.")
+
+
 def driving_cache_bytes(fp: Footprint, job: JobShape) -> int:
     """Animate-2's K/V cache of one segment: keys and values of every driving-video token in each layer."""
     driving_tokens = latent_frames(fp, job) // fp.patch[0] * frame_tokens(fp, job)
     return 2 * fp.kv_cache_layers * driving_tokens * fp.dim * fp.activation_bytes
+
+
+def driving_cache_device_bytes(fp: Footprint, job: JobShape, where: str = CACHE_DEVICE) -> int:
+    """What the K/V cache holds on the device: all of it, or (in host memory) RESIDENT_CACHE_LAYERS layers."""
+    whole = driving_cache_bytes(fp, job)
+    if where != CACHE_HOST or not fp.kv_cache_layers:
+        return whole
+    return whole // fp.kv_cache_layers * min(RESIDENT_CACHE_LAYERS, fp.kv_cache_layers)
 
 
 def job_tensor_bytes(fp: Footprint, job: JobShape) -> int:
@@ -192,13 +215,13 @@ def job_tensor_bytes(fp: Footprint, job: JobShape) -> int:
     return 3 * pixels * 4 + 3 * job.frames * fp.face_size * fp.face_size * 4
 
 
-def dit_activation_bytes(fp: Footprint, job: JobShape) -> int:
+def dit_activation_bytes(fp: Footprint, job: JobShape, driving_cache: str = CACHE_DEVICE) -> int:
     """Peak activations of one DiT forward: the FFN's hidden layer twice (projection + GELU) and four float32
-    copies of the hidden states (norms and modulation upcast), plus the segment's tensors and (Animate-2) the
-    driving K/V cache the forward attends."""
+    copies of the hidden states (norms and modulation upcast), plus the segment's tensors and (Animate-2) what the
+    driving K/V cache the forward attends holds on the device (`driving_cache`: where it lives)."""
     n = tokens(fp, job)
     return (2 * n * fp.ffn_dim * fp.activation_bytes + 4 * n * fp.dim * 4 + job_tensor_bytes(fp, job)
-            + driving_cache_bytes(fp, job))
+            + driving_cache_device_bytes(fp, job, driving_cache))
 
 
 def vae_peak_bytes(fp: Footprint, job: JobShape, tile: int | None) -> int:
@@ -230,6 +253,8 @@ class MemoryPlan:
     peak_bytes: int  # weights + the largest transient (DiT activations, VAE, encoders)
     budget_bytes: int  # what the device may use (free - reserve - margin)
     parts: dict = field(default_factory=dict)  # the estimates, for the log
+    driving_cache: str = CACHE_DEVICE  # where Wan-Animate-2's driving K/V cache lives (CACHE_DEVICE | CACHE_HOST)
+    host_bytes: int = 0  # kept in host memory: swapped blocks, streamed encoders, a host K/V cache
 
     @property
     def tiled_vae(self) -> bool:
@@ -242,22 +267,35 @@ class MemoryPlan:
     def describe(self) -> str:
         gib = lambda b: f"{b / GIB:.1f}"  # noqa: E731
         vae = f"tiled {self.vae_tile}px" if self.vae_tile else "whole frames"
+        cache = self.parts.get("driving_cache", 0)
+        if not cache:
+            where = ""
+        elif self.driving_cache == CACHE_HOST:
+            where = (f", driving K/V cache {gib(cache)} GiB in host memory ({RESIDENT_CACHE_LAYERS} of "
+                     f"{self.parts.get('blocks', '?')} layers on the device at a time)")
+        else:
+            where = f", driving K/V cache {gib(cache)} GiB on the device"
         return (f"memory plan: {self.blocks_on_cpu} of {self.parts.get('blocks', '?')} transformer blocks swapped from "
-                f"host memory, encoders {self.encoders}, VAE {vae}; device weights {gib(self.weights_bytes)} GiB, "
-                f"peak ~{gib(self.peak_bytes)} of {gib(self.budget_bytes)} GiB usable")
+                f"host memory, encoders {self.encoders}, VAE {vae}{where}; device weights {gib(self.weights_bytes)} "
+                f"GiB, peak ~{gib(self.peak_bytes)} of {gib(self.budget_bytes)} GiB usable; host memory "
+                f"{gib(self.host_bytes)} GiB")
 
 
 def _plan(fp: Footprint, job: JobShape, blocks_on_cpu: int, encoders: str, tile: int | None,
-          budget: int) -> MemoryPlan:
+          budget: int, driving_cache: str = CACHE_DEVICE) -> MemoryPlan:
     resident_blocks = fp.blocks - blocks_on_cpu
     slots = 2 * fp.block_bytes if blocks_on_cpu else 0
     streamed = encoders == ENCODERS_STREAMED
     weights = (fp.dit_other_bytes + resident_blocks * fp.block_bytes + slots + fp.vae_bytes
                + (0 if streamed else fp.encoder_bytes))
-    parts = {"blocks": fp.blocks, "block_bytes": fp.block_bytes, "dit_activations": dit_activation_bytes(fp, job),
-             "vae": vae_peak_bytes(fp, job, tile), "encoders": encoder_peak_bytes(fp, streamed)}
+    cache = driving_cache_bytes(fp, job)
+    parts = {"blocks": fp.blocks, "block_bytes": fp.block_bytes,
+             "dit_activations": dit_activation_bytes(fp, job, driving_cache), "vae": vae_peak_bytes(fp, job, tile),
+             "encoders": encoder_peak_bytes(fp, streamed), "driving_cache": cache}
     transient = max(parts["dit_activations"], parts["vae"], parts["encoders"])
-    return MemoryPlan(blocks_on_cpu, encoders, tile, weights, weights + transient, budget, parts)
+    host = (blocks_on_cpu * fp.block_bytes + (fp.encoder_bytes if streamed else 0)
+            + (cache if driving_cache == CACHE_HOST else 0))
+    return MemoryPlan(blocks_on_cpu, encoders, tile, weights, weights + transient, budget, parts, driving_cache, host)
 
 
 def resident_plan(fp: Footprint, job: JobShape) -> MemoryPlan:
@@ -265,31 +303,40 @@ def resident_plan(fp: Footprint, job: JobShape) -> MemoryPlan:
     return _plan(fp, job, 0, ENCODERS_RESIDENT, None, 0)
 
 
-def plan_memory(fp: Footprint, job: JobShape, budget: DeviceBudget, blocks_on_cpu: int | None = None) -> MemoryPlan:
+def plan_memory(fp: Footprint, job: JobShape, budget: DeviceBudget, blocks_on_cpu: int | None = None,
+                driving_cache: str = AUTO) -> MemoryPlan:
     """The fastest placement that fits `budget` (see the module docstring for the order things are given up);
-    `blocks_on_cpu` fixes the block-swap count (the user's choice) and plans the rest around it."""
+    `blocks_on_cpu` fixes the block-swap count and `driving_cache` ("device" / "host") where Wan-Animate-2's K/V cache
+    lives (the user's choices); the rest is planned around them."""
+    check_driving_cache(driving_cache)
+    caches = ([CACHE_DEVICE] if not fp.kv_cache_layers else [CACHE_DEVICE, CACHE_HOST] if driving_cache == AUTO
+              else [driving_cache])
     usable = budget.usable_bytes
     tiles = [t for t in VAE_TILES if t is not None] if budget.lowvram or budget.novram else list(VAE_TILES)
     encoder_choices = [ENCODERS_STREAMED] if budget.lowvram or budget.novram else [ENCODERS_RESIDENT,
                                                                                    ENCODERS_STREAMED]
     swaps = [blocks_on_cpu] if blocks_on_cpu is not None else [fp.blocks] if budget.novram else range(fp.blocks + 1)
     for tile in tiles:
-        for encoders in encoder_choices:
-            for swapped in swaps:
-                plan = _plan(fp, job, swapped, encoders, tile, usable)
-                if plan.peak_bytes <= usable:
-                    return plan
-                if encoders == ENCODERS_RESIDENT and blocks_on_cpu is None:
-                    break  # resident encoders only when nothing swaps
+        for cache in caches:
+            for encoders in encoder_choices:
+                for swapped in swaps:
+                    plan = _plan(fp, job, swapped, encoders, tile, usable, cache)
+                    if plan.peak_bytes <= usable:
+                        return plan
+                    if encoders == ENCODERS_RESIDENT and blocks_on_cpu is None:
+                        break  # resident encoders only when nothing swaps
     smallest = _plan(fp, job, fp.blocks if blocks_on_cpu is None else blocks_on_cpu, ENCODERS_STREAMED,
-                     VAE_TILES[-1], usable)
+                     VAE_TILES[-1], usable, caches[-1])
     need = budget.free_bytes_for(smallest.peak_bytes)
+    cache = {CACHE_HOST: ", driving K/V cache in host memory", CACHE_DEVICE: ", driving K/V cache on the device"}
+    host_cache = ("keep the driving K/V cache in host memory (driving_cache host), "
+                  if fp.kv_cache_layers and caches == [CACHE_DEVICE] else "")
     raise NotEnoughMemory(
         f"{fp.model} needs at least {need / GIB:.1f} GiB of free device memory for {job.frames} frames at "
         f"{job.width}x{job.height} ({smallest.blocks_on_cpu} of {fp.blocks} blocks swapped, encoders streamed, "
-        f"VAE tiled); "
+        f"VAE tiled{cache[smallest.driving_cache] if fp.kv_cache_layers else ''}); "
         f"{max(budget.free_bytes - budget.reserve_bytes, 0) / GIB:.1f} GiB is free: lower the resolution or "
-        f"segment length, use fp8 precision, close other GPU programs or lower --reserve-vram.")
+        f"segment length, use fp8 precision, {host_cache}close other GPU programs or lower --reserve-vram.")
 
 
 def free_device_bytes(device) -> int:

@@ -23,22 +23,25 @@ def _register(slab: torch.Tensor) -> bool:
     return True
 
 
-def pinned_copies(tensors: list[torch.Tensor], pinned: bool = True) -> list[torch.Tensor]:
-    """Host copies of `tensors` (same shapes and dtypes) carved out of one slab, page-locked when `pinned` (needs a
-    CUDA device; if the driver refuses to register the slab, torch's pinned memory per tensor)."""
+def host_empty(like: list[torch.Tensor], pinned: bool = True) -> list[torch.Tensor]:
+    """Uninitialised host tensors of `like`'s shapes and dtypes carved out of one slab, page-locked when `pinned`
+    (needs a CUDA device; if the driver refuses to register the slab, torch's pinned memory per tensor)."""
     offsets, total = [], 0
-    for t in tensors:
+    for t in like:
         offsets.append(total)
         total += -(-t.numel() * t.element_size() // ALIGN) * ALIGN
     slab = torch.empty(max(total, 1), dtype=torch.uint8)
     if pinned and not (torch.cuda.is_available() and _register(slab)):
-        return [t.detach().to("cpu").pin_memory() for t in tensors]
-    copies = []
-    for t, offset in zip(tensors, offsets):
-        size = t.numel() * t.element_size()
-        copy = slab[offset:offset + size].view(t.dtype).view(t.shape)
+        return [torch.empty(t.shape, dtype=t.dtype, pin_memory=True) for t in like]
+    return [slab[offset:offset + t.numel() * t.element_size()].view(t.dtype).view(t.shape)
+            for t, offset in zip(like, offsets)]
+
+
+def pinned_copies(tensors: list[torch.Tensor], pinned: bool = True) -> list[torch.Tensor]:
+    """Host copies of `tensors` (same shapes and dtypes) in one slab (`host_empty`), page-locked when `pinned`."""
+    copies = host_empty(tensors, pinned)
+    for copy, t in zip(copies, tensors):
         copy.copy_(t.detach())
-        copies.append(copy)
     return copies
 
 

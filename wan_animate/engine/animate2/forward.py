@@ -5,8 +5,9 @@ of work differs from its `forward`:
 
 - per job:     `encode_context` (umT5 text and CLIP tokens projected once for each prompt and image);
 - per segment: `driving_pass` runs the driving-video tokens through every block once and keeps each layer's
-               keys (rotary applied) and values. diffusers keeps them before rotary and re-applies it at every
-               step; the reference pass uses the fixed timestep 1, as diffusers does;
+               keys (rotary applied) and values, on the device (`DrivingCache`) or in host memory
+               (kvcache.HostDrivingCache, read back a layer ahead of use). diffusers keeps them before rotary and
+               re-applies it at every step; the reference pass uses the fixed timestep 1, as diffusers does;
 - per step:    `time_embedding`, then `__call__` over the generation tokens with in-context attention
                (attention.py) instead of a flex BlockMask.
 
@@ -14,7 +15,8 @@ Seams for the fast paths are those of the Animate-14B forward: swapped `nn.Linea
 kernel (`kernel`, `lse_kernel`), diffusers' attention backend for cross-attention, `block_runner` (block swap: it
 calls `run(block)` for each block in order) and `blocks` (compiled blocks). One block's work is a module-level
 function of tensors and the block (`generation_block`, `driving_block`): its layer's driving keys/values come in
-as arguments, so one compiled graph serves all 40 blocks (accel.compile.compile_function).
+as arguments (fetched from a host cache in the loop here, outside the function), so one compiled graph serves all
+40 blocks (accel.compile.compile_function).
 
 Sequence parallel (`sequence`, Ulysses only): each rank runs the blocks on its slice of the tokens; self-attention
 turns q/k/v into (all tokens, heads / N) and back (parallel.sequence.Split.to_heads), so the in-context attention
@@ -34,6 +36,7 @@ from ..accel.processors import apply_rotary, sdpa_kernel
 from ..parallel.sequence import SequenceParallel, check_ulysses, split_for
 from ..parallel.weights import unsharding
 from . import attention
+from .kvcache import HostDrivingCache
 from .rope import reference_offsets, rotary_tables
 
 UNCONDITIONAL_SKIPPED_BLOCK = 9  # the unconditional CFG pass skips this block (diffusers `is_uncondtion`)
@@ -62,6 +65,10 @@ class DrivingCache:
     keys: list[torch.Tensor]
     values: list[torch.Tensor]
     grid: tuple[int, int, int]
+
+    def layer(self, index: int, upcoming: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Layer `index`'s keys and values (`upcoming`, the layer read next, matters to a host cache only)."""
+        return self.keys[index], self.values[index]
 
 
 def _qkv(attn, x, rotary):
@@ -185,8 +192,10 @@ class Animate2DiT:
         return hidden.flatten(2).transpose(1, 2).to(self.dtype), grid
 
     @torch.no_grad()
-    def driving_pass(self, driving_input: torch.Tensor, context: Context) -> DrivingCache:
-        """Driving latents with their conditioning (B, 36, T, h, w) -> every layer's keys/values (the K/V cache)."""
+    def driving_pass(self, driving_input: torch.Tensor, context: Context,
+                     host: HostDrivingCache | None = None) -> DrivingCache | HostDrivingCache:
+        """Driving latents with their conditioning (B, 36, T, h, w) -> every layer's keys/values (the K/V cache), on
+        the device or, given `host`, copied into it layer by layer (returned, filled)."""
         hidden, grid = self._embed(driving_input)
         split = split_for(self.sequence, hidden.shape[1])
         hidden = split.shard(hidden)
@@ -195,17 +204,22 @@ class Animate2DiT:
         timestep = torch.full((driving_input.shape[0],), REFERENCE_TIMESTEP, device=self.device)
         _, proj = self.time_embedding(timestep)
         keys, values = [], []
+        if host is not None:
+            host.begin(grid)
         for index, block in enumerate(self.model.blocks):
             hidden, k, v = self.block_runner(index, block, lambda b, h=hidden: self.blocks.driving(
                 b, h, proj, context, rotary, split, self.kernel))
-            keys.append(k)
-            values.append(v)
-        return DrivingCache(keys, values, grid)
+            if host is not None:
+                host.put(index, k, v)
+            else:
+                keys.append(k)
+                values.append(v)
+        return host.finish() if host is not None else DrivingCache(keys, values, grid)
 
     @torch.no_grad()
     def __call__(self, latent_input: torch.Tensor, timestep: torch.Tensor, context: Context,
-                 driving: DrivingCache | None, unconditional: bool = False, driving_strength: float = 1.0,
-                 reference_strength: float = 1.0) -> torch.Tensor:
+                 driving: DrivingCache | HostDrivingCache | None, unconditional: bool = False,
+                 driving_strength: float = 1.0, reference_strength: float = 1.0) -> torch.Tensor:
         """Velocity (B, 16, F, h, w) for [noisy latents; conditioning] (B, 36, F, h, w), F = 1 + driving frames.
 
         driving None: plain self-attention (the driving video's influence windowed out for this step).
@@ -222,13 +236,13 @@ class Animate2DiT:
         hidden = split.shard(hidden)
         rotary = tuple(split.shard(table) for table in self.rotary(grid))
         temb, proj = self.time_embedding(timestep)
-        for index, block in enumerate(model.blocks):
-            if unconditional and index == UNCONDITIONAL_SKIPPED_BLOCK:
-                continue
-            k_ref, v_ref = (driving.keys[index], driving.values[index]) if driving is not None else (None, None)
-            hidden = self.block_runner(index, block, lambda b, h=hidden, k=k_ref, v=v_ref: self.blocks.generation(
-                b, h, proj, context, rotary, split, self.kernel, self.lse_kernel, hw, k, v, driving_strength,
-                reference_strength))
+        layers = [i for i in range(len(model.blocks)) if not (unconditional and i == UNCONDITIONAL_SKIPPED_BLOCK)]
+        for position, index in enumerate(layers):
+            upcoming = layers[(position + 1) % len(layers)]  # after the last: the next pass's first
+            k_ref, v_ref = driving.layer(index, upcoming) if driving is not None else (None, None)
+            hidden = self.block_runner(index, model.blocks[index], lambda b, h=hidden, k=k_ref, v=v_ref: (
+                self.blocks.generation(b, h, proj, context, rotary, split, self.kernel, self.lse_kernel, hw, k, v,
+                                       driving_strength, reference_strength)))
         head = model.head
         shift, scale = (head.modulation + temb.float().unsqueeze(1)).chunk(2, dim=1)
         hidden = head.head((head.norm(hidden.float()) * (1 + scale) + shift).type_as(hidden))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from ..memory import check_vae_tile
+from ..memory import AUTO, check_driving_cache, check_vae_tile
 from ..parallel.sequence import check_mode
 from ..schedulers import check_sampling
 from ..segments import check_segment_frames
@@ -44,6 +44,9 @@ class Animate2Options:
     step_cache: float = 0.0  # > 0: reuse the DiT's last transformation while the estimated change stays below this (engine.stepcache); for the full model's 40 steps, e.g. 0.1
     vae_tile: int = 256  # tiled_vae: tile side in pixels (memory.plan_memory picks it under memory="auto")
     offload: bool = False  # return the DiT and VAE to where they were (e.g. CPU) after the job
+    # where the segment's driving K/V cache lives: "device", "host" (host memory, a layer at a time on the device:
+    # animate2.kvcache), "auto" (memory="auto" sets the plan's choice; on the device without a plan)
+    driving_cache: str = AUTO
     sequence_parallel: str = "off"  # "ulysses": split the DiT's tokens across torch.distributed's ranks
 
     def resolved(self) -> Animate2Options:
@@ -70,6 +73,7 @@ class Animate2Options:
         check_step_cache(self.step_cache)
         check_segment_frames(self.segment_frames, GUIDE_FRAMES)
         check_vae_tile(self.vae_tile)
+        check_driving_cache(self.driving_cache)
         check_mode(self.sequence_parallel)
 
     @property

@@ -3,8 +3,9 @@
 Per job: umT5 embeddings of the prompt, the negative prompt (CFG) and the driving-video prompt; CLIP features of
 the letterboxed reference and of the first driving frame; the projected contexts; the reference's VAE latent.
 Per segment (segment_frames frames, consecutive segments sharing one frame): the driving frames are read,
-letterboxed and VAE-encoded; the driving pass fills the K/V cache once; the segment is denoised against it (the
-unconditional CFG pass skips block 9), decoded, cropped back to the reference's aspect and written to the sink.
+letterboxed and VAE-encoded; the driving pass fills the K/V cache once (on the device, or in host memory with
+`options.driving_cache="host"`: kvcache.py); the segment is denoised against it (the unconditional CFG pass skips
+block 9), decoded, cropped back to the reference's aspect and written to the sink.
 Only the segment's last decoded frame is kept, to condition the next segment. Optional step caching
 (`options.step_cache`, engine.stepcache) reuses the DiT's transformation between steps as for Animate-14B; it starts
 afresh where the driving window begins or ends, since the transformation changes at once there.
@@ -33,7 +34,7 @@ from ..conditioning import (
     to_uint8,
 )
 from ..jobs import AnimateResult, StepControl, default_device, execute
-from ..memory import JobShape
+from ..memory import CACHE_HOST, JobShape
 from ..parallel.sequence import SequenceParallel, agree, check_ulysses
 from ..placement import placed
 from ..segments import SegmentPlan, plan_segments, segment_indices, zigzag_index
@@ -49,6 +50,7 @@ from .framing import (
     plan_framing,
     resample_indices,
 )
+from .kvcache import HostDrivingCache
 from .options import GUIDE_FRAMES, Animate2Options
 from .schedulers import make_scheduler
 
@@ -158,6 +160,7 @@ class _Job:
         self.context_negative: torch.Tensor | None = None  # with CFG only
         self.context_driving: torch.Tensor | None = None
         self.y_ref: torch.Tensor | None = None             # [mask; latent] of the reference frame
+        self.host_cache: HostDrivingCache | None = None    # options.driving_cache "host": every segment's K/V
         # updated per segment: the last GUIDE_FRAMES decoded frames, which start the next segment
         self.tail: torch.Tensor | None = None
 
@@ -178,6 +181,10 @@ class _Job:
         with placed(parts.transformer, self.device, options.offload), placed(parts.vae, self.device, options.offload):
             self.dit = (self.fast or eager_path()).dit(parts.transformer, self.sequence)
             self.codec = LatentCodec(parts.vae, tiled=options.tiled_vae, tile=options.vae_tile)
+            if options.driving_cache == CACHE_HOST:  # its copies queue behind the block swap's (one host link)
+                swap = self.fast.swap if self.fast is not None else None
+                self.host_cache = HostDrivingCache(self.device, len(parts.transformer.blocks),
+                                                   swap.copies if swap is not None else None)
             with torch.no_grad():
                 self.context = self.dit.encode_context(texts["prompt"], clip)
                 self.context_negative = self.dit.encode_context(texts["negative"], clip) if options.cfg else None
@@ -214,7 +221,7 @@ class _Job:
         mask = frame_mask(self.plan.latent_frames, self.latent_h, self.latent_w, self.plan.segment_frames,
                           device=self.device).unsqueeze(0)
         return self.dit.driving_pass(agree(self.sequence, torch.cat([latents, mask, latents], dim=1)),
-                                     self.context_driving)
+                                     self.context_driving, self.host_cache)
 
     def predict(self, latents, cond, t, driving) -> torch.Tensor:
         """The DiT's velocity for one step (guided when CFG is on); `driving` None: the driving video not attended."""
@@ -247,6 +254,8 @@ class _Job:
             del pred
             self.control.step_done(index, step)
         del cond, driving
+        if self.host_cache is not None:
+            self.host_cache.release()  # its device slots: the VAE decodes without them
 
         frames = self.codec.decode(latents[:, :, 1:])[0]
         del latents
