@@ -5,6 +5,7 @@ from __future__ import annotations
 from comfy_api.latest import io
 
 from wan_animate.engine.animate2.options import DRIVING_PROMPT, SOLVERS, Animate2Options
+from wan_animate.engine.memory import DRIVING_CACHES
 
 from .convert import ImageBatchSink, audio_for_frames, image_to_frames, image_to_video
 from .io_types import CATEGORY, ModelSocket
@@ -13,6 +14,11 @@ from .step_cache import step_cache_input, step_cache_text
 from .validation import check_message
 
 AUTO = "auto"
+DRIVING_CACHE_TOOLTIP = (
+    "Advanced (auto is right for most). Where each segment's driving-video keys/values live (25 GiB for 81 frames at 480p, more at larger "
+    "sizes). auto: memory=auto puts them on the GPU when they fit there, else in CPU RAM (what lets 12-32 GB cards run "
+    "81-frame segments), and on the GPU with the other memory modes. device: on the GPU. host: in CPU RAM (pinned; "
+    "needs that much free RAM), copied to the GPU one layer at a time while the previous layer computes.")
 
 
 def _check_options(**values) -> None:
@@ -21,7 +27,7 @@ def _check_options(**values) -> None:
 
 def options_from(model, prompt, negative_prompt, prompt_ref, steps, guide_scale, shift, scheduler, seed,
                  segment_length, width, height, fps, driving_strength, driving_start, driving_end,
-                 reference_strength, tiled_vae, offload=False, step_cache=0.0) -> Animate2Options:
+                 reference_strength, tiled_vae, offload=False, step_cache=0.0, driving_cache=AUTO) -> Animate2Options:
     """The node's values as engine options; 0 / "auto" take the loaded variant's defaults."""
     return Animate2Options(
         variant="distilled" if getattr(model, "distilled", False) else "full", prompt=prompt,
@@ -29,7 +35,7 @@ def options_from(model, prompt, negative_prompt, prompt_ref, steps, guide_scale,
         guide_scale=guide_scale or None, shift=shift, solver=None if scheduler == AUTO else scheduler, seed=seed,
         segment_frames=segment_length, area=width * height, fps=fps, driving_strength=driving_strength,
         driving_start=driving_start, driving_end=driving_end, reference_strength=reference_strength,
-        tiled_vae=tiled_vae, offload=offload, step_cache=step_cache,
+        tiled_vae=tiled_vae, offload=offload, step_cache=step_cache, driving_cache=driving_cache,
     ).resolved()
 
 
@@ -70,6 +76,8 @@ class WanAnimate2Sampler(io.ComfyNode):
                 io.Boolean.Input("tiled_vae", default=False, tooltip="Encode/decode in spatial tiles: lower peak memory at large sizes."),
                 io.Audio.Input("audio", optional=True, tooltip="The driving video's sound (Get Video Components' audio): the video output carries it, fitted to the frames."),
                 step_cache_input(),
+                io.Combo.Input("driving_cache", options=list(DRIVING_CACHES), default=AUTO, optional=True,
+                               tooltip=DRIVING_CACHE_TOOLTIP),
             ],
             outputs=[
                 io.Image.Output(display_name="frames", tooltip="The generated frames (core Create Video, Preview)."),
@@ -88,7 +96,8 @@ class WanAnimate2Sampler(io.ComfyNode):
     @classmethod
     def execute(cls, model, reference_image, driving_video, driving_fps, prompt, negative_prompt, steps, guide_scale,
                 shift, scheduler, seed, segment_length, width, height, fps, driving_strength, driving_start,
-                driving_end, reference_strength, prompt_ref, tiled_vae, audio=None, step_cache=0.0) -> io.NodeOutput:
+                driving_end, reference_strength, prompt_ref, tiled_vae, audio=None, step_cache=0.0,
+                driving_cache=AUTO) -> io.NodeOutput:
         from wan_animate.engine.animate2 import Animate2Inputs, animate2
         from wan_animate.engine.animate2.run import job_shape
 
@@ -98,14 +107,16 @@ class WanAnimate2Sampler(io.ComfyNode):
         options = options_from(model.components, prompt, negative_prompt, prompt_ref, steps, guide_scale, shift,
                                scheduler, seed, segment_length, width, height, fps, driving_strength, driving_start,
                                driving_end, reference_strength, tiled_vae,
-                               offload=model.memory == "offload_idle", step_cache=step_cache)
+                               offload=model.memory == "offload_idle", step_cache=step_cache,
+                               driving_cache=driving_cache)
         inputs = Animate2Inputs(image_to_frames(reference_image[:1], "reference_image")[0],
                                 image_to_frames(driving_video, "driving_video"), video_fps=driving_fps or None)
         fast = model.fast
         if model.managed is not None:  # memory="auto": room made through ComfyUI, weights placed for this job
-            model.managed.prepare(job_shape(inputs, options))
+            model.managed.prepare(job_shape(inputs, options), options.driving_cache)
             fast = fast.with_swap(model.managed.swap)
             options.tiled_vae, options.vae_tile = model.managed.plan.vae_tiling(options.tiled_vae, options.vae_tile)
+            options.driving_cache = model.managed.plan.driving_cache
         count = len(inputs.frames_at(options.fps))
         sound = audio_for_frames(audio, count, fps) if audio is not None else None  # checked before the long work
         raise_if_interrupted()

@@ -19,6 +19,7 @@ import comfy.model_management as mm
 import torch
 
 from wan_animate.engine.memory import (
+    AUTO,
     DeviceBudget,
     Footprint,
     JobShape,
@@ -60,6 +61,7 @@ class ManagedModel:
         self.parent = None
         self.kernels_runner = kernels_runner
         self.blocks_on_cpu = blocks_on_cpu  # the user's fixed block-swap count, else the plan's
+        self.driving_cache = AUTO  # Wan-Animate-2: the job's choice of where its K/V cache lives (auto: the plan's)
         self.footprint = Footprint.of(components)
         self.job = job or JobShape()
         self.plan: MemoryPlan | None = None
@@ -112,7 +114,8 @@ class ManagedModel:
         the device."""
         self.make_room()
         before = self.loaded_size()
-        self.plan = plan_memory(self.footprint, self.job, comfy_budget(self.load_device, before), self.blocks_on_cpu)
+        self.plan = plan_memory(self.footprint, self.job, comfy_budget(self.load_device, before), self.blocks_on_cpu,
+                                self.driving_cache)
         self.swap = place(self.components, self.load_device, self.plan)
         self.placed_bytes = self.loaded_size()
         log.info("Wan Animate %s", self.plan.describe())
@@ -138,9 +141,10 @@ class ManagedModel:
         mm.soft_empty_cache()
 
     # --- for the sampler ---
-    def prepare(self, job: JobShape):
+    def prepare(self, job: JobShape, driving_cache: str = AUTO):
         """Before a job: enter ComfyUI's loaded models (it calls `partially_load`, which makes room through
-        ComfyUI, plans for `job` and places the weights); returns the block runner for the job."""
-        self.job = job
+        ComfyUI, plans for `job` and places the weights); returns the block runner for the job. `driving_cache`:
+        the Wan-Animate-2 job's choice (the plan's `driving_cache` says where the cache goes)."""
+        self.job, self.driving_cache = job, driving_cache
         mm.load_models_gpu([self])  # our activations are in the plan; make_room asks for them
         return swapping(self.swap, self.kernels_runner)

@@ -1,9 +1,12 @@
-"""Wan-Animate-2 on the engine's memory and speed paths, on the CPU: block swap, compiled blocks, placement.
+"""Wan-Animate-2 on the engine's memory and speed paths, on the CPU: block swap, the driving K/V cache in host
+memory, compiled blocks, placement.
 
 Block swap runs through its CPU branch (the copies into the two device slots are plain copies; the CUDA streams
 and pinned memory are measured on a GPU by benchmarks/animate2.py), so a swapped job must give exactly the frames
 of the resident one: the driving pass fills the K/V cache once per segment through swapped blocks, and the CFG
-pass that skips block 9 skips a swapped block.
+pass that skips block 9 skips a swapped block. The host K/V cache (animate2.kvcache) runs the same bookkeeping on
+the CPU (its copies out and in are plain copies, its events None): same frames as the device cache, with and
+without block swap, compiled or not, and never more than RESIDENT_CACHE_LAYERS layers held on the device.
 Compiled blocks: torch.compile with the `aot_eager` backend stands in for inductor in the job-level test (it
 traces the same graphs through dynamo and AOT autograd, but skips inductor's C++ code generation, a minute per graph
 on two cores); one block is compiled with inductor itself.
@@ -20,7 +23,9 @@ from wan_animate.engine.accel import AccelOptions
 from wan_animate.engine.animate2 import Animate2Inputs, Animate2Options, animate2
 from wan_animate.engine.animate2.accel import accelerate_animate2
 from wan_animate.engine.animate2.forward import UNCONDITIONAL_SKIPPED_BLOCK, Animate2DiT, generation_block
-from wan_animate.engine.memory import ENCODERS_STREAMED, GIB, DeviceBudget, Footprint, JobShape
+from wan_animate.engine.animate2.kvcache import HostDrivingCache
+from wan_animate.engine.memory import (CACHE_HOST, ENCODERS_STREAMED, GIB, RESIDENT_CACHE_LAYERS, DeviceBudget,
+                                       Footprint, JobShape)
 from wan_animate.engine.placement import place_for_job, place_transformer
 from wan_loader.testing.tiny import tiny_animate2_components
 
@@ -47,14 +52,60 @@ def frames(components, fast, **overrides) -> np.ndarray:
     return animate2(components, Animate2Inputs(REFERENCE, clip(17)), options, device="cpu", fast=fast).frames
 
 
-def test_block_swapped_sampling_equals_resident(tiny2):
-    resident = frames(tiny2, accelerate_animate2(tiny2.transformer, "cpu"))
+@pytest.fixture(scope="module")
+def resident(tiny2):
+    """The two segments with every block and the K/V cache on the device."""
+    return frames(tiny2, accelerate_animate2(tiny2.transformer, "cpu"))
+
+
+def test_block_swapped_sampling_equals_resident(tiny2, resident):
     swapped = copy.deepcopy(tiny2)
     swap = place_transformer(swapped.transformer, "cpu", blocks_on_cpu=5)
     assert UNCONDITIONAL_SKIPPED_BLOCK in swap.indices
     fast = accelerate_animate2(swapped.transformer, "cpu", swap=swap)
     assert fast.describe()["blocks_on_cpu"] == 5
     assert np.array_equal(frames(swapped, fast), resident)
+
+
+@pytest.mark.parametrize("blocks_on_cpu", [0, 5])
+def test_host_driving_cache_gives_the_frames_of_the_device_cache(tiny2, resident, blocks_on_cpu):
+    """Two segments of CFG (the unconditional pass skips block 9, which swaps with 5 blocks on the CPU)."""
+    model = copy.deepcopy(tiny2)
+    swap = place_transformer(model.transformer, "cpu", blocks_on_cpu) if blocks_on_cpu else None
+    fast = accelerate_animate2(model.transformer, "cpu", swap=swap)
+    assert np.array_equal(frames(model, fast, driving_cache=CACHE_HOST), resident)
+
+
+def test_host_cache_fetches_each_layer_once_a_pass_and_holds_two(tiny2):
+    """The DiT's passes read the host cache: CFG's two passes (block 9 skipped in the second), a step outside the
+    driving window, a second segment; the same outputs as the device cache, every layer copied in once per pass
+    (the next pass's first layer at the end of a pass), never more than two layers' K/V held on the device."""
+    dit = Animate2DiT(tiny2.transformer)
+    layers = len(tiny2.transformer.blocks)
+    g = torch.Generator().manual_seed(0)
+    frames_, h, w = 3, 4, 6
+    context = dit.encode_context(torch.randn(1, 20, 32, generator=g), torch.randn(1, 257, 1280, generator=g))
+    host = HostDrivingCache("cpu", layers)
+    step = torch.tensor([500.0])
+    for _segment in range(2):
+        driving = torch.randn(1, 36, frames_ - 1, h, w, generator=g)
+        latent = torch.randn(1, 36, frames_, h, w, generator=g)
+        device = dit.driving_pass(driving, context)
+        assert dit.driving_pass(driving, context, host) is host and host.peak_resident <= RESIDENT_CACHE_LAYERS
+        slabs = [t.data_ptr() for t in host.keys]
+        assert all(torch.equal(a, b) for a, b in zip(host.keys + host.values, device.keys + device.values))
+        fetched = host.fetches
+        for unconditional in (False, True, False, True):
+            assert torch.equal(dit(latent, step, context, host, unconditional), dit(latent, step, context, device,
+                                                                                       unconditional))
+        first = layers + 1  # layer 0 is not prefetched in a segment's first pass
+        assert host.fetches - fetched == first + (layers - 1) + layers + (layers - 1)
+        fetched = host.fetches
+        dit(latent, step, context, None)  # outside the driving window: nothing read
+        assert host.fetches == fetched and len(host.slots) == RESIDENT_CACHE_LAYERS
+        host.release()  # the segment's end: its device slots go before the VAE decodes
+        assert host.resident == 0 and host.peak_resident == RESIDENT_CACHE_LAYERS
+    assert [t.data_ptr() for t in host.keys] == slabs  # the host copy is allocated once per job
 
 
 def test_compiled_blocks_equal_eager_with_one_graph_per_kind_of_pass(tiny2, monkeypatch):
@@ -74,6 +125,9 @@ def test_compiled_blocks_equal_eager_with_one_graph_per_kind_of_pass(tiny2, monk
     assert np.array_equal(frames(model, fast, driving_end=0.5), eager)
     # the driving pass, steps attending the driving video, steps past the driving window: one graph each for all
     # ten blocks, both segments and both CFG passes (no graph breaks, no recompiles per block)
+    assert counter.frame_count == 3
+    # the K/V cache in host memory: fetched outside the compiled functions, which take its slots as they are
+    assert np.array_equal(frames(model, fast, driving_end=0.5, driving_cache=CACHE_HOST), eager)
     assert counter.frame_count == 3
 
 

@@ -31,6 +31,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     from ..modes import MODES
     from .accel import INT8_WEIGHT_CHOICES, AccelOptions
     from .accel.attention import CHOICES as ATTENTION_CHOICES
+    from .memory import DRIVING_CACHES
     from .options import COLOR_ANCHORS, LORA_MODES, AnimateOptions
     from .parallel.sequence import MODES as PARALLEL_MODES
     from .schedulers import SOLVERS
@@ -106,6 +107,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="Animate-2: fractions of the steps in which the driving video is attended")
     parser.add_argument("--reference-strength", type=float, default=1.0,
                         help="Animate-2: how strongly the reference image is kept (1 = as trained)")
+    parser.add_argument("--driving-cache", choices=DRIVING_CACHES, default="auto",
+                        help="Animate-2: where the segment's driving-video K/V cache lives (25 GiB for 81 frames at "
+                             "480p): device; host (host memory, brought to the GPU a layer at a time: fits 24/32 GB "
+                             "cards); auto: --memory auto's plan (the GPU when it fits), else the GPU")
     parser.add_argument("--retarget", action="store_true", help="animate mode: driving pose to the reference's body")
     parser.add_argument("--no-reference-check", action="store_true",
                         help="accept a reference in which no person is detected (non-human characters)")

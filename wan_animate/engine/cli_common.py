@@ -41,15 +41,19 @@ def plans_memory(args: argparse.Namespace, device) -> bool:
     return args.memory == "auto" and device.type == "cuda" and not args.shard_weights
 
 
-def place_by_plan(components, device, job, options, first: bool):
+def place_by_plan(components, device, job, options, first: bool, driving_cache: str | None = None):
     """Plan for `job` on the device's free memory, place the weights (block by block), print the plan on the
-    rank that writes and give `options` the plan's VAE tiling; returns the BlockSwap (None: nothing swaps)."""
+    rank that writes and give `options` the plan's VAE tiling (and, for Wan-Animate-2, given the user's
+    `driving_cache` choice, where the plan puts its K/V cache); returns the BlockSwap (None: nothing swaps)."""
+    from .memory import AUTO
     from .placement import place_for_job
 
-    plan, swap = place_for_job(components, device, job)
+    plan, swap = place_for_job(components, device, job, driving_cache=driving_cache or AUTO)
     if first:
         print(plan.describe(), file=sys.stderr)
     options.tiled_vae, options.vae_tile = plan.vae_tiling(options.tiled_vae, options.vae_tile)
+    if driving_cache is not None:
+        options.driving_cache = plan.driving_cache
     return swap
 
 

@@ -22,6 +22,7 @@ from torch import nn
 from .blockswap import BlockSwap, spread_indices
 from .forward import BlockRunner
 from .memory import (
+    AUTO,
     ENCODER_UNIT_BYTES,
     ENCODERS_RESIDENT,
     DeviceBudget,
@@ -185,12 +186,14 @@ def place(components, device, plan: MemoryPlan) -> BlockSwap | None:
 
 
 def place_for_job(components, device, job: JobShape, budget: DeviceBudget | None = None,
-                  blocks_on_cpu: int | None = None) -> tuple[MemoryPlan, BlockSwap | None]:
+                  blocks_on_cpu: int | None = None, driving_cache: str = AUTO) -> tuple[MemoryPlan, BlockSwap | None]:
     """memory="auto" outside ComfyUI: plan for `job` on `budget` (default: the device's free memory, the model's
-    own weights already there counted as free) and place the components; returns the plan and the BlockSwap."""
+    own weights already there counted as free) and place the components; returns the plan and the BlockSwap.
+    `blocks_on_cpu`, `driving_cache`: the user's fixed choices (plan_memory); the plan's `driving_cache` says where
+    Wan-Animate-2's K/V cache goes (Animate2Options.driving_cache)."""
     if budget is None:
         own = sum(tensor_bytes(m, device) for m in (components.transformer, components.vae,
                                                     components.text_encoder, components.image_encoder))
         budget = DeviceBudget(free_device_bytes(device) + own)
-    plan = plan_memory(Footprint.of(components), job, budget, blocks_on_cpu)
+    plan = plan_memory(Footprint.of(components), job, budget, blocks_on_cpu, driving_cache)
     return plan, place(components, device, plan)

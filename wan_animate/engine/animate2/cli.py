@@ -63,7 +63,7 @@ def options_from(args: argparse.Namespace, distilled: bool):
         fps=fps if fps > 0 else 24.0, area=area, driving_strength=args.driving_strength,
         driving_start=args.driving_window[0], driving_end=args.driving_window[1],
         reference_strength=args.reference_strength, tiled_vae=args.tiled_vae, step_cache=args.step_cache,
-        sequence_parallel=args.sequence_parallel,
+        sequence_parallel=args.sequence_parallel, driving_cache=args.driving_cache,
     ).resolved()
 
 
@@ -98,7 +98,8 @@ def run_animate2(args: argparse.Namespace, work: Path, rank=None) -> None:
     frames, video_fps = decode_to_disk(video, work)
     inputs = Animate2Inputs(read_image(ref), frames, video_fps=video_fps if args.fps is None or args.fps > 0 else None)
     # placed from the CPU block by block: never more GPU memory than the plan
-    swap = place_by_plan(components, device, job_shape(inputs, options), options, first) if planned else None
+    swap = place_by_plan(components, device, job_shape(inputs, options), options, first,
+                         options.driving_cache) if planned else None
     fast = (accelerate_animate2(components.transformer, device, accel) if accel else eager_path()).with_swap(swap)
     out_fps = options.fps if inputs.video_fps is not None else video_fps
     count = len(inputs.frames_at(options.fps))
