@@ -16,6 +16,8 @@ import torch.nn.functional as F
 from tests.memory_helpers import AllocationTrace, flash_like_attention, meta_components
 from wan_animate.engine.forward import AnimateDiT
 from wan_animate.engine.memory import (
+    CACHE_DEVICE,
+    CACHE_HOST,
     ENCODERS_RESIDENT,
     ENCODERS_STREAMED,
     GIB,
@@ -23,6 +25,7 @@ from wan_animate.engine.memory import (
     DeviceBudget,
     Footprint,
     JobShape,
+    RESIDENT_CACHE_LAYERS,
     NotEnoughMemory,
     dit_activation_bytes,
     driving_cache_bytes,
@@ -196,26 +199,68 @@ def test_full_size_animate2_footprint(footprint2):
     assert driving_cache_bytes(fp, JOB2) == 2 * 40 * 21 * 1560 * 5120 * 2
 
 
-def test_animate2_plans_for_cards_of_several_sizes(footprint2):
+def test_animate2_keeps_its_cache_on_large_cards(footprint2):
     plans = {g: plan_memory(footprint2, JOB2, DeviceBudget(g * GIB)) for g in (48, 56, 64, 80, 141)}
     swapped = [plans[g].blocks_on_cpu for g in sorted(plans)]
     assert swapped == sorted(swapped, reverse=True) and swapped[0] > 0 and swapped[-1] == 0
     assert plans[48].encoders == ENCODERS_STREAMED and plans[141].encoders == ENCODERS_RESIDENT
     assert not any(p.tiled_vae for p in plans.values())
     for g, plan in plans.items():
-        assert plan.peak_bytes <= DeviceBudget(g * GIB).usable_bytes
+        assert plan.driving_cache == CACHE_DEVICE and plan.peak_bytes <= DeviceBudget(g * GIB).usable_bytes
         assert plan.parts["dit_activations"] > driving_cache_bytes(footprint2, JOB2)  # the cache is in the peak
-    # 32 GB cannot hold the segment's K/V cache (25 GiB) with anything else: one line naming the minimum
+    assert "driving K/V cache 25.0 GiB on the device" in plans[80].describe()
+
+
+def test_animate2_puts_its_cache_in_host_memory_on_24_and_32_gb_cards(footprint2):
+    """81 frames at 480p: the 25 GiB cache with the weights fits no 24 or 32 GB card; in host memory the device
+    holds two of its layers, and the fp8 model plans on both cards (32 GB: no block swapped)."""
+    cache = driving_cache_bytes(footprint2, JOB2)
+    layers = cache // 40 * RESIDENT_CACHE_LAYERS
+    plans = {g: plan_memory(footprint2, JOB2, DeviceBudget(g * GIB)) for g in (12, 16, 24, 32)}
+    for g, plan in plans.items():
+        assert plan.driving_cache == CACHE_HOST and not plan.tiled_vae
+        assert plan.peak_bytes <= DeviceBudget(g * GIB).usable_bytes
+        with_cache = dit_activation_bytes(footprint2, JOB2)
+        assert plan.parts["dit_activations"] == with_cache - cache + layers  # two layers on the device, not 40
+        assert plan.host_bytes == plan.blocks_on_cpu * footprint2.block_bytes + footprint2.encoder_bytes + cache
+        text = plan.describe()
+        assert "driving K/V cache 25.0 GiB in host memory (2 of 40 layers on the device at a time)" in text
+        assert f"host memory {plan.host_bytes / GIB:.1f} GiB" in text
+    assert plans[32].blocks_on_cpu == 0 and 0 < plans[24].blocks_on_cpu < plans[16].blocks_on_cpu
+    # a card with room for the cache keeps it there although the host could take it: the device's is never slower
+    assert plan_memory(footprint2, JOB2, DeviceBudget(48 * GIB)).driving_cache == CACHE_DEVICE
+
+
+def test_animate2_minimum_card_names_what_is_enough(footprint2):
     with pytest.raises(NotEnoughMemory) as error:
-        plan_memory(footprint2, JOB2, DeviceBudget(32 * GIB))
+        plan_memory(footprint2, JOB2, DeviceBudget(6 * GIB))
     message = str(error.value)
+    assert "\n" not in message
     assert message.startswith("Wan-Animate-2 needs at least") and "81 frames at 832x480" in message
+    assert "driving K/V cache in host memory" in message
+    minimum = float(message.split("needs at least ")[1].split(" GiB")[0])
+    assert 8 < minimum < 12  # was 35.1 GiB with the cache on the device
+    plan = plan_memory(footprint2, JOB2, DeviceBudget(int(minimum * GIB) + GIB // 10))  # the minimum named is enough
+    assert plan.driving_cache == CACHE_HOST and plan.blocks_on_cpu == 40
+    # a shorter segment has a smaller cache: 33 frames keep it on a 24 GB card with blocks swapped
+    short = plan_memory(footprint2, JobShape(33, 480, 832), DeviceBudget(24 * GIB))
+    assert 0 < short.blocks_on_cpu <= 40 and short.driving_cache == CACHE_DEVICE
+
+
+def test_animate2_cache_placement_chosen_by_the_user_is_kept(footprint2):
+    on_host = plan_memory(footprint2, JOB2, DeviceBudget(80 * GIB), driving_cache=CACHE_HOST)
+    assert on_host.driving_cache == CACHE_HOST and on_host.blocks_on_cpu == 0
+    assert on_host.peak_bytes < plan_memory(footprint2, JOB2, DeviceBudget(80 * GIB)).peak_bytes
+    with pytest.raises(NotEnoughMemory) as error:  # 32 GB cannot hold it with anything else
+        plan_memory(footprint2, JOB2, DeviceBudget(32 * GIB), driving_cache=CACHE_DEVICE)
+    message = str(error.value)
+    assert "driving K/V cache on the device" in message and "(driving_cache host)" in message
     minimum = float(message.split("needs at least ")[1].split(" GiB")[0])
     assert 32 < minimum < 48
-    plan_memory(footprint2, JOB2, DeviceBudget(int(minimum * GIB) + GIB // 10))  # the minimum named is enough
-    # a shorter segment has a smaller cache: 33 frames fit a 24 GB card with blocks swapped
-    short = plan_memory(footprint2, JobShape(33, 480, 832), DeviceBudget(24 * GIB))
-    assert 0 < short.blocks_on_cpu <= 40
+    plan = plan_memory(footprint2, JOB2, DeviceBudget(int(minimum * GIB) + GIB // 10), driving_cache=CACHE_DEVICE)
+    assert plan.driving_cache == CACHE_DEVICE
+    with pytest.raises(ValueError, match="driving_cache='disk'"):
+        plan_memory(footprint2, JOB2, DeviceBudget(80 * GIB), driving_cache="disk")
 
 
 def test_animate2_with_bf16_weights_swaps_more(footprint2):
@@ -248,3 +293,34 @@ def test_animate2_estimate_bounds_the_traced_passes(full2, footprint2):
                 DrivingCache(kv, kv, (frames, h // 2, w // 2)))
     assert cache <= driving_trace.peak <= estimate
     assert step_trace.peak + cache <= estimate <= 1.5 * (step_trace.peak + cache), (step_trace.peak / GIB, estimate / GIB)
+
+
+def test_animate2_host_cache_estimate_bounds_the_traced_passes(full2, footprint2):
+    """The same passes with the cache in host memory (on the meta device the host copy is meta too), traced from a
+    second segment (the host copy is allocated by the first, once per job): the driving pass and a sampling step
+    stay under the host-cache estimate, which counts two of the cache's layers."""
+    from wan_animate.engine.animate2.forward import Animate2DiT
+    from wan_animate.engine.animate2.kvcache import HostDrivingCache
+
+    def lse_kernel(q, k, v):
+        return flash_like_attention(q, k, v), torch.empty(q.shape[0], q.shape[2], q.shape[1], device=q.device)
+
+    dit = Animate2DiT(full2.transformer, kernel=flash_like_attention, lse_kernel=lse_kernel)
+    frames, h, w = (JOB2.frames - 1) // 4 + 1, JOB2.height // 8, JOB2.width // 8
+    bf16 = dict(device="meta", dtype=torch.bfloat16)
+    estimate = dit_activation_bytes(footprint2, JOB2, CACHE_HOST)
+    layer = driving_cache_bytes(footprint2, JOB2) // 40
+    host = HostDrivingCache("meta", 40)
+    driving = torch.empty(1, 36, frames, h, w, device="meta")
+    with torch.no_grad(), patch_sdpa():
+        context = dit.encode_context(torch.empty(1, 512, 4096, **bf16), torch.empty(1, 257, 1280, **bf16))
+        dit.driving_pass(driving, context, host)
+        with AllocationTrace() as driving_trace:
+            dit.driving_pass(driving, context, host)
+        with AllocationTrace() as step_trace:
+            dit(torch.empty(1, 36, frames + 1, h, w, device="meta"), torch.tensor([500.0], device="meta"), context,
+                host)
+    assert host.peak_resident == RESIDENT_CACHE_LAYERS
+    assert driving_trace.peak <= estimate and step_trace.peak <= estimate
+    assert step_trace.peak >= RESIDENT_CACHE_LAYERS * layer  # the slots, allocated by the segment's first step
+    assert estimate <= 1.5 * step_trace.peak, (step_trace.peak / GIB, estimate / GIB)
