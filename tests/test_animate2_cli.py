@@ -57,8 +57,9 @@ def test_memory_auto_places_the_model_by_a_plan(files, tmp_path, monkeypatch, ca
     """--memory auto with its GPU code path forced on the CPU (no GPU here; the CPU stands in for the device, so
     its "free memory" is declared): the model loads on the CPU, the plan for the job's segment (9 frames at 32x48)
     swaps blocks and streams the encoders, the plan is printed, and the frames written equal those with everything
-    resident (block swap is exact). The frames are compared as the engine hands them to the mp4 writer: the encoder
-    itself does not give identical files for identical frames."""
+    resident (block swap is exact); --driving-cache host keeps the K/V cache in host memory under the same plan, with
+    the same frames. The frames are compared as the engine hands them to the mp4 writer: the encoder itself does not
+    give identical files for identical frames."""
     import wan_animate.engine.animate2.cli as animate2_cli
     import wan_animate.engine.placement as placement
     from wan_animate.engine.memory import ENCODERS_STREAMED, DeviceBudget, Footprint, JobShape, _plan, tensor_bytes
@@ -86,3 +87,7 @@ def test_memory_auto_places_the_model_by_a_plan(files, tmp_path, monkeypatch, ca
     assert len(read(tmp_path / "planned.mp4")[0]) == 12
     planned, resident = (np.concatenate(written[name]) for name in ("planned.mp4", "resident.mp4"))
     assert planned.shape == (12, 48, 32, 3) and np.array_equal(planned, resident)
+    assert main([*args, "--memory", "auto", "--driving-cache", "host", "--out", str(tmp_path / "host.mp4")]) == 0
+    err = capsys.readouterr().err
+    assert "5 of 10 transformer blocks swapped" in err and "driving K/V cache 0.0 GiB in host memory" in err
+    assert np.array_equal(np.concatenate(written["host.mp4"]), resident)
