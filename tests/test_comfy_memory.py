@@ -16,6 +16,8 @@ import torch
 
 from tests.comfyui_server import REPO_ROOT
 from wan_animate.engine.memory import (
+    CACHE_DEVICE,
+    CACHE_HOST,
     ENCODERS_RESIDENT,
     ENCODERS_STREAMED,
     GIB,
@@ -116,6 +118,15 @@ def test_the_next_job_is_planned_on_what_comfyui_left_free(setup):
     gpu.others = gpu.capacity  # the device is full: one readable line naming the minimum
     with pytest.raises(NotEnoughMemory, match=r"needs at least [\d.]+ GiB of free device memory"):
         managed.prepare(JOB)
+
+
+def test_the_job_s_driving_cache_choice_is_planned_with(setup):
+    """The Animate-2 sampler's driving_cache input reaches the planner (Animate-14B has no such cache)."""
+    mm, managed, gpu, everything = setup
+    managed.prepare(JOB, CACHE_HOST)
+    assert managed.plan.driving_cache == (CACHE_HOST if managed.footprint.kv_cache_layers else CACHE_DEVICE)
+    managed.prepare(JOB)  # auto: everything fits, the cache stays on the device
+    assert managed.plan.driving_cache == CACHE_DEVICE
 
 
 def test_reserve_vram_is_kept_free(setup, monkeypatch):

@@ -77,7 +77,7 @@ def test_loader_offers_sparse_attention_and_checks_its_threshold(comfy_server):
     assert "sparse_tau=nan: must be a finite number" in errors["sparse_tau"]["details"]
 
 
-ADDED_LAST = {"WanAnimateSampler": ("step_cache", 0), "WanAnimate2Sampler": ("step_cache", 0),
+ADDED_LAST = {"WanAnimateSampler": ("step_cache", 0), "WanAnimate2Sampler": ("driving_cache", "auto"),
               "WanAnimateModelLoader": ("sparse_tau", 1.0)}  # node -> (widget added last, its shipped value)
 
 
