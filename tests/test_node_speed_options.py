@@ -1,6 +1,7 @@
 """The speed options on the nodes inside a real ComfyUI server: the samplers' step_cache changes the work done
 (sampling steps reused, reported on the node), the loader offers attention "sparse" with its sparse_tau, both are
-checked by the engine's rules, and workflows saved before these inputs existed load unchanged."""
+checked by the engine's rules, the Animate-2 sampler's driving_cache runs with the cache in host memory, and
+workflows saved before these inputs existed load unchanged."""
 from __future__ import annotations
 
 import json
@@ -75,6 +76,21 @@ def test_loader_offers_sparse_attention_and_checks_its_threshold(comfy_server):
     assert status == 400
     errors = {e["extra_info"]["input_name"]: e for e in body["node_errors"]["1"]["errors"]}
     assert "sparse_tau=nan: must be a finite number" in errors["sparse_tau"]["details"]
+
+
+def test_animate2_sampler_keeps_its_driving_cache_in_host_memory(comfy_server, assets):
+    """The shipped Wan-Animate-2 workflow (shrunk for the CPU) with the sampler's driving_cache set to host: the K/V
+    cache of each segment lives in host memory, and the whole video comes out."""
+    from tests.test_workflows_support import expected_frames, mp4_frames_and_size, shrink
+
+    name = "wan_animate2"
+    prompt = shrink(json.loads((REPO_ROOT / "workflows" / "api" / f"{name}.json").read_text()), name)
+    sampler = next(node for node in prompt.values() if node["class_type"] == "WanAnimate2Sampler")
+    assert sampler["inputs"]["driving_cache"] == "auto"
+    sampler["inputs"]["driving_cache"] = "host"
+    outputs = succeeded(comfy_server.run(prompt, timeout=900))
+    (video,) = [item for out in outputs.values() for item in out.get("images", []) if item["filename"].endswith(".mp4")]
+    assert mp4_frames_and_size(comfy_server.output_path(video))[0] == expected_frames(name)
 
 
 ADDED_LAST = {"WanAnimateSampler": ("step_cache", 0), "WanAnimate2Sampler": ("driving_cache", "auto"),
