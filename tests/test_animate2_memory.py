@@ -13,7 +13,10 @@ on two cores); one block is compiled with inductor itself.
 """
 from __future__ import annotations
 
+import contextlib
 import copy
+import gc
+import weakref
 
 import numpy as np
 import pytest
@@ -22,8 +25,10 @@ import torch
 from wan_animate.engine.accel import AccelOptions
 from wan_animate.engine.animate2 import Animate2Inputs, Animate2Options, animate2
 from wan_animate.engine.animate2.accel import accelerate_animate2
-from wan_animate.engine.animate2.forward import UNCONDITIONAL_SKIPPED_BLOCK, Animate2DiT, generation_block
+from wan_animate.engine.animate2.forward import (UNCONDITIONAL_SKIPPED_BLOCK, Animate2DiT, BlockFunctions,
+                                                 driving_block, generation_block)
 from wan_animate.engine.animate2.kvcache import HostDrivingCache
+from wan_animate.engine.copystream import CopyStream
 from wan_animate.engine.memory import (CACHE_HOST, ENCODERS_STREAMED, GIB, RESIDENT_CACHE_LAYERS, DeviceBudget,
                                        Footprint, JobShape)
 from wan_animate.engine.placement import place_for_job, place_transformer
@@ -167,3 +172,147 @@ def test_place_for_job_plans_animate2_and_places_it(tiny2):
     for i, block in enumerate(components.transformer.blocks):
         assert {p.device.type for p in block.parameters()} == {"cpu" if i in swap.indices else "meta"}
     assert {p.device.type for p in components.vae.parameters()} == {"meta"}
+
+
+class StreamLog:
+    """torch.cuda's streams and events as a log of the operations queued on them (the CUDA code path forced on the
+    CPU: copies still happen at once, in host order), and the order the GPU would have to keep: `before(a, b)`
+    when operation a must finish before b starts (program order on one stream, plus each wait on an event)."""
+
+    def __init__(self):
+        self.ops: list[tuple[str, str, object]] = []  # (stream, kind, what)
+        self.compute = self.Stream(self, "compute")
+        self.current = self.compute
+        self.generation: dict[int, int] = {}  # data_ptr -> times its memory was freed (a reused address is new)
+        self.live: set[int] = set()  # data_ptrs whose free is watched
+
+    class Stream:
+        def __init__(self, log, name):
+            self.log, self.name = log, name
+
+        def wait_event(self, event):
+            if event.at is not None:
+                self.log.op(self, "wait", event.at)
+
+    def event(self):
+        log = self
+
+        class Event:
+            at = None
+
+            def record(self, stream):
+                self.at = log.op(stream, "record", None)
+        return Event()
+
+    def op(self, stream, kind: str, what) -> int:
+        self.ops.append((stream.name, kind, what))
+        return len(self.ops) - 1
+
+    def key(self, t: torch.Tensor) -> tuple[int, int]:
+        """The tensor's memory in this lifetime; its free is logged as a compute-stream point (after it, the
+        caching allocator may hand the memory to the compute stream's next work)."""
+        ptr = t.untyped_storage().data_ptr()
+        if ptr not in self.live:
+            self.live.add(ptr)
+            weakref.finalize(t.untyped_storage(), self.freed, ptr)
+        return ptr, self.generation.get(ptr, 0)
+
+    def freed(self, ptr: int) -> None:
+        self.live.discard(ptr)
+        self.op(self.compute, "free", (ptr, self.generation.get(ptr, 0)))
+        self.generation[ptr] = self.generation.get(ptr, 0) + 1
+
+    def before(self, a: int, b: int) -> bool:
+        seen, todo = set(), [a]
+        while todo:
+            i = todo.pop()
+            if i == b:
+                return True
+            if i in seen or i > b:
+                continue
+            seen.add(i)
+            todo += [j for j in range(i + 1, len(self.ops)) if self.ops[j][0] == self.ops[i][0]][:1]
+            todo += [j for j, (_, kind, at) in enumerate(self.ops) if kind == "wait" and at == i]
+        return False
+
+    def install(self, monkeypatch, copies: CopyStream) -> None:
+        log = self
+
+        @contextlib.contextmanager
+        def stream(s):
+            log.current = s
+            try:
+                yield
+            finally:
+                log.current = log.compute
+
+        side = self.Stream(self, "copy")
+        copies.cuda, copies.stream = True, side
+        monkeypatch.setattr(torch.cuda, "Event", self.event)
+        monkeypatch.setattr(torch.cuda, "stream", stream)
+        monkeypatch.setattr(torch.cuda, "current_stream", lambda device=None: log.compute)
+        copy = CopyStream.copy
+
+        def logged(pairs, after=None):
+            def each():
+                for dst, src in pairs:
+                    log.op(side, "copy", (log.key(dst), log.key(src)))
+                    yield dst, src
+            return copy(copies, each(), after)
+
+        monkeypatch.setattr(copies, "copy", logged)
+
+
+def test_host_cache_copies_are_ordered_by_events_forced_cuda_path(tiny2, monkeypatch):
+    """The CUDA code path of the host cache, forced on the CPU with torch.cuda's streams and events replaced by a
+    log: same outputs, and in the order the log imposes on a GPU, every block reads a slot only after the copy that
+    filled it, no copy overwrites a slot before the blocks that read it are done, a driving layer's device memory
+    is freed only after its copy out, and a slot's only after the copies into it."""
+    log = StreamLog()
+    copies = CopyStream("cpu")
+    log.install(monkeypatch, copies)
+
+    def generation(block, hidden, proj, context, rotary, split, kernel, lse_kernel, hw, k_ref, v_ref, *strengths):
+        if k_ref is not None:
+            log.op(log.compute, "read", (log.key(k_ref), log.key(v_ref)))
+        return generation_block(block, hidden, proj, context, rotary, split, kernel, lse_kernel, hw, k_ref, v_ref,
+                                *strengths)
+
+    def driving(*args):
+        hidden, k, v = driving_block(*args)
+        log.op(log.compute, "produce", (log.key(k), log.key(v)))
+        return hidden, k, v
+
+    dit = Animate2DiT(tiny2.transformer)
+    logged = Animate2DiT(tiny2.transformer, blocks=BlockFunctions(generation, driving))
+    host = HostDrivingCache("cpu", len(tiny2.transformer.blocks), copies)
+    g = torch.Generator().manual_seed(1)
+    context = dit.encode_context(torch.randn(1, 20, 32, generator=g), torch.randn(1, 257, 1280, generator=g))
+    step = torch.tensor([500.0])
+    for _segment in range(2):
+        driving_input = torch.randn(1, 36, 2, 4, 6, generator=g)
+        latent = torch.randn(1, 36, 3, 4, 6, generator=g)
+        device = dit.driving_pass(driving_input, context)
+        logged.driving_pass(driving_input, context, host)
+        for unconditional in (False, True, False):
+            assert torch.equal(logged(latent, step, context, host, unconditional),
+                               dit(latent, step, context, device, unconditional))
+        del device
+        host.release()
+    del host
+    gc.collect()
+    ops = log.ops
+    copies_ = [(i, dst, src) for i, (_, kind, what) in enumerate(ops) if kind == "copy" for dst, src in [what]]
+    reads = [(i, key) for i, (_, kind, what) in enumerate(ops) if kind == "read" for key in what]
+    frees = {what: i for i, (_, kind, what) in enumerate(ops) if kind == "free"}
+    produced = {key: i for i, (_, kind, what) in enumerate(ops) if kind == "produce" for key in what}
+    assert reads and len(produced) == 2 * 2 * len(tiny2.transformer.blocks)
+    for r, key in reads:
+        (filled,) = [c for c, dst, _ in copies_ if dst == key and c < r][-1:]
+        assert log.before(filled, r)
+        assert all(log.before(r, c) for c, dst, _ in copies_ if dst == key and c > r)
+    for c, dst, src in copies_:
+        if src in produced:  # out: after the block produced it, before its memory can serve anything else
+            assert log.before(produced[src], c) and log.before(c, frees[src])
+        else:  # in: the slot's memory is let go only after the copy
+            assert log.before(c, frees[dst])

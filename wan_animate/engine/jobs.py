@@ -21,7 +21,8 @@ from .sinks import FrameCollector, FrameSink
 MEMORY_ADVICE = (
     "To lower memory: tiled_vae=True (--tiled-vae), a shorter segment_frames (e.g. 45 or 33; --segment-frames), "
     "guide_scale 1 (CFG > 1 runs a second forward), a lower resolution, fp8 weights or block swap "
-    "for the DiT, and offload=True so the DiT/VAE leave the GPU between jobs."
+    "for the DiT, Wan-Animate-2's driving K/V cache in host memory (driving_cache='host'; --driving-cache host), "
+    "and offload=True so the DiT/VAE leave the GPU between jobs."
 )
 
 

@@ -23,15 +23,16 @@ def _register(slab: torch.Tensor) -> bool:
     return True
 
 
-def host_empty(like: list[torch.Tensor], pinned: bool = True) -> list[torch.Tensor]:
+def host_empty(like: list[torch.Tensor], pinned: bool = True, per_tensor: bool = True) -> list[torch.Tensor]:
     """Uninitialised host tensors of `like`'s shapes and dtypes carved out of one slab, page-locked when `pinned`
-    (needs a CUDA device; if the driver refuses to register the slab, torch's pinned memory per tensor)."""
+    (needs a CUDA device; if the driver refuses to register the slab, torch's pinned memory per tensor, or with
+    `per_tensor=False` the slab as it is, pageable)."""
     offsets, total = [], 0
     for t in like:
         offsets.append(total)
         total += -(-t.numel() * t.element_size() // ALIGN) * ALIGN
     slab = torch.empty(max(total, 1), dtype=torch.uint8)
-    if pinned and not (torch.cuda.is_available() and _register(slab)):
+    if pinned and not (torch.cuda.is_available() and _register(slab)) and per_tensor:
         return [torch.empty(t.shape, dtype=t.dtype, pin_memory=True) for t in like]
     return [slab[offset:offset + t.numel() * t.element_size()].view(t.dtype).view(t.shape)
             for t, offset in zip(like, offsets)]

@@ -78,11 +78,9 @@ class HostDrivingCache:
         like = [k, v] * self.layers
         if k.device.type == "meta":  # traced without memory (tests/test_memory_plan.py)
             host = [torch.empty_like(t) for t in like]
-        else:
-            try:
-                host = host_empty(like, pinned=self.copies.cuda)
-            except RuntimeError:  # the system refuses this much page-locked memory: pageable (slower copies)
-                host = host_empty(like, pinned=False)
+        else:  # page-locked if the driver registers the slab, else pageable (slower copies): torch's pinned
+            # allocator would round each layer up to a power of two, ~1.5x the cache
+            host = host_empty(like, pinned=self.copies.cuda, per_tensor=False)
         self.keys, self.values = host[0::2], host[1::2]
 
     def put(self, index: int, k: torch.Tensor, v: torch.Tensor) -> None:
@@ -93,7 +91,8 @@ class HostDrivingCache:
         self.pending[index] = (k, v, done)
         self._count()
         for older in [i for i in self.pending if i != index]:
-            self.copies.wait(self.pending.pop(older)[2])
+            self.copies.wait(self.pending[older][2])
+            del self.pending[older]  # after the wait: from here the allocator may give its memory to the next block
 
     def finish(self) -> HostDrivingCache:
         """After the driving pass: the last layer's copy waited for, nothing of the pass left on the device."""
