@@ -28,14 +28,19 @@ def animate14b(parallel: str = "off", shard_weights: bool = False, **settings) -
     return animate(components, driving(13, 32, 48, seed=1), options, device="cpu").frames
 
 
-def animate2_job(parallel: str = "off", shard_weights: bool = False) -> np.ndarray:
+def animate2_job(parallel: str = "off", shard_weights: bool = False, driving_cache: str = "device") -> np.ndarray:
     components = _components(tiny_animate2_components(seed=3), shard_weights)
     rng = np.random.default_rng(0)
     video = (rng.random((9, 40, 56, 3)) * 255).astype(np.uint8)
     reference = (rng.random((48, 40, 3)) * 255).astype(np.uint8)
     options = Animate2Options(prompt="a man dancing", steps=2, segment_frames=9, area=32 * 32, seed=5,
-                              sequence_parallel=parallel)
+                              sequence_parallel=parallel, driving_cache=driving_cache)
     return animate2(components, Animate2Inputs(reference, video), options, device="cpu").frames
 
 
-JOBS = {"animate14b": animate14b, "animate2": animate2_job}
+def animate2_host_cache(parallel: str = "off", shard_weights: bool = False) -> np.ndarray:
+    """Animate-2 with each rank's shard of the driving K/V cache in host memory."""
+    return animate2_job(parallel, shard_weights, driving_cache="host")
+
+
+JOBS = {"animate14b": animate14b, "animate2": animate2_job, "animate2_host": animate2_host_cache}

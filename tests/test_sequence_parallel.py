@@ -45,10 +45,13 @@ def assert_same_frames(got: np.ndarray, want: np.ndarray) -> None:
 
 
 def test_two_ranks_ulysses_equal_one_process(tmp_path, one_process):
-    """Ulysses (2 heads over 2 ranks) for Animate-14B with replicated weights and Animate-2 with FSDP2 blocks."""
-    frames = run_ranks(tmp_path, 2, "ulysses", "animate14b", "animate2:sharded")
+    """Ulysses (2 heads over 2 ranks) for Animate-14B with replicated weights and Animate-2 with FSDP2 blocks, and
+    Animate-2 with each rank's half of the driving K/V cache in host memory (the same frames as the device cache)."""
+    frames = run_ranks(tmp_path, 2, "ulysses", "animate14b", "animate2:sharded", "animate2_host")
     for name, got in frames.items():
         assert_same_frames(got, one_process[name])
+    assert_same_frames(frames["animate2_host"], one_process["animate2"])
+    assert np.array_equal(one_process["animate2_host"], one_process["animate2"])
 
 
 def test_four_ranks_fall_back_to_ring_and_equal_one_process(tmp_path, one_process):
