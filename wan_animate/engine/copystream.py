@@ -51,3 +51,8 @@ class CopyStream:
         """The compute stream's next work waits for `event` (a copy's end)."""
         if event is not None:
             torch.cuda.current_stream(self.device).wait_event(event)
+
+    def synchronize(self) -> None:
+        """The host waits for every copy queued (before it frees host memory they may still read or write)."""
+        if self.cuda:
+            self.stream.synchronize()

@@ -69,6 +69,12 @@ class HostDrivingCache:
         self._settle()
         self.slots, self.in_slot, self.copied, self.released, self.reading = [], {}, {}, [], None
 
+    def close(self) -> None:
+        """The job is over (or failed): the slots let go and the host waits for the copies, so the host copy may be
+        freed (a page-locked slab freed under a copy in flight would fail it)."""
+        self.release()
+        self.copies.synchronize()
+
     def begin(self, grid: tuple[int, int, int]) -> None:
         """A new segment's driving pass (what the last one left on the device let go)."""
         self.release()

@@ -192,8 +192,12 @@ class _Job:
                 del texts, clip, clip_driving
                 ref_mask = frame_mask(1, self.latent_h, self.latent_w, 1, device=self.device).unsqueeze(0)
                 self.y_ref = torch.cat([ref_mask, self.codec.encode(reference).float()], dim=1)
-                for index in range(self.plan.num_segments):
-                    self.segment(index)
+                try:
+                    for index in range(self.plan.num_segments):
+                        self.segment(index)
+                finally:
+                    if self.host_cache is not None:
+                        self.host_cache.close()
 
     def encode_prompts(self) -> dict[str, torch.Tensor]:
         parts, options = self.components, self.options
