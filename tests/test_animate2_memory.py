@@ -97,8 +97,9 @@ def test_host_cache_fetches_each_layer_once_a_pass_and_holds_two(tiny2):
         latent = torch.randn(1, 36, frames_, h, w, generator=g)
         device = dit.driving_pass(driving, context)
         assert dit.driving_pass(driving, context, host) is host and host.peak_resident <= RESIDENT_CACHE_LAYERS
-        slabs = [t.data_ptr() for t in host.keys]
-        assert all(torch.equal(a, b) for a, b in zip(host.keys + host.values, device.keys + device.values))
+        slabs = [t.data_ptr() for layer in host.stored for t in layer]
+        assert all(torch.equal(a, b) for layer, k, v in zip(host.stored, device.keys, device.values)
+                   for a, b in zip(layer, (k, v)))
         fetched = host.fetches
         for unconditional in (False, True, False, True):
             assert torch.equal(dit(latent, step, context, host, unconditional), dit(latent, step, context, device,
@@ -110,7 +111,7 @@ def test_host_cache_fetches_each_layer_once_a_pass_and_holds_two(tiny2):
         assert host.fetches == fetched and len(host.slots) == RESIDENT_CACHE_LAYERS
         host.release()  # the segment's end: its device slots go before the VAE decodes
         assert host.resident == 0 and host.peak_resident == RESIDENT_CACHE_LAYERS
-    assert [t.data_ptr() for t in host.keys] == slabs  # the host copy is allocated once per job
+    assert [t.data_ptr() for layer in host.stored for t in layer] == slabs  # allocated once per job
 
 
 def test_compiled_blocks_equal_eager_with_one_graph_per_kind_of_pass(tiny2, monkeypatch):
@@ -316,3 +317,30 @@ def test_host_cache_copies_are_ordered_by_events_forced_cuda_path(tiny2, monkeyp
             assert log.before(produced[src], c) and log.before(c, frees[src])
         else:  # in: the slot's memory is let go only after the copy
             assert log.before(c, frees[dst])
+
+
+def test_int8_host_cache_error_to_the_bf16_cache(tiny2, resident):
+    """driving_cache="host_int8" (off by default): the K/V stored as int8 with a scale per token and head. Prints
+    the error of the stored K/V and of the DiT's output (both CFG passes) to the exact cache, and of a job's frames."""
+    dit = Animate2DiT(tiny2.transformer)
+    g = torch.Generator().manual_seed(2)
+    context = dit.encode_context(torch.randn(1, 20, 32, generator=g), torch.randn(1, 257, 1280, generator=g))
+    driving = torch.randn(1, 36, 2, 4, 6, generator=g)
+    latent = torch.randn(1, 36, 3, 4, 6, generator=g)
+    step = torch.tensor([500.0])
+    device = dit.driving_pass(driving, context)
+    host = dit.driving_pass(driving, context, HostDrivingCache("cpu", len(tiny2.transformer.blocks), int8=True))
+    assert host.stored[0][0].dtype == torch.int8 and host.stored[0][1].shape[-1] == 1
+    kv = max(float((host.layer(i)[j] - t).norm() / t.norm())
+             for i, (k, v) in enumerate(zip(device.keys, device.values)) for j, t in enumerate((k, v)))
+    host.release()
+    errors = []
+    for unconditional in (False, True):
+        want = dit(latent, step, context, device, unconditional)
+        errors.append(float((dit(latent, step, context, host, unconditional) - want).norm() / want.norm()))
+    assert host.peak_resident <= RESIDENT_CACHE_LAYERS
+    job = frames(tiny2, accelerate_animate2(tiny2.transformer, "cpu"), driving_cache="host_int8").astype(int)
+    diff = np.abs(job - resident.astype(int))
+    print(f"int8 K/V cache: K/V relative error {kv:.2e}, DiT output relative error {max(errors):.2e}, frames of a "
+          f"job (2 segments, CFG): mean {diff.mean():.3f} / max {diff.max()} of 255")
+    assert kv < 0.01 and max(errors) < 0.01 and diff.mean() < 1

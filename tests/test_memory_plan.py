@@ -18,6 +18,7 @@ from wan_animate.engine.forward import AnimateDiT
 from wan_animate.engine.memory import (
     CACHE_DEVICE,
     CACHE_HOST,
+    CACHE_HOST_INT8,
     ENCODERS_RESIDENT,
     ENCODERS_STREAMED,
     GIB,
@@ -247,6 +248,23 @@ def test_animate2_minimum_card_names_what_is_enough(footprint2):
     assert 0 < short.blocks_on_cpu <= 40 and short.driving_cache == CACHE_DEVICE
 
 
+def test_animate2_int8_host_cache_is_chosen_only_by_the_user(footprint2):
+    """host_int8 halves the cache's host memory (a byte per value, a float32 scale per token and head) and changes
+    the numbers a little, so memory="auto" never picks it."""
+    cache = driving_cache_bytes(footprint2, JOB2)
+    for g in (8, 12, 24, 32, 48, 80, 141):
+        try:
+            assert plan_memory(footprint2, JOB2, DeviceBudget(g * GIB)).driving_cache in (CACHE_DEVICE, CACHE_HOST)
+        except NotEnoughMemory:
+            assert g < 12
+    int8 = plan_memory(footprint2, JOB2, DeviceBudget(24 * GIB), driving_cache=CACHE_HOST_INT8)
+    assert int8.driving_cache == CACHE_HOST_INT8
+    assert int8.parts["driving_cache_host"] == cache // 2 + cache // 2 // 128 * 4
+    assert int8.host_bytes == (int8.blocks_on_cpu * footprint2.block_bytes + footprint2.encoder_bytes
+                               + int8.parts["driving_cache_host"])
+    assert "driving K/V cache 25.0 GiB in host memory as int8 (12.9 GiB)" in int8.describe()
+
+
 def test_animate2_cache_placement_chosen_by_the_user_is_kept(footprint2):
     on_host = plan_memory(footprint2, JOB2, DeviceBudget(80 * GIB), driving_cache=CACHE_HOST)
     assert on_host.driving_cache == CACHE_HOST and on_host.blocks_on_cpu == 0
@@ -295,10 +313,11 @@ def test_animate2_estimate_bounds_the_traced_passes(full2, footprint2):
     assert step_trace.peak + cache <= estimate <= 1.5 * (step_trace.peak + cache), (step_trace.peak / GIB, estimate / GIB)
 
 
-def test_animate2_host_cache_estimate_bounds_the_traced_passes(full2, footprint2):
+@pytest.mark.parametrize("where", [CACHE_HOST, CACHE_HOST_INT8])
+def test_animate2_host_cache_estimate_bounds_the_traced_passes(full2, footprint2, where):
     """The same passes with the cache in host memory (on the meta device the host copy is meta too), traced from a
     second segment (the host copy is allocated by the first, once per job): the driving pass and a sampling step
-    stay under the host-cache estimate, which counts two of the cache's layers."""
+    stay under the host-cache estimate, which counts two of the cache's layers (int8: and their int8 copies)."""
     from wan_animate.engine.animate2.forward import Animate2DiT
     from wan_animate.engine.animate2.kvcache import HostDrivingCache
 
@@ -308,9 +327,9 @@ def test_animate2_host_cache_estimate_bounds_the_traced_passes(full2, footprint2
     dit = Animate2DiT(full2.transformer, kernel=flash_like_attention, lse_kernel=lse_kernel)
     frames, h, w = (JOB2.frames - 1) // 4 + 1, JOB2.height // 8, JOB2.width // 8
     bf16 = dict(device="meta", dtype=torch.bfloat16)
-    estimate = dit_activation_bytes(footprint2, JOB2, CACHE_HOST)
+    estimate = dit_activation_bytes(footprint2, JOB2, where)
     layer = driving_cache_bytes(footprint2, JOB2) // 40
-    host = HostDrivingCache("meta", 40)
+    host = HostDrivingCache("meta", 40, int8=where == CACHE_HOST_INT8)
     driving = torch.empty(1, 36, frames, h, w, device="meta")
     with torch.no_grad(), patch_sdpa():
         context = dit.encode_context(torch.empty(1, 512, 4096, **bf16), torch.empty(1, 257, 1280, **bf16))

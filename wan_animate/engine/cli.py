@@ -109,8 +109,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="Animate-2: how strongly the reference image is kept (1 = as trained)")
     parser.add_argument("--driving-cache", choices=DRIVING_CACHES, default="auto",
                         help="Animate-2: where the segment's driving-video K/V cache lives (25 GiB for 81 frames at "
-                             "480p): device; host (host memory, brought to the GPU a layer at a time: fits 24/32 GB "
-                             "cards); auto: --memory auto's plan (the GPU when it fits), else the GPU")
+                             "480p): device; host (host memory, brought to the GPU a layer at a time: fits 12-32 GB "
+                             "cards); host_int8 (stored as int8: half the host memory and transfers, a small error); "
+                             "auto: --memory auto's plan (the GPU when it fits, else host), else the GPU")
     parser.add_argument("--retarget", action="store_true", help="animate mode: driving pose to the reference's body")
     parser.add_argument("--no-reference-check", action="store_true",
                         help="accept a reference in which no person is detected (non-human characters)")

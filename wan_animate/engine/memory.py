@@ -38,8 +38,12 @@ MARGIN_FRACTION = 0.08  # and fragmentation, which grows with the memory in use
 # Bytes per output pixel of one VAE chunk (4 frames) in 16-bit, through the Wan2.1 VAE's widest layers (traced).
 VAE_BYTES_PER_PIXEL = 10 * 1024
 AUTO = "auto"
-CACHE_DEVICE, CACHE_HOST = "device", "host"  # where Wan-Animate-2's driving K/V cache lives
-DRIVING_CACHES = (AUTO, CACHE_DEVICE, CACHE_HOST)
+# where Wan-Animate-2's driving K/V cache lives; host_int8: in host memory as int8 with a scale per token and head
+# (half the RAM and transfers, not exact: only by the user's choice)
+CACHE_DEVICE, CACHE_HOST, CACHE_HOST_INT8 = "device", "host", "host_int8"
+DRIVING_CACHES = (AUTO, CACHE_DEVICE, CACHE_HOST, CACHE_HOST_INT8)
+HOST_CACHES = (CACHE_HOST, CACHE_HOST_INT8)
+SCALE_BYTES = 4  # an int8 cache's scale per token and head (float32)
 # A host-memory K/V cache's layers on the device at once: sampling, the layer a block reads and the next one being
 # copied in; the driving pass, the layer a block produces and the previous one being copied out.
 RESIDENT_CACHE_LAYERS = 2
@@ -100,6 +104,7 @@ class Footprint:
     ffn_dim: int
     patch: tuple[int, int, int]
     face_size: int = 512  # the motion encoder's input frames (face crops); 0: no face input (Animate-2)
+    heads: int = 40  # attention heads (an int8 K/V cache has a scale per token and head)
     kv_cache_layers: int = 0  # layers whose driving-video keys/values stay on the device per segment (Animate-2)
     model: str = "Wan2.2-Animate-14B"  # named in the refusal when nothing fits
     vae_scale: int = 8  # pixels per latent pixel
@@ -115,10 +120,11 @@ class Footprint:
         encoders = [m for m in (components.text_encoder, components.image_encoder) if m is not None]
         vae = components.vae
         if components.family == "animate2":
-            shape = dict(dim=config.dim, face_size=0, kv_cache_layers=len(blocks), model="Wan-Animate-2")
+            shape = dict(dim=config.dim, face_size=0, kv_cache_layers=len(blocks), model="Wan-Animate-2",
+                         heads=config.num_heads)
         else:
             shape = dict(dim=config.num_attention_heads * config.attention_head_dim,
-                         face_size=config.motion_encoder_size)
+                         face_size=config.motion_encoder_size, heads=config.num_attention_heads)
         return cls(
             block_bytes=max(blocks), blocks=len(blocks), dit_other_bytes=tensor_bytes(dit) - sum(blocks),
             vae_bytes=tensor_bytes(vae), encoder_bytes=sum(tensor_bytes(m) for m in encoders),
@@ -192,7 +198,7 @@ def tokens(fp: Footprint, job: JobShape) -> int:
 def check_driving_cache(where: str) -> None:
     if where not in DRIVING_CACHES:
         raise ValueError(f"driving_cache={where!r}: choose 'auto' (the memory plan's choice; on the device without "
-                         "one), 'device' or 'host'.")
+                         "one), 'device', 'host' or 'host_int8'.")
 
 
 def driving_cache_bytes(fp: Footprint, job: JobShape) -> int:
@@ -201,12 +207,27 @@ def driving_cache_bytes(fp: Footprint, job: JobShape) -> int:
     return 2 * fp.kv_cache_layers * driving_tokens * fp.dim * fp.activation_bytes
 
 
+def int8_cache_bytes(fp: Footprint, job: JobShape) -> int:
+    """The K/V cache stored as int8: a byte per value and a scale per token and head."""
+    values = driving_cache_bytes(fp, job) // fp.activation_bytes
+    return values + values // (fp.dim // fp.heads) * SCALE_BYTES
+
+
+def driving_cache_host_bytes(fp: Footprint, job: JobShape, where: str) -> int:
+    """What the K/V cache keeps in host memory where it lives (`where`)."""
+    return {CACHE_HOST: driving_cache_bytes(fp, job), CACHE_HOST_INT8: int8_cache_bytes(fp, job)}.get(where, 0)
+
+
 def driving_cache_device_bytes(fp: Footprint, job: JobShape, where: str = CACHE_DEVICE) -> int:
-    """What the K/V cache holds on the device: all of it, or (in host memory) RESIDENT_CACHE_LAYERS layers."""
+    """What the K/V cache holds on the device: all of it, or (in host memory) RESIDENT_CACHE_LAYERS layers (int8:
+    each also with its int8 copy, which is dequantised on the device)."""
     whole = driving_cache_bytes(fp, job)
-    if where != CACHE_HOST or not fp.kv_cache_layers:
+    if where not in HOST_CACHES or not fp.kv_cache_layers:
         return whole
-    return whole // fp.kv_cache_layers * min(RESIDENT_CACHE_LAYERS, fp.kv_cache_layers)
+    per_layer = whole // fp.kv_cache_layers
+    if where == CACHE_HOST_INT8:
+        per_layer += int8_cache_bytes(fp, job) // fp.kv_cache_layers
+    return per_layer * min(RESIDENT_CACHE_LAYERS, fp.kv_cache_layers)
 
 
 def job_tensor_bytes(fp: Footprint, job: JobShape) -> int:
@@ -270,8 +291,10 @@ class MemoryPlan:
         cache = self.parts.get("driving_cache", 0)
         if not cache:
             where = ""
-        elif self.driving_cache == CACHE_HOST:
-            where = (f", driving K/V cache {gib(cache)} GiB in host memory ({RESIDENT_CACHE_LAYERS} of "
+        elif self.driving_cache in HOST_CACHES:
+            int8 = f" as int8 ({gib(self.parts['driving_cache_host'])} GiB)" \
+                if self.driving_cache == CACHE_HOST_INT8 else ""
+            where = (f", driving K/V cache {gib(cache)} GiB in host memory{int8} ({RESIDENT_CACHE_LAYERS} of "
                      f"{self.parts.get('blocks', '?')} layers on the device at a time)")
         else:
             where = f", driving K/V cache {gib(cache)} GiB on the device"
@@ -291,10 +314,11 @@ def _plan(fp: Footprint, job: JobShape, blocks_on_cpu: int, encoders: str, tile:
     cache = driving_cache_bytes(fp, job)
     parts = {"blocks": fp.blocks, "block_bytes": fp.block_bytes,
              "dit_activations": dit_activation_bytes(fp, job, driving_cache), "vae": vae_peak_bytes(fp, job, tile),
-             "encoders": encoder_peak_bytes(fp, streamed), "driving_cache": cache}
+             "encoders": encoder_peak_bytes(fp, streamed), "driving_cache": cache,
+             "driving_cache_host": driving_cache_host_bytes(fp, job, driving_cache)}
     transient = max(parts["dit_activations"], parts["vae"], parts["encoders"])
     host = (blocks_on_cpu * fp.block_bytes + (fp.encoder_bytes if streamed else 0)
-            + (cache if driving_cache == CACHE_HOST else 0))
+            + parts["driving_cache_host"])
     return MemoryPlan(blocks_on_cpu, encoders, tile, weights, weights + transient, budget, parts, driving_cache, host)
 
 
@@ -328,7 +352,8 @@ def plan_memory(fp: Footprint, job: JobShape, budget: DeviceBudget, blocks_on_cp
     smallest = _plan(fp, job, fp.blocks if blocks_on_cpu is None else blocks_on_cpu, ENCODERS_STREAMED,
                      VAE_TILES[-1], usable, caches[-1])
     need = budget.free_bytes_for(smallest.peak_bytes)
-    cache = {CACHE_HOST: ", driving K/V cache in host memory", CACHE_DEVICE: ", driving K/V cache on the device"}
+    cache = {CACHE_HOST: ", driving K/V cache in host memory", CACHE_HOST_INT8: ", driving K/V cache in host memory",
+             CACHE_DEVICE: ", driving K/V cache on the device"}
     host_cache = ("keep the driving K/V cache in host memory (driving_cache host), "
                   if fp.kv_cache_layers and caches == [CACHE_DEVICE] else "")
     raise NotEnoughMemory(

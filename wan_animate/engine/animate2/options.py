@@ -45,7 +45,8 @@ class Animate2Options:
     vae_tile: int = 256  # tiled_vae: tile side in pixels (memory.plan_memory picks it under memory="auto")
     offload: bool = False  # return the DiT and VAE to where they were (e.g. CPU) after the job
     # where the segment's driving K/V cache lives: "device", "host" (host memory, a layer at a time on the device:
-    # animate2.kvcache), "auto" (memory="auto" sets the plan's choice; on the device without a plan)
+    # animate2.kvcache), "host_int8" (stored as int8: half the RAM and transfers, a small error), "auto" (memory="auto"
+    # sets the plan's choice; on the device without a plan)
     driving_cache: str = AUTO
     sequence_parallel: str = "off"  # "ulysses": split the DiT's tokens across torch.distributed's ranks
 

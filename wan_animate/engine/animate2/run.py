@@ -4,7 +4,7 @@ Per job: umT5 embeddings of the prompt, the negative prompt (CFG) and the drivin
 the letterboxed reference and of the first driving frame; the projected contexts; the reference's VAE latent.
 Per segment (segment_frames frames, consecutive segments sharing one frame): the driving frames are read,
 letterboxed and VAE-encoded; the driving pass fills the K/V cache once (on the device, or in host memory with
-`options.driving_cache="host"`: kvcache.py); the segment is denoised against it (the unconditional CFG pass skips
+`options.driving_cache="host"` or "host_int8": kvcache.py); the segment is denoised against it (the unconditional CFG pass skips
 block 9), decoded, cropped back to the reference's aspect and written to the sink.
 Only the segment's last decoded frame is kept, to condition the next segment. Optional step caching
 (`options.step_cache`, engine.stepcache) reuses the DiT's transformation between steps as for Animate-14B; it starts
@@ -34,7 +34,7 @@ from ..conditioning import (
     to_uint8,
 )
 from ..jobs import AnimateResult, StepControl, default_device, execute
-from ..memory import CACHE_HOST, JobShape
+from ..memory import CACHE_HOST_INT8, HOST_CACHES, JobShape
 from ..parallel.sequence import SequenceParallel, agree, check_ulysses
 from ..placement import placed
 from ..segments import SegmentPlan, plan_segments, segment_indices, zigzag_index
@@ -181,10 +181,11 @@ class _Job:
         with placed(parts.transformer, self.device, options.offload), placed(parts.vae, self.device, options.offload):
             self.dit = (self.fast or eager_path()).dit(parts.transformer, self.sequence)
             self.codec = LatentCodec(parts.vae, tiled=options.tiled_vae, tile=options.vae_tile)
-            if options.driving_cache == CACHE_HOST:  # its copies queue behind the block swap's (one host link)
+            if options.driving_cache in HOST_CACHES:  # its copies queue behind the block swap's (one host link)
                 swap = self.fast.swap if self.fast is not None else None
                 self.host_cache = HostDrivingCache(self.device, len(parts.transformer.blocks),
-                                                   swap.copies if swap is not None else None)
+                                                   swap.copies if swap is not None else None,
+                                                   int8=options.driving_cache == CACHE_HOST_INT8)
             with torch.no_grad():
                 self.context = self.dit.encode_context(texts["prompt"], clip)
                 self.context_negative = self.dit.encode_context(texts["negative"], clip) if options.cfg else None
