@@ -11,7 +11,9 @@ filled beforehand and not counted, as in a real job where it is built once per s
   `compile_repeated_blocks` as its docstring requires (first call timed separately);
 - ours: Animate2DiT over the same model with its block linears in fp8 (e4m3, per-channel scales, fp8 tensor-core
   GEMMs) and each attention choice (`--attention`): fp8 kernels frame by frame, bf16 cuDNN merged by log-sum-exp;
-  each eager and with compiled blocks (`compile=True`; not with --no-compile);
+  each eager and with compiled blocks (`compile=True`; not with --no-compile); then with the first attention choice
+  and the driving K/V cache in host memory (`--driving-cache`, default host and host_int8: each layer copied in on a
+  side stream while the previous one computes; the step's time then includes those copies, its peak only two layers);
 - ours int8: the block linears as Comfy-Org's int8 ConvRot repack stores them (group 256, one scale per row), kept
   int8 through comfy-kitchen's int8 GEMMs vs dequantised to bf16 at load (what int8_weights auto/dequantize do), with
   the first attention choice; and the three block linear shapes alone at the step's token count, bf16 vs int8 kept.
@@ -48,6 +50,8 @@ def parse_args(argv=None):
     p.add_argument("--no-compile", action="store_true", help="diffusers eager (CPU smoke tests only)")
     p.add_argument("--e2e-frames", type=int, default=81, help="0: no end-to-end job")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--driving-cache", default="host,host_int8",
+                   help="ours with the driving K/V cache in host memory, comma list (host, host_int8; empty: none)")
     p.add_argument("--int8-only", action="store_true",
                    help="only the int8 ConvRot rows (step kept vs dequantised, the linear shapes): no fp8, diffusers "
                         "or job")
@@ -103,16 +107,19 @@ class Diffusers:
 
 
 class Ours:
-    def __init__(self, model, x: Inputs, device, attention: str, compile: bool = False):
+    def __init__(self, model, x: Inputs, device, attention: str, compile: bool = False, driving_cache: str = "device"):
         from wan_animate.engine.accel import AccelOptions
         from wan_animate.engine.animate2.accel import accelerate_animate2
+        from wan_animate.engine.animate2.kvcache import HostDrivingCache
 
         self.fast = accelerate_animate2(model, device, AccelOptions(attention=attention, compile=compile))
         self.dit = self.fast.dit(model)
         self.x = x
+        host = None if driving_cache == "device" else HostDrivingCache(device, len(model.blocks),
+                                                                         int8=driving_cache == "host_int8")
         with torch.no_grad():
             self.context = self.dit.encode_context(x.text, x.clip)
-            self.driving = self.dit.driving_pass(x.driving, self.dit.encode_context(x.text_ref, x.clip))
+            self.driving = self.dit.driving_pass(x.driving, self.dit.encode_context(x.text_ref, x.clip), host)
 
     def step(self):
         return self.dit(self.x.generation, self.x.timestep, self.context, self.driving)
@@ -294,6 +301,15 @@ def main(argv=None) -> int:
         name = f"ours fp8 ({attention}, {ours.fast.describe()['in_context']}{', compiled' if compiled else ''})"
         row, outputs[name] = measure(report, name, ours.step, x, cfg, device, args.repeats)
         report.add(res="480p", setup=ours.fast.describe(), **row)
+        del ours
+        free(device)
+    attention = args.attention.split(",")[0]
+    for where in filter(None, args.driving_cache.split(",")):
+        ours = Ours(model, x, device, attention, driving_cache=where)
+        name = f"ours {where} K/V cache (fp8, {attention})"  # not an "ours fp8" row: the goal is the device's
+        row, outputs[name] = measure(report, name, ours.step, x, cfg, device, args.repeats)
+        report.add(res="480p", setup={**ours.fast.describe(), "driving_cache": where}, **row)
+        ours.driving.close()
         del ours
         free(device)
     del model
