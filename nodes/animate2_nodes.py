@@ -15,11 +15,12 @@ from .validation import check_message
 
 AUTO = "auto"
 DRIVING_CACHE_TOOLTIP = (
-    "Advanced (auto is right for most). Where each segment's driving-video keys/values live (25 GiB for 81 frames at 480p, more at larger "
-    "sizes). auto: memory=auto puts them on the GPU when they fit there, else in CPU RAM (what lets 12-32 GB cards run "
-    "81-frame segments), and on the GPU with the other memory modes. device: on the GPU. host: in CPU RAM (pinned; "
-    "needs that much free RAM), copied to the GPU one layer at a time while the previous layer computes. host_int8: "
-    "the same stored as int8, half the RAM and copies, with a small difference in the frames.")
+    "Advanced (auto is right for most). Where each segment's driving-video keys/values live (25 GiB for 81 frames at "
+    "480p, more at larger sizes). auto: memory=auto puts them on the GPU when they fit there, else in CPU RAM (what "
+    "lets 12-32 GB cards run 81-frame segments), and on the GPU with the other memory modes. device: on the GPU. "
+    "host: in CPU RAM (pinned; needs that much free RAM), copied to the GPU one layer at a time while the previous "
+    "layer computes. host_int8: the same stored as int8, half the RAM and copies, with a small difference in the "
+    "frames.")
 
 
 def _check_options(**values) -> None:

@@ -4,8 +4,8 @@ Per job: umT5 embeddings of the prompt, the negative prompt (CFG) and the drivin
 the letterboxed reference and of the first driving frame; the projected contexts; the reference's VAE latent.
 Per segment (segment_frames frames, consecutive segments sharing one frame): the driving frames are read,
 letterboxed and VAE-encoded; the driving pass fills the K/V cache once (on the device, or in host memory with
-`options.driving_cache="host"` or "host_int8": kvcache.py); the segment is denoised against it (the unconditional CFG pass skips
-block 9), decoded, cropped back to the reference's aspect and written to the sink.
+`options.driving_cache` "host" or "host_int8": kvcache.py); the segment is denoised against it (the unconditional
+CFG pass skips block 9), decoded, cropped back to the reference's aspect and written to the sink.
 Only the segment's last decoded frame is kept, to condition the next segment. Optional step caching
 (`options.step_cache`, engine.stepcache) reuses the DiT's transformation between steps as for Animate-14B; it starts
 afresh where the driving window begins or ends, since the transformation changes at once there.
