@@ -24,6 +24,8 @@ from wan_animate.engine.memory import (
     Footprint,
     JobShape,
     MemoryPlan,
+    available_host_bytes,
+    host_memory_warning,
     plan_memory,
     resident_plan,
     tensor_bytes,
@@ -119,6 +121,9 @@ class ManagedModel:
         self.swap = place(self.components, self.load_device, self.plan)
         self.placed_bytes = self.loaded_size()
         log.info("Wan Animate %s", self.plan.describe())
+        warning = host_memory_warning(self.plan, available_host_bytes())
+        if warning:
+            log.warning("Wan Animate: %s", warning)
         return max(self.loaded_size() - before, 0)
 
     def partially_unload(self, device, memory_to_free=0) -> int:

@@ -8,6 +8,7 @@ device's allocator would have to hold at least the traced bytes).
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 
 import pytest
 import torch
@@ -263,6 +264,19 @@ def test_animate2_int8_host_cache_is_chosen_only_by_the_user(footprint2):
     assert int8.host_bytes == (int8.blocks_on_cpu * footprint2.block_bytes + footprint2.encoder_bytes
                                + int8.parts["driving_cache_host"])
     assert "driving K/V cache 25.0 GiB in host memory as int8 (12.9 GiB)" in int8.describe()
+
+
+def test_animate2_host_cache_larger_than_the_host_memory_is_warned_of(footprint2):
+    from wan_animate.engine.memory import available_host_bytes, host_memory_warning
+
+    plan = plan_memory(footprint2, JOB2, DeviceBudget(24 * GIB))
+    assert host_memory_warning(plan, 64 * GIB) is None and host_memory_warning(plan, None) is None
+    warning = host_memory_warning(plan, 16 * GIB)
+    assert warning.startswith("the driving K/V cache in host memory needs 25.0 GiB and 16.0 GiB of host memory")
+    assert "host_int8" in warning and "\n" not in warning
+    assert host_memory_warning(plan_memory(footprint2, JOB2, DeviceBudget(80 * GIB)), 0) is None  # on the device
+    available = available_host_bytes()  # psutil comes with ComfyUI; without it nothing is known
+    assert available > 0 if importlib.util.find_spec("psutil") else available is None
 
 
 def test_animate2_cache_placement_chosen_by_the_user_is_kept(footprint2):

@@ -45,12 +45,15 @@ def place_by_plan(components, device, job, options, first: bool, driving_cache: 
     """Plan for `job` on the device's free memory, place the weights (block by block), print the plan on the
     rank that writes and give `options` the plan's VAE tiling (and, for Wan-Animate-2, given the user's
     `driving_cache` choice, where the plan puts its K/V cache); returns the BlockSwap (None: nothing swaps)."""
-    from .memory import AUTO
+    from .memory import AUTO, available_host_bytes, host_memory_warning
     from .placement import place_for_job
 
     plan, swap = place_for_job(components, device, job, driving_cache=driving_cache or AUTO)
+    warning = host_memory_warning(plan, available_host_bytes())
     if first:
         print(plan.describe(), file=sys.stderr)
+        if warning:
+            print(f"warning: {warning}", file=sys.stderr)
     options.tiled_vae, options.vae_tile = plan.vae_tiling(options.tiled_vae, options.vae_tile)
     if driving_cache is not None:
         options.driving_cache = plan.driving_cache

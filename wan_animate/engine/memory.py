@@ -364,6 +364,27 @@ def plan_memory(fp: Footprint, job: JobShape, budget: DeviceBudget, blocks_on_cp
         f"segment length, use fp8 precision, {host_cache}close other GPU programs or lower --reserve-vram.")
 
 
+def host_memory_warning(plan: MemoryPlan, available: int | None) -> str | None:
+    """One line when the plan's host K/V cache needs more host memory than is `available` after placement (the
+    weights it keeps there are already loaded): page-locked memory cannot be swapped out, so the system would thrash
+    or stop the process. None when it fits or nothing is known."""
+    cache = plan.parts.get("driving_cache_host", 0)
+    if not cache or available is None or cache <= available:
+        return None
+    return (f"the driving K/V cache in host memory needs {cache / GIB:.1f} GiB and {available / GIB:.1f} GiB of host "
+            f"memory is available: use shorter segments, a smaller size, driving_cache host_int8 (half the memory) or "
+            f"a GPU that holds it")
+
+
+def available_host_bytes() -> int | None:
+    """Host memory available now (psutil, which ComfyUI installs), None without psutil."""
+    try:
+        import psutil
+    except ImportError:
+        return None
+    return int(psutil.virtual_memory().available)
+
+
 def free_device_bytes(device) -> int:
     """Free memory of a CUDA device now (the caching allocator's cached-but-unused blocks count as free)."""
     device = torch.device(device)
