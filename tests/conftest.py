@@ -1,4 +1,4 @@
-"""Shared fixtures: tiny random Wan2.2-Animate components and a real ComfyUI server."""
+"""Shared fixtures: tiny random Wan2.2-Animate and Wan-Animate-2 components and a real ComfyUI server."""
 from __future__ import annotations
 
 import os
@@ -25,6 +25,14 @@ def tiny():
     from wan_loader.testing.tiny import tiny_components
 
     return tiny_components(seed=0)
+
+
+@pytest.fixture(scope="module")
+def tiny2():
+    """Tiny Wan-Animate-2 components (seed 3), one set per test module (some modules place or swap its blocks)."""
+    from wan_loader.testing.tiny import tiny_animate2_components
+
+    return tiny_animate2_components(seed=3)
 
 
 @pytest.fixture(scope="session")

@@ -21,23 +21,10 @@ from wan_animate.engine.animate2.attention import framewise, merged, sdpa_with_l
 from wan_animate.engine.animate2.framing import plan_framing
 from wan_animate.engine.jobs import AnimationCancelled
 from wan_animate.engine.segments import zigzag_index
-from wan_loader.testing.tiny import tiny_animate2_components
+from tests.animate2_inputs import REFERENCE, clip
 
 AREA = 32 * 32  # a 48x40 reference -> 32x16 frames (latent 4x2), its content the 24x16 rows 4..27
 SEGMENT, STEPS, PROMPT = 9, 2, "a man dancing"
-
-
-@pytest.fixture(scope="module")
-def tiny2():
-    return tiny_animate2_components(seed=3)
-
-
-def clip(n: int, seed: int = 0, size=(40, 56)) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    return (rng.random((n, *size, 3)) * 255).astype(np.uint8)
-
-
-REFERENCE = clip(1, seed=9, size=(48, 40))[0]
 
 
 def diffusers_frames(components, video, fps, distilled: bool, segment: int) -> np.ndarray:

@@ -32,22 +32,9 @@ from wan_animate.engine.copystream import CopyStream
 from wan_animate.engine.memory import (CACHE_HOST, ENCODERS_STREAMED, GIB, RESIDENT_CACHE_LAYERS, DeviceBudget,
                                        Footprint, JobShape)
 from wan_animate.engine.placement import place_for_job, place_transformer
-from wan_loader.testing.tiny import tiny_animate2_components
+from tests.animate2_inputs import REFERENCE, clip
 
 AREA, SEGMENT, STEPS = 32 * 32, 9, 2
-
-
-@pytest.fixture(scope="module")
-def tiny2():
-    return tiny_animate2_components(seed=3)
-
-
-def clip(n: int, seed: int = 0, size=(40, 56)) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    return (rng.random((n, *size, 3)) * 255).astype(np.uint8)
-
-
-REFERENCE = clip(1, seed=9, size=(48, 40))[0]
 
 
 def frames(components, fast, **overrides) -> np.ndarray:

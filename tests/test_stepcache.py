@@ -70,13 +70,6 @@ def test_negative_threshold_is_refused(tiny):
         Animate2Options(step_cache=-0.1).resolved()
 
 
-@pytest.fixture(scope="module")
-def tiny2():
-    from wan_loader.testing.tiny import tiny_animate2_components
-
-    return tiny_animate2_components(seed=3)
-
-
 def run2(tiny2, step_cache: float, **options):
     """An Animate-2 job (full variant: CFG, two forwards a step); its forwards counted through the fast path's runner.
     The driving pass runs block 0 once per segment as well: counted apart."""
