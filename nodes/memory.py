@@ -43,7 +43,8 @@ def comfy_budget(device, own_bytes: int = 0) -> DeviceBudget:
     return DeviceBudget(free_bytes=int(mm.get_free_memory(device)) + own_bytes,
                         reserve_bytes=int(mm.minimum_inference_memory()),
                         lowvram=mm.vram_state == mm.VRAMState.LOW_VRAM,
-                        novram=mm.vram_state == mm.VRAMState.NO_VRAM)
+                        novram=mm.vram_state == mm.VRAMState.NO_VRAM,
+                        host_available_bytes=available_host_bytes())
 
 
 def device_bytes(components, device) -> int:

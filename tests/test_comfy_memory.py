@@ -177,3 +177,13 @@ def test_comfyui_unloads_its_other_models_to_make_room_and_keeps_ours_placed(set
     managed.prepare(JOB)  # the next job: already placed, nothing leaves the device
     assert moved_out == [] and managed.loaded_size() == placed
     assert sum(entry.model is managed for entry in mm.current_loaded_models) == 1
+
+
+def test_the_plan_weighs_the_host_memory_available(setup, memory_nodes, monkeypatch):
+    """memory="auto" inside ComfyUI knows the host memory (psutil) for a host K/V cache (the planner's rule:
+    tests/test_memory_plan.py)."""
+    mm, managed, gpu, everything = setup
+    monkeypatch.setattr(memory_nodes, "available_host_bytes", lambda: 3 * GIB)
+    assert memory_nodes.comfy_budget(DEVICE).host_available_bytes == 3 * GIB
+    managed.prepare(JOB)  # and a plan is made with it
+    assert managed.plan.driving_cache == CACHE_DEVICE

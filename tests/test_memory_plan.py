@@ -249,9 +249,10 @@ def test_animate2_minimum_card_names_what_is_enough(footprint2):
     assert 0 < short.blocks_on_cpu <= 40 and short.driving_cache == CACHE_DEVICE
 
 
-def test_animate2_int8_host_cache_is_chosen_only_by_the_user(footprint2):
+def test_animate2_int8_host_cache_is_chosen_by_the_user_or_for_short_host_memory(footprint2):
     """host_int8 halves the cache's host memory (a byte per value, a float32 scale per token and head) and changes
-    the numbers a little, so memory="auto" never picks it."""
+    the numbers a little, so memory="auto" picks it only where the bf16 cache does not fit the host memory (and
+    never when that is unknown, as here)."""
     cache = driving_cache_bytes(footprint2, JOB2)
     for g in (8, 12, 24, 32, 48, 80, 141):
         try:
@@ -264,6 +265,27 @@ def test_animate2_int8_host_cache_is_chosen_only_by_the_user(footprint2):
     assert int8.host_bytes == (int8.blocks_on_cpu * footprint2.block_bytes + footprint2.encoder_bytes
                                + int8.parts["driving_cache_host"])
     assert "driving K/V cache 25.0 GiB in host memory as int8 (12.9 GiB)" in int8.describe()
+
+
+def test_animate2_auto_weighs_the_host_memory_for_its_cache(footprint2):
+    """memory="auto" with the host memory known: the bf16 cache where it fits, int8 where only that fits, else one
+    line naming the host memory it needs; a card that holds the cache does not care."""
+    def plan(host_gib, device_gib=24, **choice):
+        return plan_memory(footprint2, JOB2, DeviceBudget(device_gib * GIB, host_available_bytes=int(host_gib * GIB)),
+                           **choice)
+
+    assert plan(64).driving_cache == CACHE_HOST
+    assert plan(64).blocks_on_cpu == plan_memory(footprint2, JOB2, DeviceBudget(24 * GIB)).blocks_on_cpu
+    short = plan(16)
+    assert short.driving_cache == CACHE_HOST_INT8 and short.parts["driving_cache_host"] <= 16 * GIB
+    assert "as int8" in short.describe()
+    with pytest.raises(NotEnoughMemory) as error:
+        plan(8)
+    message = str(error.value)
+    assert "in host memory it needs 12.9 GiB (int8) where 8.0 GiB is available" in message
+    assert "shorter segments" in message and "\n" not in message
+    assert plan(1, device_gib=80).driving_cache == CACHE_DEVICE  # nothing kept on the host
+    assert plan(8, driving_cache=CACHE_HOST).driving_cache == CACHE_HOST  # the user's choice: warned of, not changed
 
 
 def test_animate2_host_cache_larger_than_the_host_memory_is_warned_of(footprint2):

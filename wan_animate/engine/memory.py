@@ -20,7 +20,9 @@ has no face encoder, and keeps every layer's driving-video keys and values for a
 to their own activations. The cache stays on the device when a plan with it there fits (blocks swapped as the rule
 above picks); otherwise it lives in host memory and only RESIDENT_CACHE_LAYERS layers are on the device at a time
 (engine.animate2.kvcache: each layer is copied in while the previous one computes; the whole cache crosses the
-host link once per DiT pass, twice per step with CFG), which is given up before the VAE tiles.
+host link once per DiT pass, twice per step with CFG), which is given up before the VAE tiles. Where the host
+memory available is known (DeviceBudget.host_available_bytes) and the bf16 cache does not fit it, the cache is kept
+as int8 in host memory (half the bytes, a small error); where that does not fit either, the plan is refused.
 """
 from __future__ import annotations
 
@@ -152,12 +154,20 @@ class JobShape:
 class DeviceBudget:
     """Device memory the model may use. free_bytes: free now (e.g. torch.cuda.mem_get_info, or ComfyUI's
     get_free_memory after it unloaded its own models); reserve_bytes: kept for others (--reserve-vram);
-    lowvram: prefer memory over speed (encoders stream, the VAE tiles); novram: no weights stay on the device."""
+    lowvram: prefer memory over speed (encoders stream, the VAE tiles); novram: no weights stay on the device.
+    host_available_bytes: host memory available for a host K/V cache (available_host_bytes(), read with the
+    weights already loaded), None when unknown: memory="auto" then does not weigh host memory."""
 
     free_bytes: int
     reserve_bytes: int = 0
     lowvram: bool = False
     novram: bool = False
+    host_available_bytes: int | None = None
+
+    def holds_on_host(self, plan: MemoryPlan) -> bool:
+        """The plan's host K/V cache fits the host memory available (page-locked memory cannot be swapped out)."""
+        cache = plan.parts.get("driving_cache_host", 0)
+        return self.host_available_bytes is None or cache <= self.host_available_bytes
 
     @property
     def usable_bytes(self) -> int:
@@ -333,8 +343,12 @@ def plan_memory(fp: Footprint, job: JobShape, budget: DeviceBudget, blocks_on_cp
     `blocks_on_cpu` fixes the block-swap count and `driving_cache` ("device" / "host") where Wan-Animate-2's K/V cache
     lives (the user's choices); the rest is planned around them."""
     check_driving_cache(driving_cache)
-    caches = ([CACHE_DEVICE] if not fp.kv_cache_layers else [CACHE_DEVICE, CACHE_HOST] if driving_cache == AUTO
-              else [driving_cache])
+    # auto: the device, else host memory; int8 in host memory only where the bf16 cache does not fit the host's
+    # (so only when the host memory is known)
+    host_known = budget.host_available_bytes is not None
+    caches = ([CACHE_DEVICE] if not fp.kv_cache_layers else [driving_cache] if driving_cache != AUTO
+              else [CACHE_DEVICE, CACHE_HOST, CACHE_HOST_INT8] if host_known else [CACHE_DEVICE, CACHE_HOST])
+    host_short = None  # the last plan that fit the device but not the host memory (auto only: int8 if it got there)
     usable = budget.usable_bytes
     tiles = [t for t in VAE_TILES if t is not None] if budget.lowvram or budget.novram else list(VAE_TILES)
     encoder_choices = [ENCODERS_STREAMED] if budget.lowvram or budget.novram else [ENCODERS_RESIDENT,
@@ -346,11 +360,24 @@ def plan_memory(fp: Footprint, job: JobShape, budget: DeviceBudget, blocks_on_cp
                 for swapped in swaps:
                     plan = _plan(fp, job, swapped, encoders, tile, usable, cache)
                     if plan.peak_bytes <= usable:
-                        return plan
+                        if driving_cache != AUTO or budget.holds_on_host(plan):
+                            return plan
+                        host_short = plan
+                        break  # more swapping only needs more host memory
                     if encoders == ENCODERS_RESIDENT and blocks_on_cpu is None:
                         break  # resident encoders only when nothing swaps
-    smallest = _plan(fp, job, fp.blocks if blocks_on_cpu is None else blocks_on_cpu, ENCODERS_STREAMED,
-                     VAE_TILES[-1], usable, caches[-1])
+    if host_short is not None:
+        cache = host_short.parts["driving_cache_host"]
+        int8 = " (int8)" if host_short.driving_cache == CACHE_HOST_INT8 else ""
+        raise NotEnoughMemory(
+            f"{fp.model}'s driving K/V cache for {job.frames} frames at {job.width}x{job.height} does not fit the "
+            f"device, and in host memory it needs {cache / GIB:.1f} GiB{int8} where "
+            f"{budget.host_available_bytes / GIB:.1f} GiB is available: use shorter segments or a smaller size, or "
+            f"free host memory.")
+    smallest_each = [_plan(fp, job, fp.blocks if blocks_on_cpu is None else blocks_on_cpu, ENCODERS_STREAMED,
+                           VAE_TILES[-1], usable, cache) for cache in caches]
+    allowed = [p for p in smallest_each if driving_cache != AUTO or budget.holds_on_host(p)] or smallest_each
+    smallest = min(allowed, key=lambda p: p.peak_bytes)
     need = budget.free_bytes_for(smallest.peak_bytes)
     cache = {CACHE_HOST: ", driving K/V cache in host memory", CACHE_HOST_INT8: ", driving K/V cache in host memory",
              CACHE_DEVICE: ", driving K/V cache on the device"}

@@ -29,6 +29,7 @@ from .memory import (
     Footprint,
     JobShape,
     MemoryPlan,
+    available_host_bytes,
     free_device_bytes,
     plan_memory,
     stream_units,
@@ -194,6 +195,6 @@ def place_for_job(components, device, job: JobShape, budget: DeviceBudget | None
     if budget is None:
         own = sum(tensor_bytes(m, device) for m in (components.transformer, components.vae,
                                                     components.text_encoder, components.image_encoder))
-        budget = DeviceBudget(free_device_bytes(device) + own)
+        budget = DeviceBudget(free_device_bytes(device) + own, host_available_bytes=available_host_bytes())
     plan = plan_memory(Footprint.of(components), job, budget, blocks_on_cpu, driving_cache)
     return plan, place(components, device, plan)
